@@ -1,0 +1,67 @@
+"""What an endpoint reports, as small frozen events (the aioquic / h11 style).
+
+Endpoints own no socket and no clock: the engine feeds them the peer's bytes with the current
+time and carries away whatever they want to send. Callers match on these event types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class HandshakeCompleted:
+    """The TLS handshake finished on this side."""
+
+    tls_version: str
+    """"1.2" or "1.3"."""
+    resumed: bool
+    """True when a ticket / session id / PSK was accepted (abbreviated handshake)."""
+    early_data: str
+    """"accepted", "rejected" or "none" (0-RTT data was not offered)."""
+    cipher: str
+    """The negotiated cipher suite, OpenSSL name."""
+
+
+@dataclass(frozen=True)
+class RequestReceived:
+    """The server has read a whole HTTP request."""
+
+    method: str
+    target: str
+    in_early_data: bool
+    """True when the request arrived as TLS 1.3 early data (0-RTT)."""
+
+
+@dataclass(frozen=True)
+class ResponseReceived:
+    """The client has read a whole HTTP response."""
+
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class EarlyDataResent:
+    """0-RTT was rejected, so the client sent its request again after the handshake."""
+
+
+Event = HandshakeCompleted | RequestReceived | ResponseReceived | EarlyDataResent
+
+
+class StreamEndpoint(Protocol):
+    """One side of an application protocol over a reliable byte stream (TCP).
+
+    The engine calls ``start`` once when the connection may carry data (a client produces its
+    first bytes here: a ClientHello, or a plain GET), then ``receive`` with every chunk of the
+    peer's stream, and after each call drains ``data_to_send`` and ``next_event``.
+    """
+
+    def start(self, now: float) -> None: ...
+
+    def receive(self, data: bytes, now: float) -> None: ...
+
+    def data_to_send(self) -> bytes: ...
+
+    def next_event(self) -> Event | None: ...
