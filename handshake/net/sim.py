@@ -1,0 +1,227 @@
+"""The virtual-time engine: two hosts, one modeled link, an event heap on a virtual clock.
+
+Packets cross the link as real IP bytes (encoded and decoded by ``trace.packet``), so the trace
+the analysis reads is the same kind of thing a capture on a real interface holds. The capture
+point is the client's interface: outgoing packets are recorded when sent (even if the link
+then loses them), incoming ones when they arrive.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from handshake.endpoints.events import Event, StreamEndpoint
+from handshake.net.link import LinkConfig, LinkDirection
+from handshake.net.tcp import (
+    Connected,
+    DataReceived,
+    FastOpenCookieReceived,
+    PeerClosed,
+    TcpConfig,
+    TcpConnection,
+    TcpState,
+    fastopen_cookie_for,
+)
+from handshake.trace.packet import IpPacket, TcpSegment, decode, encode
+from handshake.trace.record import TracedPacket
+
+CLIENT_ADDR = "198.18.0.1"
+SERVER_ADDR = "198.19.0.1"
+HTTPS_PORT = 443
+HTTP_PORT = 80
+
+DropRule = Callable[[bool, IpPacket], bool]
+"""Called for every packet a host sends (from_client, packet); True drops it before the link."""
+
+
+class SimulationTimeout(RuntimeError):
+    """The run did not reach its goal within its virtual-time limit."""
+
+
+@dataclass
+class Session:
+    """One TCP connection on a host, with the application endpoint that speaks over it."""
+
+    host: TcpHost
+    remote_addr: str
+    tcp: TcpConnection
+    endpoint: StreamEndpoint
+    events: list[Event] = field(default_factory=list)
+    connected: bool = False
+    peer_closed: bool = False
+    close_when_peer_closes: bool = True
+
+    def close(self) -> None:
+        self.tcp.close()
+
+    @property
+    def closed(self) -> bool:
+        """Both FINs exchanged and everything we sent acknowledged."""
+        tcp = self.tcp
+        return self.peer_closed and tcp.state == TcpState.FIN_WAIT and tcp.snd_una == tcp.snd_nxt
+
+    def pump(self, now: float) -> list[TcpSegment]:
+        """Carry bytes between TCP and the endpoint until neither has more to say."""
+        tcp, endpoint = self.tcp, self.endpoint
+        while True:
+            event = tcp.next_event()
+            if event is None:
+                break
+            if isinstance(event, DataReceived):
+                endpoint.receive(event.data, now)
+            elif isinstance(event, Connected):
+                self.connected = True
+            elif isinstance(event, FastOpenCookieReceived):
+                self.host.fastopen_cookies[self.remote_addr] = event.cookie
+            elif isinstance(event, PeerClosed):
+                self.peer_closed = True
+                if self.close_when_peer_closes:
+                    tcp.close()
+            tcp.send(endpoint.data_to_send())
+        tcp.send(endpoint.data_to_send())
+        while (app_event := endpoint.next_event()) is not None:
+            self.events.append(app_event)
+        return tcp.segments_to_send(now)
+
+
+class TcpHost:
+    """A host with a TCP stack: its own ISNs, ports, TFO cookie cache (client) or secret (server)."""
+
+    def __init__(self, sim: Simulation, addr: str, config: TcpConfig, rng: random.Random) -> None:
+        self.sim = sim
+        self.addr = addr
+        self.config = config
+        self.rng = rng
+        self.sessions: dict[tuple[int, str, int], Session] = {}
+        self.listeners: dict[int, Callable[[], StreamEndpoint]] = {}
+        self.fastopen_cookies: dict[str, bytes] = {}
+        self._cookie_secret = rng.randbytes(16)
+
+    def listen(self, port: int, endpoint_factory: Callable[[], StreamEndpoint]) -> None:
+        self.listeners[port] = endpoint_factory
+
+    def connect(self, remote_addr: str, remote_port: int, endpoint: StreamEndpoint) -> Session:
+        """Open a connection; the endpoint's first bytes ride in the SYN when TFO has a cookie."""
+        now = self.sim.now
+        local_port = self.rng.randrange(32768, 61000)
+        tcp = TcpConnection(
+            local_port=local_port,
+            remote_port=remote_port,
+            isn=self.rng.getrandbits(32),
+            config=self.config,
+            ts_offset=self.rng.getrandbits(32),
+        )
+        endpoint.start(now)
+        tcp.connect(now, endpoint.data_to_send(), self.fastopen_cookies.get(remote_addr))
+        session = Session(self, remote_addr, tcp, endpoint, close_when_peer_closes=False)
+        self.sessions[(local_port, remote_addr, remote_port)] = session
+        return session
+
+    def receive(self, packet: IpPacket, now: float) -> None:
+        segment = packet.transport
+        if not isinstance(segment, TcpSegment):
+            return
+        key = (segment.dport, packet.src, segment.sport)
+        session = self.sessions.get(key)
+        if session is not None:
+            session.tcp.receive_segment(segment, now)
+            return
+        factory = self.listeners.get(segment.dport)
+        if factory is None or not segment.syn or segment.has_ack:
+            return  # no RST modeled: nothing here talks to closed ports
+        tcp = TcpConnection.accept(
+            segment,
+            now,
+            local_port=segment.dport,
+            isn=self.rng.getrandbits(32),
+            config=self.config,
+            expected_cookie=fastopen_cookie_for(self._cookie_secret, packet.src) if self.config.fastopen else None,
+            ts_offset=self.rng.getrandbits(32),
+        )
+        endpoint = factory()
+        endpoint.start(now)
+        self.sessions[key] = Session(self, packet.src, tcp, endpoint)
+
+    def pump(self, now: float) -> None:
+        for (_, remote_addr, _), session in list(self.sessions.items()):
+            for segment in session.pump(now):
+                self.sim.transmit(IpPacket(src=self.addr, dst=remote_addr, proto=6, transport=segment))
+
+    def next_timer(self) -> float | None:
+        timers = [t for s in self.sessions.values() if (t := s.tcp.get_timer()) is not None]
+        return min(timers) if timers else None
+
+    def handle_timers(self, now: float) -> None:
+        for session in self.sessions.values():
+            timer = session.tcp.get_timer()
+            if timer is not None and timer <= now:
+                session.tcp.handle_timer(now)
+
+
+class Simulation:
+    """Two hosts, a client and a server, joined by a netem-style link, on a virtual clock."""
+
+    def __init__(
+        self,
+        link: LinkConfig,
+        *,
+        client_tcp: TcpConfig,
+        server_tcp: TcpConfig,
+        drop: DropRule | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.now = 0.0
+        self.trace: list[TracedPacket] = []
+        rng = random.Random(seed)
+        self.client = TcpHost(self, CLIENT_ADDR, client_tcp, random.Random(rng.getrandbits(64)))
+        self.server = TcpHost(self, SERVER_ADDR, server_tcp, random.Random(rng.getrandbits(64)))
+        self._to_server = LinkDirection(link, "c2s")
+        self._to_client = LinkDirection(link, "s2c")
+        self._arrivals: list[tuple[float, int, bool, bytes]] = []
+        self._order = itertools.count()
+        self._drop = drop
+
+    def transmit(self, packet: IpPacket) -> None:
+        from_client = packet.src == self.client.addr
+        data = encode(packet)
+        if from_client:
+            self.trace.append(TracedPacket(self.now, data))
+        if self._drop is not None and self._drop(from_client, packet):
+            return
+        direction = self._to_server if from_client else self._to_client
+        for arrival in direction.transmit(len(data), self.now):
+            heapq.heappush(self._arrivals, (arrival, next(self._order), not from_client, data))
+
+    def _pump(self) -> None:
+        self.client.pump(self.now)
+        self.server.pump(self.now)
+
+    def run(self, until: Callable[[], bool], limit_s: float = 120.0) -> None:
+        """Move packets and fire timers until ``until()`` holds; raise if virtual time runs past the limit."""
+        deadline = self.now + limit_s
+        self._pump()
+        while not until():
+            timers = [t for t in (self.client.next_timer(), self.server.next_timer()) if t is not None]
+            next_timer = min(timers) if timers else None
+            next_arrival = self._arrivals[0][0] if self._arrivals else None
+            if next_timer is None and next_arrival is None:
+                raise SimulationTimeout("the network went quiet before the exchange finished")
+            if next_arrival is not None and (next_timer is None or next_arrival <= next_timer):
+                arrival, _, to_client, data = heapq.heappop(self._arrivals)
+                self.now = max(self.now, arrival)
+                if self.now > deadline:
+                    raise SimulationTimeout(f"no result after {limit_s:g} s of virtual time")
+                if to_client:
+                    self.trace.append(TracedPacket(self.now, data))
+                (self.client if to_client else self.server).receive(decode(data), self.now)
+            else:
+                self.now = max(self.now, next_timer)
+                if self.now > deadline:
+                    raise SimulationTimeout(f"no result after {limit_s:g} s of virtual time")
+                self.client.handle_timers(self.now)
+                self.server.handle_timers(self.now)
+            self._pump()

@@ -1,0 +1,548 @@
+"""A modeled TCP connection, sans-IO: segments in, segments out, time passed in by the caller.
+
+It models what decides how many round trips a handshake costs, the way Linux does it:
+the 3-way handshake, TCP Fast Open (RFC 7413: cookie request on a cold SYN, data in the SYN
+with a cached cookie), MSS segmentation, an initial window of 10 segments with slow start
+(RFC 6928, RFC 5681), delayed ACKs (40 ms, every second full segment), timestamps
+(RFC 7323, as Linux sends them by default), and retransmission on an RTO that starts at 1 s
+(RFC 6298 §2.1, SYN included) and backs off exponentially. It leaves out what does not change
+a handshake's round trips: SACK, window scaling arithmetic, congestion avoidance subtleties.
+
+The surface copies aioquic's ``QuicConnection``: ``receive_segment``, ``segments_to_send``,
+``get_timer``, ``handle_timer``, ``next_event``; the engine owns the clock and the wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from handshake.trace.packet import (
+    ACK,
+    FIN,
+    PSH,
+    SYN,
+    OPT_FASTOPEN,
+    OPT_MSS,
+    OPT_TIMESTAMP,
+    OPT_WSCALE,
+    TcpSegment,
+)
+
+SEQ_MOD = 1 << 32
+
+
+def seq_add(a: int, b: int) -> int:
+    return (a + b) % SEQ_MOD
+
+
+def seq_diff(a: int, b: int) -> int:
+    """a - b in sequence space, as a signed distance (RFC 793 comparisons are modulo 2^32)."""
+    d = (a - b) % SEQ_MOD
+    return d - SEQ_MOD if d >= SEQ_MOD // 2 else d
+
+
+@dataclass(frozen=True)
+class TcpConfig:
+    """Per-host TCP settings; defaults are Linux's."""
+
+    mss: int = 1460
+    """Largest payload this host accepts (MTU 1500 less 40 bytes of IPv4 + TCP headers)."""
+    initial_window_segments: int = 10
+    initial_rto_s: float = 1.0
+    min_rto_s: float = 0.2
+    max_rto_s: float = 120.0
+    delayed_ack_s: float = 0.04
+    syn_retries: int = 6
+    receive_window: int = 4 * 1024 * 1024
+    window_scale: int = 7
+    timestamps: bool = True
+    fastopen: bool = False
+    """Client: try TFO (cookie request when cold). Server: accept TFO (answer cookie requests, take SYN data)."""
+
+
+class TcpState(Enum):
+    SYN_SENT = "SYN_SENT"
+    SYN_RCVD = "SYN_RCVD"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT = "FIN_WAIT"
+    CLOSED = "CLOSED"
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The handshake finished (client: SYN-ACK received; server: ACK of the SYN-ACK, or TFO data accepted)."""
+
+
+@dataclass(frozen=True)
+class DataReceived:
+    """In-order bytes of the peer's stream, delivered exactly once."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FastOpenCookieReceived:
+    """The server's SYN-ACK carried a TFO cookie; the client host should cache it for this server."""
+
+    cookie: bytes
+
+
+@dataclass(frozen=True)
+class PeerClosed:
+    """The peer's FIN arrived in order: no more data will come."""
+
+
+@dataclass(frozen=True)
+class ConnectionFailed:
+    """The SYN was retransmitted syn_retries times without an answer."""
+
+
+TcpEvent = Connected | DataReceived | FastOpenCookieReceived | PeerClosed | ConnectionFailed
+
+
+def fastopen_cookie_for(secret: bytes, client_addr: str) -> bytes:
+    """The server's TFO cookie: a MAC of the client's address (RFC 7413 §4.1.2), 8 bytes like Linux."""
+    return hashlib.blake2s(client_addr.encode(), key=secret, digest_size=8).digest()
+
+
+class TcpConnection:
+    """One end of a modeled TCP connection."""
+
+    def __init__(
+        self,
+        *,
+        local_port: int,
+        remote_port: int,
+        isn: int,
+        config: TcpConfig,
+        ts_offset: int = 0,
+    ) -> None:
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.config = config
+        self.state = TcpState.CLOSED
+        self._events: deque[TcpEvent] = deque()
+        self._ts_offset = ts_offset
+        self._ts_recent = 0
+
+        # Sender.
+        self.iss = isn
+        self.snd_una = isn
+        self.snd_nxt = isn
+        self._send_buffer = bytearray()  # app bytes from iss+1 on, kept until acked
+        self._buffer_base = seq_add(isn, 1)  # sequence number of _send_buffer[0]
+        self._fin_queued = False
+        self._syn_acked = False
+        self._max_sent = isn  # highest sequence number sent so far, to reject ACKs of the future
+        self._peer_mss = 536
+        self._peer_window = 65535
+        self.cwnd = 0
+        self.ssthresh = 1 << 30
+        self._rto_s = config.initial_rto_s
+        self._srtt_s: float | None = None
+        self._rttvar_s = 0.0
+        self._rto_deadline: float | None = None
+        self._backoff = 0
+        self._rtt_probe: tuple[int, float] | None = None  # (seq that must be acked, send time)
+        self._dupacks = 0
+        self._fast_retransmit_pending = False
+        self._syn_data = b""
+        self._cookie_option: bytes | None = None  # client SYN: None, b"" (request) or cookie
+        self.retransmissions = 0
+
+        # Receiver.
+        self.irs = 0
+        self.rcv_nxt = 0
+        self._out_of_order: dict[int, bytes] = {}
+        self._unacked_segments = 0
+        self._ack_now = False
+        self._ack_deadline: float | None = None
+        self._peer_fin_seq: int | None = None
+
+        # Server side TFO.
+        self._synack_cookie: bytes | None = None
+        self._synack_pending = False
+
+    # ---- opening -------------------------------------------------------------------------
+
+    def connect(self, now: float, data: bytes = b"", fastopen_cookie: bytes | None = None) -> None:
+        """Client: send a SYN; with TFO on, it asks for a cookie or, with one cached, carries data."""
+        self.state = TcpState.SYN_SENT
+        self._send_buffer += data
+        if self.config.fastopen:
+            if fastopen_cookie:
+                self._cookie_option = fastopen_cookie
+                self._syn_data = bytes(self._send_buffer[: self.config.mss])
+            else:
+                self._cookie_option = b""
+
+    @classmethod
+    def accept(
+        cls,
+        syn: TcpSegment,
+        now: float,
+        *,
+        local_port: int,
+        isn: int,
+        config: TcpConfig,
+        expected_cookie: bytes | None,
+        ts_offset: int = 0,
+    ) -> TcpConnection:
+        """Server: answer a SYN. ``expected_cookie`` is this client's valid TFO cookie (None: TFO off)."""
+        conn = cls(local_port=local_port, remote_port=syn.sport, isn=isn, config=config, ts_offset=ts_offset)
+        conn.state = TcpState.SYN_RCVD
+        conn.irs = syn.seq
+        conn.rcv_nxt = seq_add(syn.seq, 1)
+        conn._peer_mss = syn.mss or 536
+        conn._update_ts_recent(syn)
+        conn._synack_pending = True
+        cookie = syn.fastopen_cookie
+        if config.fastopen and expected_cookie is not None and cookie is not None:
+            if cookie == b"":
+                conn._synack_cookie = expected_cookie
+            elif cookie == expected_cookie:
+                # RFC 7413 §4.2.2: a valid cookie lets the server take the SYN's data at once and
+                # answer before the handshake completes.
+                if syn.payload:
+                    conn.rcv_nxt = seq_add(conn.rcv_nxt, len(syn.payload))
+                    conn._events.append(DataReceived(syn.payload))
+                conn.state = TcpState.ESTABLISHED
+                conn._events.append(Connected())
+            else:
+                conn._synack_cookie = expected_cookie  # invalid cookie: ignore the data, send a fresh one
+        conn.cwnd = config.initial_window_segments * min(config.mss, conn._peer_mss)
+        return conn
+
+    # ---- application side ------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self._send_buffer += data
+
+    def close(self) -> None:
+        """Queue a FIN after all data already given to send()."""
+        self._fin_queued = True
+
+    def next_event(self) -> TcpEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # ---- timers ----------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        deadlines = [d for d in (self._rto_deadline, self._ack_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        if self._ack_deadline is not None and now >= self._ack_deadline:
+            self._ack_deadline = None
+            self._ack_now = True
+        if self._rto_deadline is not None and now >= self._rto_deadline:
+            self._on_retransmission_timeout(now)
+
+    def _on_retransmission_timeout(self, now: float) -> None:
+        self._backoff += 1
+        self.retransmissions += 1
+        self._rtt_probe = None  # Karn: no RTT sample from a retransmitted segment
+        if self.state == TcpState.SYN_SENT:
+            if self._backoff > self.config.syn_retries:
+                self.state = TcpState.CLOSED
+                self._rto_deadline = None
+                self._events.append(ConnectionFailed())
+                return
+            # Linux retransmits a TFO SYN without its data; the data follows the handshake.
+            self._syn_data = b""
+            self.snd_nxt = self.iss
+        elif not self._syn_acked:
+            # Server: the SYN-ACK (and any TFO answer behind it) went unacknowledged.
+            self._synack_pending = True
+            self.snd_nxt = self.snd_una
+        else:
+            self.ssthresh = max(self._bytes_in_flight // 2, 2 * self._smss)
+            self.cwnd = self._smss
+            self.snd_nxt = self.snd_una  # go back N: resend from the first unacknowledged byte
+        self._rto_s = min(self._rto_s * 2, self.config.max_rto_s)
+        self._rto_deadline = None  # re-armed when the retransmission is sent
+
+    # ---- receiving -------------------------------------------------------------------------
+
+    def receive_segment(self, segment: TcpSegment, now: float) -> None:
+        if self.state == TcpState.CLOSED:
+            return
+        if segment.rst:
+            self.state = TcpState.CLOSED
+            self._rto_deadline = self._ack_deadline = None
+            return
+        if self.state == TcpState.SYN_SENT:
+            self._receive_synack(segment, now)
+            return
+        if segment.syn:
+            if self.state in (TcpState.SYN_RCVD, TcpState.ESTABLISHED) and segment.seq == self.irs and not segment.has_ack:
+                # A retransmitted SYN: our SYN-ACK was lost (or is late). Answer it again.
+                self._synack_pending = True
+                self.snd_nxt = self.snd_una
+            else:
+                self._ack_now = True  # a retransmitted SYN-ACK: our ACK was lost
+            return
+        self._update_ts_recent(segment)
+        if segment.has_ack:
+            self._process_ack(segment, now)
+        self._process_payload(segment, now)
+
+    def _receive_synack(self, segment: TcpSegment, now: float) -> None:
+        if not (segment.syn and segment.has_ack) or seq_diff(segment.ack, self.iss) <= 0:
+            return
+        if seq_diff(segment.ack, self.snd_nxt) > 0:
+            return
+        self.irs = segment.seq
+        self.rcv_nxt = seq_add(segment.seq, 1)
+        self._peer_mss = segment.mss or 536
+        self._update_ts_recent(segment)
+        self.state = TcpState.ESTABLISHED
+        self._syn_acked = True
+        self.cwnd = self.config.initial_window_segments * self._smss
+        cookie = segment.fastopen_cookie
+        if cookie:
+            self._events.append(FastOpenCookieReceived(cookie))
+        self._events.append(Connected())
+        self._ack_now = True
+        self._advance_una(segment.ack, now)
+        # SYN data the server did not acknowledge (no or invalid cookie) is sent again, RFC 7413 §4.2.2.
+        if seq_diff(self.snd_nxt, self.snd_una) > 0:
+            self.snd_nxt = self.snd_una
+        self._syn_data = b""
+        self._process_payload(segment, now)
+
+    def _process_ack(self, segment: TcpSegment, now: float) -> None:
+        ack = segment.ack
+        if self.state == TcpState.SYN_RCVD and seq_diff(ack, self.iss) > 0:
+            self.state = TcpState.ESTABLISHED
+            self._syn_acked = True
+            self._events.append(Connected())
+        elif not self._syn_acked and seq_diff(ack, self.iss) > 0:
+            self._syn_acked = True  # TFO server: the client's ACK covers our SYN-ACK
+        self._peer_window = segment.window << self.config.window_scale
+        advance = seq_diff(ack, self.snd_una)
+        if advance > 0 and seq_diff(ack, self._max_sent) <= 0:
+            self._advance_una(ack, now)
+            self._grow_cwnd(advance)
+            self._dupacks = 0
+        elif advance == 0 and not segment.payload and not segment.fin and self._bytes_in_flight > 0:
+            self._dupacks += 1
+            if self._dupacks == 3:
+                # RFC 5681 §3.2 fast retransmit (without SACK or NewReno's partial-ack care).
+                self.ssthresh = max(self._bytes_in_flight // 2, 2 * self._smss)
+                self.cwnd = self.ssthresh + 3 * self._smss
+                self._fast_retransmit_pending = True
+                self.retransmissions += 1
+
+    def _advance_una(self, ack: int, now: float) -> None:
+        if self._rtt_probe is not None and seq_diff(ack, self._rtt_probe[0]) >= 0:
+            self._sample_rtt(now - self._rtt_probe[1])
+            self._rtt_probe = None
+        consumed = seq_diff(ack, self._buffer_base)
+        if consumed > 0:
+            data_consumed = min(consumed, len(self._send_buffer))
+            del self._send_buffer[:data_consumed]
+            self._buffer_base = seq_add(self._buffer_base, data_consumed)
+        self.snd_una = ack
+        if seq_diff(self.snd_nxt, ack) < 0:
+            self.snd_nxt = ack
+        self._backoff = 0
+        self._rto_deadline = now + self._rto_s if self._bytes_in_flight > 0 else None
+
+    def _sample_rtt(self, rtt_s: float) -> None:
+        """RFC 6298 §2: smoothed RTT and variance give the RTO, floored at Linux's 200 ms."""
+        if self._srtt_s is None:
+            self._srtt_s = rtt_s
+            self._rttvar_s = rtt_s / 2
+        else:
+            self._rttvar_s = 0.75 * self._rttvar_s + 0.25 * abs(self._srtt_s - rtt_s)
+            self._srtt_s = 0.875 * self._srtt_s + 0.125 * rtt_s
+        rto = self._srtt_s + max(4 * self._rttvar_s, 0.001)
+        self._rto_s = min(max(rto, self.config.min_rto_s), self.config.max_rto_s)
+
+    def _grow_cwnd(self, acked: int) -> None:
+        if self.cwnd < self.ssthresh:
+            self.cwnd += min(acked, 2 * self._smss)  # slow start, RFC 3465 with L = 2
+        else:
+            self.cwnd += max(self._smss * self._smss // self.cwnd, 1)
+
+    def _process_payload(self, segment: TcpSegment, now: float) -> None:
+        payload = segment.payload
+        seq = segment.seq
+        if segment.syn:
+            seq = seq_add(seq, 1)
+        if payload:
+            offset = seq_diff(self.rcv_nxt, seq)
+            if offset >= len(payload):
+                self._ack_now = True  # a duplicate: tell the sender what we have
+            elif offset < 0:
+                self._out_of_order.setdefault(seq, payload)
+                self._ack_now = True  # out of order: duplicate ACK at once (RFC 5681 §4.2)
+            else:
+                self._deliver(payload[offset:])
+                while self.rcv_nxt in self._out_of_order:
+                    self._deliver(self._out_of_order.pop(self.rcv_nxt))
+                self._drain_out_of_order()
+                self._unacked_segments += 1
+                if self._out_of_order or self._unacked_segments >= 2:
+                    self._ack_now = True
+                elif self._ack_deadline is None:
+                    self._ack_deadline = now + self.config.delayed_ack_s
+        if segment.fin:
+            fin_seq = seq_add(seq, len(payload))
+            self._peer_fin_seq = fin_seq
+            self._ack_now = True
+        if self._peer_fin_seq is not None and self._peer_fin_seq == self.rcv_nxt:
+            self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+            self._peer_fin_seq = None
+            self._events.append(PeerClosed())
+
+    def _deliver(self, data: bytes) -> None:
+        self.rcv_nxt = seq_add(self.rcv_nxt, len(data))
+        self._events.append(DataReceived(data))
+
+    def _drain_out_of_order(self) -> None:
+        """Merge buffered segments that now overlap rcv_nxt partly (retransmissions cut differently)."""
+        progressed = True
+        while progressed and self._out_of_order:
+            progressed = False
+            for seq in list(self._out_of_order):
+                payload = self._out_of_order[seq]
+                offset = seq_diff(self.rcv_nxt, seq)
+                if offset >= len(payload):
+                    del self._out_of_order[seq]
+                elif offset >= 0:
+                    del self._out_of_order[seq]
+                    self._deliver(payload[offset:])
+                    progressed = True
+
+    def _update_ts_recent(self, segment: TcpSegment) -> None:
+        ts = segment.timestamps
+        if ts is not None:
+            self._ts_recent = ts[0]
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    @property
+    def _smss(self) -> int:
+        return min(self.config.mss, self._peer_mss) - (12 if self.config.timestamps else 0)
+
+    @property
+    def _bytes_in_flight(self) -> int:
+        return max(seq_diff(self.snd_nxt, self.snd_una), 0)
+
+    def _options(self, now: float, syn: bool) -> tuple[tuple[int, bytes], ...]:
+        options: list[tuple[int, bytes]] = []
+        if syn:
+            options.append((OPT_MSS, self.config.mss.to_bytes(2, "big")))
+        if self.config.timestamps:
+            tsval = (self._ts_offset + int(now * 1000)) % SEQ_MOD
+            options.append((OPT_TIMESTAMP, tsval.to_bytes(4, "big") + self._ts_recent.to_bytes(4, "big")))
+        if syn:
+            options.append((OPT_WSCALE, bytes([self.config.window_scale])))
+        return tuple(options)
+
+    def _segment(self, now: float, seq: int, flags: int, payload: bytes = b"", extra=()) -> TcpSegment:
+        syn = bool(flags & SYN)
+        window = self.config.receive_window if syn else self.config.receive_window >> self.config.window_scale
+        if flags & ACK:
+            self._ack_now = False
+            self._ack_deadline = None
+            self._unacked_segments = 0
+        return TcpSegment(
+            sport=self.local_port,
+            dport=self.remote_port,
+            seq=seq,
+            ack=self.rcv_nxt if flags & ACK else 0,
+            flags=flags,
+            window=min(window, 65535),
+            options=self._options(now, syn) + tuple(extra),
+            payload=payload,
+        )
+
+    def _arm_rto(self, now: float) -> None:
+        if self._rto_deadline is None:
+            self._rto_deadline = now + self._rto_s
+
+    def segments_to_send(self, now: float) -> list[TcpSegment]:
+        out: list[TcpSegment] = []
+        if self.state == TcpState.CLOSED:
+            return out
+        if self.state == TcpState.SYN_SENT:
+            if self.snd_nxt == self.iss:
+                extra = () if self._cookie_option is None else ((OPT_FASTOPEN, self._cookie_option),)
+                data = self._syn_data if self._backoff == 0 else b""
+                out.append(self._segment(now, self.iss, SYN, data, extra))
+                self.snd_nxt = seq_add(self.iss, 1 + len(data))
+                self._note_sent(self.snd_nxt, now)
+                self._arm_rto(now)
+            return out
+        if self._synack_pending:
+            extra = () if self._synack_cookie is None else ((OPT_FASTOPEN, self._synack_cookie),)
+            out.append(self._segment(now, self.iss, SYN | ACK, b"", extra))
+            self._synack_pending = False
+            if self.snd_nxt == self.iss:
+                self.snd_nxt = seq_add(self.iss, 1)
+            self._note_sent(seq_add(self.iss, 1), now)
+            self._arm_rto(now)
+        if self.state == TcpState.SYN_RCVD:
+            return out  # no data before the handshake completes (unless TFO made us ESTABLISHED)
+        if self._fast_retransmit_pending:
+            self._fast_retransmit_pending = False
+            segment = self._data_segment(now, self.snd_una)
+            if segment is not None:
+                out.append(segment)
+        while True:
+            segment = self._next_new_segment(now)
+            if segment is None:
+                break
+            out.append(segment)
+        if self._ack_now:
+            out.append(self._segment(now, self.snd_nxt, ACK))
+        return out
+
+    def _data_segment(self, now: float, seq: int) -> TcpSegment | None:
+        """The segment starting at ``seq`` (a retransmission), or None when nothing is there."""
+        offset = seq_diff(seq, self._buffer_base)
+        if offset < 0:
+            seq, offset = self._buffer_base, 0
+        payload = bytes(self._send_buffer[offset : offset + self._smss])
+        fin = self._fin_queued and offset + len(payload) == len(self._send_buffer)
+        if not payload and not fin:
+            return None
+        flags = ACK | (PSH if payload else 0) | (FIN if fin else 0)
+        self._arm_rto(now)
+        return self._segment(now, seq, flags, payload)
+
+    def _next_new_segment(self, now: float) -> TcpSegment | None:
+        offset = seq_diff(self.snd_nxt, self._buffer_base)
+        if offset < 0:
+            return None  # the SYN itself is not yet acknowledged
+        available = len(self._send_buffer) - offset
+        window = min(self.cwnd, self._peer_window) - self._bytes_in_flight
+        if available < 0 or (available == 0 and not self._fin_queued):
+            return None  # nothing new (a FIN, once sent, sits one past the data)
+        size = max(min(available, self._smss, window), 0)
+        if available > 0 and size <= 0:
+            return None  # the congestion or receive window is full
+        payload = bytes(self._send_buffer[offset : offset + size])
+        fin = self._fin_queued and offset + len(payload) == len(self._send_buffer)
+        flags = ACK | (PSH if payload and offset + len(payload) == len(self._send_buffer) else 0) | (FIN if fin else 0)
+        segment = self._segment(now, self.snd_nxt, flags, payload)
+        end = seq_add(self.snd_nxt, len(payload) + (1 if fin else 0))
+        if fin and self.state == TcpState.ESTABLISHED:
+            self.state = TcpState.FIN_WAIT
+        self.snd_nxt = end
+        self._note_sent(end, now)
+        self._arm_rto(now)
+        return segment
+
+    def _note_sent(self, end: int, now: float) -> None:
+        if seq_diff(end, self._max_sent) > 0:
+            if self._rtt_probe is None and self._backoff == 0:
+                self._rtt_probe = (end, now)
+            self._max_sent = end

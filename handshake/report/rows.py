@@ -1,0 +1,61 @@
+"""Render comparison rows: a table a person reads at a glance, or JSON / CSV / Markdown for scripts.
+
+The JSON shape is a contract (DESIGN.md §3): {"engine", "network", "rows": [ROW, ...]}.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from tabulate import tabulate
+
+FORMATS = ("table", "markdown", "json", "csv")
+
+_COLUMNS = (
+    ("variant", "variant"),
+    ("transport", "transport"),
+    ("tls", "TLS"),
+    ("setup_round_trips", "setup RTT"),
+    ("round_trips", "RTTs to 1st byte"),
+    ("expected_round_trips", "expected"),
+    ("ttfb_ms", "TTFB ms"),
+    ("bytes", "bytes c→s / s→c"),
+    ("packets", "pkts"),
+    ("notes", "notes"),
+)
+
+
+def _cell(row: dict[str, Any], key: str) -> Any:
+    if key == "bytes":
+        return f"{row['bytes_client']} / {row['bytes_server']}"
+    if key == "notes":
+        return "; ".join(row["notes"] + [f"extra RTT: {c}" for c in row["causes"]])
+    if key == "ttfb_ms":
+        return "-" if row["ttfb_ms"] is None else f"{row['ttfb_ms']:.1f}"
+    if key == "tls":
+        return row["tls_version"] or "-"
+    value = row.get(key)
+    return "-" if value is None else value
+
+
+def render(rows: list[dict[str, Any]], fmt: str, *, engine: str, network: dict[str, Any]) -> str:
+    if fmt == "json":
+        return json.dumps({"engine": engine, "network": network, "rows": rows}, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        fields = list(rows[0]) if rows else []
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("; ".join(v) if isinstance(v, list) else v) for k, v in row.items()})
+        return out.getvalue().rstrip("\n")
+    headers = [title for _, title in _COLUMNS]
+    body = [[_cell(row, key) for key, _ in _COLUMNS] for row in rows]
+    table = tabulate(body, headers=headers, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
+    if fmt == "markdown":
+        return table
+    summary = ", ".join(f"{k}={v}" for k, v in network.items())
+    return f"engine: {engine}   network: {summary}\n\n{table}"

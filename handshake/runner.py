@@ -1,0 +1,217 @@
+"""Run variants on an engine and turn each trace into a comparison row.
+
+A warm variant first makes one connection to fetch what it needs (a session ticket, a TFO
+cookie, or both); the row counts only the connection after it. Rows are counted from the trace
+by ``analysis``, the same code that reads a user's pcap.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handshake.analysis.connection import ConnectionReport, analyze_tcp_flow
+from handshake.analysis.flows import tcp_flows
+from handshake.analysis.keylog import parse_keylog
+from handshake.endpoints.certs import make_chain
+from handshake.endpoints.events import ResponseReceived, StreamEndpoint
+from handshake.endpoints.http1 import HttpClient, HttpServer
+from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
+from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
+from handshake.net.link import LinkConfig
+from handshake.net.sim import HTTP_PORT, HTTPS_PORT, SERVER_ADDR, Session, Simulation, SimulationTimeout
+from handshake.net.tcp import TcpConfig
+from handshake.trace.record import Trace
+from handshake.variants import Variant
+
+RESPONSE_LIMIT_S = 300.0
+"""Virtual seconds a connection may take to get its response (six SYN retries take 127 s)."""
+CLOSE_LIMIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Server-side knobs that change the handshake."""
+
+    key_type: str = "p256"
+    intermediates: int = 1
+    accept_early_data: bool = True
+
+
+@dataclass
+class VariantRun:
+    """The raw result of one variant: its trace, and what the run itself knows happened."""
+
+    variant: Variant
+    trace: Trace
+    warmup_connections: int
+    error: str | None = None
+
+
+@dataclass
+class Row:
+    """One line of the comparison (DESIGN.md §3 ROW)."""
+
+    variant: str
+    transport: str
+    tls_version: str | None
+    round_trips: int | None
+    expected_round_trips: int
+    setup_round_trips: int | None
+    expected_setup_round_trips: int
+    ttfb_ms: float | None
+    bytes_client: int
+    bytes_server: int
+    packets: int
+    causes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    resumed: bool | None = None
+    early_data: str = "none"
+    tfo: str = "none"
+    warmup_connections: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Endpoints:
+    """Makes the client and server endpoints of one variant, sharing the configs that tie sessions together."""
+
+    def __init__(self, variant: Variant, options: ServerOptions, keylog_path: Path) -> None:
+        self.variant = variant
+        self.options = options
+        chain = make_chain(options.key_type, options.intermediates)
+        if variant.tls_version is None:
+            self.port = HTTP_PORT
+        else:
+            self.port = HTTPS_PORT
+        if variant.early_data:
+            self._server_config = EarlyServerConfig(chain)
+            self._client_config = EarlyClientConfig.for_chain(chain, keylog_path=keylog_path)
+        elif variant.tls_version is not None:
+            self._server_config = TlsServerConfig(chain, version=variant.tls_version)
+            self._client_config = TlsClientConfig.for_chain(
+                chain, version=variant.tls_version, keylog_path=keylog_path
+            )
+
+    def server(self) -> StreamEndpoint:
+        if self.variant.tls_version is None:
+            return HttpServer()
+        if self.variant.early_data:
+            return EarlyHttpServer(self._server_config, accept_early_data=self.options.accept_early_data)
+        return TlsHttpServer(self._server_config)
+
+    def client(self, session: Any = None) -> StreamEndpoint:
+        if self.variant.tls_version is None:
+            return HttpClient()
+        if self.variant.early_data:
+            return EarlyHttpClient(self._client_config, session)
+        return TlsHttpClient(self._client_config, session)
+
+
+def _got_response(session: Session) -> bool:
+    return any(isinstance(e, ResponseReceived) for e in session.events)
+
+
+def _exchange(sim: Simulation, endpoints: _Endpoints, session_ticket: Any) -> Session:
+    """One connection: connect, wait for the whole response, close."""
+    session = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(session_ticket))
+    sim.run(lambda: _got_response(session), RESPONSE_LIMIT_S)
+    session.close()
+    try:
+        sim.run(lambda: session.closed, CLOSE_LIMIT_S)
+    except SimulationTimeout:
+        pass  # a lossy link may leave the FIN exchange unfinished; the response is what counts
+    return session
+
+
+def run_sim(variant: Variant, link: LinkConfig, options: ServerOptions | None = None) -> VariantRun:
+    """Run one variant on the virtual-time engine."""
+    options = options or ServerOptions()
+    with tempfile.TemporaryDirectory(prefix="handshake-") as workdir:
+        keylog_path = Path(workdir) / "keys.log"
+        endpoints = _Endpoints(variant, options, keylog_path)
+        tcp = TcpConfig(fastopen=variant.tfo)
+        sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, seed=link.seed)
+        sim.server.listen(endpoints.port, endpoints.server)
+        warmups = 0
+        error = None
+        try:
+            ticket = None
+            if variant.warm:
+                warm = _exchange(sim, endpoints, None)
+                warmups = 1
+                ticket = warm.endpoint.session if variant.resume else None  # type: ignore[attr-defined]
+            _exchange(sim, endpoints, ticket)
+        except SimulationTimeout as timeout:
+            error = str(timeout)
+        keylog = keylog_path.read_text() if keylog_path.exists() else ""
+    return VariantRun(variant, Trace(list(sim.trace), keylog), warmups, error)
+
+
+def row_from_run(run: VariantRun) -> Row:
+    """Count the measured (last) connection of a run's trace."""
+    variant = run.variant
+    flows = tcp_flows(run.trace.packets)
+    keylog = parse_keylog(run.trace.keylog) if run.trace.keylog else None
+    report = analyze_tcp_flow(flows[-1], keylog) if flows else None
+    if report is None:
+        report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
+    notes = list(report.notes)
+    if run.warmup_connections:
+        notes.append("after a warm-up connection")
+    if run.error:
+        notes.append(f"incomplete: {run.error}")
+    return Row(
+        variant=variant.name,
+        transport=report.transport,
+        tls_version=report.tls_version,
+        round_trips=report.round_trips,
+        expected_round_trips=variant.expected_round_trips,
+        setup_round_trips=report.setup_round_trips,
+        expected_setup_round_trips=variant.expected_setup_round_trips,
+        ttfb_ms=report.ttfb_ms,
+        bytes_client=report.bytes_client,
+        bytes_server=report.bytes_server,
+        packets=report.packets,
+        causes=report.causes,
+        notes=notes,
+        resumed=report.resumed,
+        early_data=report.early_data,
+        tfo=report.tfo,
+        warmup_connections=run.warmup_connections,
+    )
+
+
+def write_capture(run: VariantRun, directory: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``VARIANT.pcap`` (raw IP, the client's view) and ``VARIANT.keylog`` (NSS format, mode 0600)."""
+    from handshake.endpoints._files import create_private_file
+    from handshake.trace.pcap import PcapWriter
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    pcap_path = out / f"{run.variant.name}.pcap"
+    with PcapWriter(pcap_path) as writer:
+        for packet in run.trace.packets:
+            writer.write(packet.time, packet.data)
+    keylog_path = create_private_file(out / f"{run.variant.name}.keylog", run.trace.keylog.encode())
+    return pcap_path, keylog_path
+
+
+def compare(
+    variants: list[Variant],
+    link: LinkConfig,
+    *,
+    options: ServerOptions | None = None,
+    capture_dir: str | os.PathLike[str] | None = None,
+) -> list[Row]:
+    rows = []
+    for variant in variants:
+        run = run_sim(variant, link, options)
+        if capture_dir is not None:
+            write_capture(run, capture_dir)
+        rows.append(row_from_run(run))
+    return rows
