@@ -100,9 +100,32 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _glue_negative_values(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Let `--rtt -5ms` reach the value check: argparse takes "-5ms" for an option otherwise."""
+    actions = list(_all_actions(parser))
+    known = {flag for action in actions for flag in action.option_strings}
+    takes_value = {flag for action in actions if action.nargs != 0 for flag in action.option_strings}
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in takes_value and token.startswith("-") and token not in known:
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def _all_actions(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_actions(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(_glue_negative_values(list(sys.argv[1:] if argv is None else argv), parser))
         if args.command == "compare":
             return _compare(args)
         raise UsageError(f"unknown command {args.command!r}")

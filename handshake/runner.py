@@ -22,7 +22,7 @@ from handshake.endpoints.http1 import HttpClient, HttpServer
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
 from handshake.net.link import LinkConfig
-from handshake.net.sim import HTTP_PORT, HTTPS_PORT, SERVER_ADDR, Session, Simulation, SimulationTimeout
+from handshake.net.sim import HTTP_PORT, HTTPS_PORT, SERVER_ADDR, DropRule, Session, Simulation, SimulationTimeout
 from handshake.net.tcp import TcpConfig
 from handshake.trace.record import Trace
 from handshake.variants import Variant
@@ -128,14 +128,20 @@ def _exchange(sim: Simulation, endpoints: _Endpoints, session_ticket: Any) -> Se
     return session
 
 
-def run_sim(variant: Variant, link: LinkConfig, options: ServerOptions | None = None) -> VariantRun:
-    """Run one variant on the virtual-time engine."""
+def run_sim(
+    variant: Variant,
+    link: LinkConfig,
+    options: ServerOptions | None = None,
+    *,
+    drop: DropRule | None = None,
+) -> VariantRun:
+    """Run one variant on the virtual-time engine; ``drop`` may discard chosen packets before the link."""
     options = options or ServerOptions()
     with tempfile.TemporaryDirectory(prefix="handshake-") as workdir:
         keylog_path = Path(workdir) / "keys.log"
         endpoints = _Endpoints(variant, options, keylog_path)
         tcp = TcpConfig(fastopen=variant.tfo)
-        sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, seed=link.seed)
+        sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=drop, seed=link.seed)
         sim.server.listen(endpoints.port, endpoints.server)
         warmups = 0
         error = None

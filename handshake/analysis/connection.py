@@ -55,31 +55,44 @@ class _Retransmissions:
         self._sent_until = 0
         self._first_sent: dict[int, float] = {}
         self._seen_tsvals: set[tuple[int, int]] = set()
+        self.found: dict[str, list[float | None]] = {}
+        """What was retransmitted ("SYN", "data", ...) → the delay of each retransmission."""
 
-    def check(self, segment, time: float) -> str | None:
+    def check(self, segment, time: float) -> bool:
         if self._base is None:
             self._base = segment.seq
         if not segment.seq_len:
-            return None
+            return False
         start = seq_diff(segment.seq, self._base)
         end = start + segment.seq_len
         timestamps = segment.timestamps
         if timestamps is not None:
             key = (start, timestamps[0])
             if key in self._seen_tsvals:
-                return None  # the very same packet twice: the link duplicated it
+                return False  # the very same packet twice: the link duplicated it
             self._seen_tsvals.add(key)
         if end <= self._sent_until:
-            first = self._first_sent.get(start)
             if segment.syn:
                 what = "SYN-ACK" if segment.has_ack else "SYN"
             else:
                 what = "data" if segment.payload else "FIN"
-            after = f" after {time - first:.3f} s" if first is not None else ""
-            return f"{self.side} {what} retransmitted{after}"
+            first = self._first_sent.get(start)
+            self.found.setdefault(what, []).append(None if first is None else time - first)
+            return True
         self._first_sent.setdefault(start, time)
         self._sent_until = max(self._sent_until, end)
-        return None
+        return False
+
+    def causes(self) -> list[str]:
+        out = []
+        for what, delays in self.found.items():
+            times = "" if len(delays) == 1 else f" {len(delays)} times"
+            if delays[0] is None:
+                when = "the first copy was lost before the capture point"
+            else:
+                when = f"first after {delays[0]:.3f} s"
+            out.append(f"{self.side} {what} retransmitted{times} ({when})")
+        return out
 
 
 def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
@@ -139,9 +152,8 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
                 report.causes.append("TFO data refused by the server: sent again after the handshake")
             syn_data_end = None
 
-        retransmitted = retransmissions[packet.from_client].check(segment, packet.time)
-        if retransmitted and not answered and retransmitted not in report.causes:
-            report.causes.append(retransmitted)
+        if not answered:
+            retransmissions[packet.from_client].check(segment, packet.time)
         if not packet.from_client and rnd.round > rnd.round_by_ack and not answered and not stall_seen:
             stall_seen = True
             report.causes.append("server flight over the initial congestion window: it waited for ACKs")
@@ -169,6 +181,8 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
                 report.round_trips = rnd.round
                 report.ttfb_s = packet.time - report.start_time
 
+    for side in (True, False):
+        report.causes.extend(retransmissions[side].causes())
     if report.tfo == "data":
         report.notes.append("TFO cookie used")
     elif report.tfo == "cookie-request":

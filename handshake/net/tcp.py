@@ -294,8 +294,8 @@ class TcpConnection:
     def _receive_synack(self, segment: TcpSegment, now: float) -> None:
         if not (segment.syn and segment.has_ack) or seq_diff(segment.ack, self.iss) <= 0:
             return
-        if seq_diff(segment.ack, self.snd_nxt) > 0:
-            return
+        if seq_diff(segment.ack, self._max_sent) > 0:
+            return  # acknowledges more than we ever sent (the SYN data counts even if a retry left it out)
         self.irs = segment.seq
         self.rcv_nxt = seq_add(segment.seq, 1)
         self._peer_mss = segment.mss or 536

@@ -32,7 +32,7 @@ def _cell(row: dict[str, Any], key: str) -> Any:
     if key == "bytes":
         return f"{row['bytes_client']} / {row['bytes_server']}"
     if key == "notes":
-        return "; ".join(row["notes"] + [f"extra RTT: {c}" for c in row["causes"]])
+        return "; ".join(row["notes"] + [f"cause: {c}" for c in row["causes"]])
     if key == "ttfb_ms":
         return "-" if row["ttfb_ms"] is None else f"{row['ttfb_ms']:.1f}"
     if key == "tls":

@@ -1,0 +1,135 @@
+"""HTTP/1.1 over a byte stream, with h11: one ``GET /`` and its 200 response per connection.
+
+The exchange helpers are sans-IO and know nothing of TLS, so the TLS endpoints reuse them
+for the bytes inside their records; ``HttpClient`` / ``HttpServer`` carry them over bare TCP
+(the ``http`` baseline variant).
+"""
+
+from __future__ import annotations
+
+import h11
+
+from ._base import EventQueue
+from .events import RequestReceived, ResponseReceived
+
+DEFAULT_BODY_BYTES = 64
+
+
+def response_body(size: int) -> bytes:
+    """A readable body of exactly ``size`` bytes."""
+    line = b"handshake says hello; this body is padding of a chosen size.\n"
+    return (line * (size // len(line) + 1))[:size]
+
+
+class ClientExchange:
+    """The client half: serialize one GET, parse the response as it arrives."""
+
+    def __init__(self, host: str) -> None:
+        self._h11 = h11.Connection(h11.CLIENT)
+        self._host = host
+        self._status = 0
+        self._body = bytearray()
+        self.done = False
+
+    def request(self) -> bytes:
+        """``GET / HTTP/1.1`` with Host (RFC 9112 §3.2: Host is mandatory in HTTP/1.1)."""
+        headers = [("Host", self._host), ("User-Agent", "handshake/0.1"), ("Accept", "*/*")]
+        return self._h11.send(h11.Request(method="GET", target="/", headers=headers)) + self._h11.send(
+            h11.EndOfMessage()
+        )
+
+    def receive(self, data: bytes) -> ResponseReceived | None:
+        """Feed response bytes; returns the event once the whole body is in."""
+        if self.done:
+            return None
+        self._h11.receive_data(data)
+        while True:
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return None
+            if isinstance(event, h11.Response):
+                self._status = event.status_code
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                self.done = True
+                return ResponseReceived(status=self._status, body=bytes(self._body))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise h11.RemoteProtocolError("server closed before the response was complete")
+
+
+class ServerExchange:
+    """The server half: parse one request, answer 200 with a fixed-size body and Content-Length."""
+
+    def __init__(self, body_bytes: int = DEFAULT_BODY_BYTES) -> None:
+        self._h11 = h11.Connection(h11.SERVER)
+        self._body = response_body(body_bytes)
+        self._request: h11.Request | None = None
+        self.done = False
+
+    def receive(self, data: bytes, *, in_early_data: bool = False) -> RequestReceived | None:
+        """Feed request bytes; returns the event once the request (with its end) is in."""
+        if self.done:
+            return None
+        self._h11.receive_data(data)
+        while True:
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return None
+            if isinstance(event, h11.Request):
+                self._request = event
+            elif isinstance(event, h11.EndOfMessage) and self._request is not None:
+                self.done = True
+                return RequestReceived(
+                    method=self._request.method.decode(),
+                    target=self._request.target.decode(),
+                    in_early_data=in_early_data,
+                )
+            elif isinstance(event, h11.ConnectionClosed):
+                return None
+
+    def response(self) -> bytes:
+        """The 200 response to the request just received."""
+        headers = [
+            ("Content-Type", "text/plain"),
+            ("Content-Length", str(len(self._body))),
+            ("Server", "handshake/0.1"),
+        ]
+        return (
+            self._h11.send(h11.Response(status_code=200, headers=headers))
+            + self._h11.send(h11.Data(data=self._body))
+            + self._h11.send(h11.EndOfMessage())
+        )
+
+
+class HttpClient(EventQueue):
+    """Plain HTTP/1.1 client: the GET leaves as soon as the connection is up."""
+
+    def __init__(self, host: str = "server.test") -> None:
+        super().__init__()
+        self._exchange = ClientExchange(host)
+
+    def start(self, now: float) -> None:
+        self._outgoing += self._exchange.request()
+
+    def receive(self, data: bytes, now: float) -> None:
+        response = self._exchange.receive(data)
+        if response is not None:
+            self._events.append(response)
+
+
+class HttpServer(EventQueue):
+    """Plain HTTP/1.1 server: answers the first request."""
+
+    def __init__(self, body_bytes: int = DEFAULT_BODY_BYTES) -> None:
+        super().__init__()
+        self._exchange = ServerExchange(body_bytes)
+
+    def start(self, now: float) -> None:
+        pass
+
+    def receive(self, data: bytes, now: float) -> None:
+        request = self._exchange.receive(data)
+        if request is not None:
+            self._events.append(request)
+            self._outgoing += self._exchange.response()

@@ -1,0 +1,243 @@
+"""TLS 1.2 / 1.3 endpoints on the stdlib ``ssl`` module (``wrap_bio`` over ``MemoryBIO``).
+
+Contexts live in the config objects because OpenSSL ties state to them: a client session only
+resumes on the context that made it, and a server's ticket keys and session cache are per
+context. Build one config per server / client identity and reuse it across connections.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+import weakref
+from dataclasses import dataclass
+from functools import cached_property
+
+from ._base import EventQueue, TlsError, check_version
+from ._files import create_private_file
+from .certs import CertChain
+from .events import HandshakeCompleted
+from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange
+
+_TLS_VERSION = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+_VERSION_NAME = {"TLSv1.2": "1.2", "TLSv1.3": "1.3"}
+_READ_CHUNK = 65536
+
+
+@dataclass(frozen=True, eq=False)
+class TlsServerConfig:
+    """One server identity; holds the SSLContext (ticket keys, session cache) shared by its connections."""
+
+    chain: CertChain
+    version: str = "1.3"
+    keylog_path: str | os.PathLike[str] | None = None
+    tickets: bool = True
+    """Issue session tickets. Off, TLS 1.2 still resumes by session id (server cache, about
+    1.2 KB a session, up to OpenSSL's default 20480 entries); TLS 1.3, which has no session
+    ids, then cannot resume at all."""
+
+    def __post_init__(self) -> None:
+        check_version(self.version)
+
+    @cached_property
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ctx.maximum_version = _TLS_VERSION[self.version]
+        with tempfile.TemporaryDirectory(prefix="handshake-") as directory:
+            files = self.chain.write(directory)  # load_cert_chain reads files only
+            ctx.load_cert_chain(files.chain, files.key)
+        if not self.tickets:
+            ctx.options |= ssl.OP_NO_TICKET  # TLS 1.2 tickets
+            ctx.num_tickets = 0  # TLS 1.3 tickets (OP_NO_TICKET only makes them stateful)
+        _set_keylog(ctx, self.keylog_path)
+        return ctx
+
+
+@dataclass(frozen=True, eq=False)
+class TlsClientConfig:
+    """One client; holds the SSLContext its sessions belong to (they resume only on it)."""
+
+    ca_pem: bytes
+    server_name: str = "server.test"
+    version: str = "1.3"
+    keylog_path: str | os.PathLike[str] | None = None
+
+    def __post_init__(self) -> None:
+        check_version(self.version)
+
+    @classmethod
+    def for_chain(cls, chain: CertChain, **kwargs) -> TlsClientConfig:
+        """A client that trusts ``chain``'s CA and asks for its name."""
+        return cls(ca_pem=chain.ca_pem, server_name=chain.server_name, **kwargs)
+
+    @cached_property
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+        ctx.minimum_version = ctx.maximum_version = _TLS_VERSION[self.version]
+        ctx.load_verify_locations(cadata=self.ca_pem.decode("ascii"))
+        _set_keylog(ctx, self.keylog_path)
+        return ctx
+
+
+def _set_keylog(ctx: ssl.SSLContext, path: str | os.PathLike[str] | None) -> None:
+    """NSS key log; OpenSSL would create the file with the umask, so make it 0600 first."""
+    if path is not None:
+        create_private_file(path, append=True)
+        ctx.keylog_filename = os.fspath(path)
+
+
+def _shutdown(tls: ssl.SSLObject) -> None:
+    """SSL_shutdown, so OpenSSL keeps the session resumable; the peer's close_notify is not awaited."""
+    try:
+        tls.unwrap()
+    except (ssl.SSLWantReadError, ssl.SSLError):
+        pass  # not awaiting the peer's close_notify / handshake never finished
+
+
+class _TlsEndpoint(EventQueue):
+    """Shared drive loop: feed ciphertext, finish the handshake, then read plaintext."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing_bio = ssl.MemoryBIO()
+        self._tls: ssl.SSLObject | None = None
+        self._finalizer: weakref.finalize | None = None
+        self.handshake_complete = False
+
+    def receive(self, data: bytes, now: float) -> None:
+        if self._finalizer is not None and not self._finalizer.alive:
+            return  # closed: like a closed socket, drop what still arrives
+        self._incoming.write(data)
+        try:
+            if not self.handshake_complete:
+                self._advance_handshake()
+            if self.handshake_complete:
+                self._read_plaintext()
+        finally:
+            self._flush()
+
+    def close(self) -> None:
+        """Send close_notify (into ``data_to_send``) and release the connection.
+
+        OpenSSL forgets a session whose connection is freed without a shutdown (the server drops
+        it from its cache, so TLS 1.2 session-id resumption fails); a finalizer does the same
+        silently if an endpoint is dropped without ``close()``.
+        """
+        if self._finalizer is not None:
+            self._finalizer()
+            self._flush()
+
+    def _wrap(self, context: ssl.SSLContext, **kwargs) -> None:
+        self._tls = context.wrap_bio(self._incoming, self._outgoing_bio, **kwargs)
+        self._finalizer = weakref.finalize(self, _shutdown, self._tls)
+
+    def _advance_handshake(self) -> None:
+        assert self._tls is not None, "start() first"
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            return
+        except ssl.SSLError as exc:
+            raise TlsError(f"handshake failed: {exc}") from exc
+        self.handshake_complete = True
+        version = self._tls.version() or "?"
+        self._events.append(
+            HandshakeCompleted(
+                tls_version=_VERSION_NAME.get(version, version),
+                resumed=self._tls.session_reused,
+                early_data="none",
+                cipher=self._tls.cipher()[0],
+            )
+        )
+        self._on_handshake_complete()
+
+    def _read_plaintext(self) -> None:
+        assert self._tls is not None
+        while True:
+            try:
+                data = self._tls.read(_READ_CHUNK)
+            except ssl.SSLWantReadError:
+                return
+            except ssl.SSLZeroReturnError:
+                return  # close_notify: nothing more will come
+            except ssl.SSLError as exc:
+                raise TlsError(f"read failed: {exc}") from exc
+            if not data:
+                return
+            self._on_plaintext(data)
+
+    def _write(self, data: bytes) -> None:
+        assert self._tls is not None
+        self._tls.write(data)
+
+    def _flush(self) -> None:
+        if self._outgoing_bio.pending:
+            self._outgoing += self._outgoing_bio.read()
+
+    def _on_handshake_complete(self) -> None: ...
+
+    def _on_plaintext(self, data: bytes) -> None: ...
+
+
+class TlsHttpClient(_TlsEndpoint):
+    """GET over TLS: the request leaves with (TLS 1.3) or right after (1.2) the client Finished.
+
+    OpenSSL has no False Start, so a TLS 1.2 client waits for the server's Finished first.
+    """
+
+    def __init__(self, config: TlsClientConfig, session: ssl.SSLSession | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self._offered_session = session
+        self._exchange = ClientExchange(config.server_name)
+
+    def start(self, now: float) -> None:
+        self._wrap(
+            self.config.context, server_side=False,
+            server_hostname=self.config.server_name, session=self._offered_session,
+        )
+        try:
+            self._advance_handshake()  # writes the ClientHello
+        finally:
+            self._flush()
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        """The session to resume with, once the response is in.
+
+        A TLS 1.3 ticket arrives after the handshake and is only processed when the client
+        reads; taken earlier, the session is not resumable and the next connection silently
+        makes a full handshake. The server sends its tickets ahead of the response, so after
+        the response they have been read.
+        """
+        if self._tls is None or not self._exchange.done:
+            return None
+        return self._tls.session
+
+    def _on_handshake_complete(self) -> None:
+        self._write(self._exchange.request())
+
+    def _on_plaintext(self, data: bytes) -> None:
+        response = self._exchange.receive(data)
+        if response is not None:
+            self._events.append(response)
+
+
+class TlsHttpServer(_TlsEndpoint):
+    """Answers the first GET on a TLS connection."""
+
+    def __init__(self, config: TlsServerConfig, body_bytes: int = DEFAULT_BODY_BYTES) -> None:
+        super().__init__()
+        self.config = config
+        self._exchange = ServerExchange(body_bytes)
+
+    def start(self, now: float) -> None:
+        self._wrap(self.config.context, server_side=True)
+
+    def _on_plaintext(self, data: bytes) -> None:
+        request = self._exchange.receive(data)
+        if request is not None:
+            self._events.append(request)
+            self._write(self._exchange.response())

@@ -1,0 +1,72 @@
+"""Drive a client and a server against each other in memory, flight by flight.
+
+A flight is what one side has to send after consuming everything the peer sent, so the flight
+index counts half round trips: events seen after flight 2 cost one round trip, and so on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from handshake.endpoints import Event, StreamEndpoint
+
+
+@dataclass
+class Transcript:
+    flights: list[tuple[str, bytes]] = field(default_factory=list)
+    """("client"|"server", bytes) in the order they were delivered."""
+    events: list[tuple[str, int, Event]] = field(default_factory=list)
+    """(side, number of flights delivered so far, event)."""
+
+    def of(self, side: str, kind: type) -> list[Event]:
+        return [event for who, _, event in self.events if who == side and isinstance(event, kind)]
+
+    def flight_of(self, side: str, kind: type) -> int:
+        """How many flights had been delivered when ``side`` first reported ``kind``."""
+        return next(n for who, n, event in self.events if who == side and isinstance(event, kind))
+
+    def sent_by(self, side: str) -> int:
+        return sum(len(data) for who, data in self.flights if who == side)
+
+
+def exchange(client: StreamEndpoint, server: StreamEndpoint, *, chunk_bytes: int | None = None) -> Transcript:
+    """Start both, then shuttle data_to_send between them until neither has anything to say.
+
+    ``chunk_bytes`` splits every flight into pieces of that size, the way TCP segments would.
+    """
+    transcript = Transcript()
+    server.start(0.0)
+    client.start(0.0)
+    now = 0.0
+    while True:
+        moved = False
+        for name, sender, receiver in (("client", client, server), ("server", server, client)):
+            data = sender.data_to_send()
+            if data:
+                moved = True
+                transcript.flights.append((name, data))
+                step = chunk_bytes or len(data)
+                for offset in range(0, len(data), step):
+                    now += 0.001
+                    receiver.receive(data[offset : offset + step], now)
+            _collect(transcript, "client", client)
+            _collect(transcript, "server", server)
+        if not moved:
+            return transcript
+
+
+def _collect(transcript: Transcript, name: str, endpoint: StreamEndpoint) -> None:
+    while (event := endpoint.next_event()) is not None:
+        transcript.events.append((name, len(transcript.flights), event))
+
+
+def tls_records(data: bytes) -> list[tuple[int, int]]:
+    """(content type, length) of each TLS record in a byte stream (RFC 8446 §5.1)."""
+    records = []
+    offset = 0
+    while offset + 5 <= len(data):
+        length = int.from_bytes(data[offset + 3 : offset + 5], "big")
+        records.append((data[offset], length))
+        offset += 5 + length
+    assert offset == len(data), "stream does not end on a record boundary"
+    return records

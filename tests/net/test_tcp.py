@@ -1,0 +1,130 @@
+"""The modeled TCP delivers a byte stream in order and exactly once, whatever the link does to it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from handshake.net.link import LinkConfig
+from handshake.net.sim import SERVER_ADDR, Simulation
+from handshake.net.tcp import TcpConfig, TcpState
+from handshake.trace.packet import TcpSegment, decode
+
+
+class Sender:
+    """Writes a fixed payload at start, reads nothing."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._pending = b""
+
+    def start(self, now: float) -> None:
+        self._pending = self.payload
+
+    def receive(self, data: bytes, now: float) -> None:
+        pass
+
+    def data_to_send(self) -> bytes:
+        out, self._pending = self._pending, b""
+        return out
+
+    def next_event(self):
+        return None
+
+
+class Sink(Sender):
+    """Collects what arrives and answers nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+        self.received = bytearray()
+
+    def receive(self, data: bytes, now: float) -> None:
+        self.received += data
+
+
+def transfer(payload: bytes, link: LinkConfig, drop_indices: frozenset[int] = frozenset(), fastopen=False):
+    sent = {"n": 0}
+
+    def drop(from_client: bool, packet) -> bool:
+        index = sent["n"]
+        sent["n"] += 1
+        return index in drop_indices
+
+    tcp = TcpConfig(fastopen=fastopen)
+    sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=drop, seed=link.seed)
+    sinks: list[Sink] = []
+
+    def make_sink() -> Sink:
+        sinks.append(Sink())
+        return sinks[-1]
+
+    sim.server.listen(443, make_sink)
+    session = sim.client.connect(SERVER_ADDR, 443, Sender(payload))
+
+    def done() -> bool:
+        # CLOSED here means the SYN retries ran out (ConnectionFailed): the link never let it finish.
+        return session.tcp.state == TcpState.CLOSED or bool(sinks and len(sinks[0].received) >= len(payload))
+
+    sim.run(done, limit_s=900)
+    return sim, session, sinks
+
+
+patterns = st.fixed_dictionaries(
+    {
+        "size": st.integers(0, 60_000),
+        "loss": st.sampled_from([0.0, 0.01, 0.05, 0.2]),
+        "reorder": st.sampled_from([0.0, 0.1, 0.3]),
+        "duplicate": st.sampled_from([0.0, 0.1]),
+        "jitter_ms": st.sampled_from([0, 5, 30]),
+        "seed": st.integers(0, 2**31),
+        "drops": st.frozensets(st.integers(0, 40), max_size=6),
+        "fastopen": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patterns)
+def test_bytes_arrive_in_order_exactly_once(p):
+    payload = bytes((i * 7 + p["seed"]) % 251 for i in range(p["size"]))
+    link = LinkConfig(
+        delay_s=0.02,
+        jitter_s=p["jitter_ms"] / 1000,
+        loss=p["loss"],
+        reorder=p["reorder"],
+        duplicate=p["duplicate"],
+        seed=p["seed"],
+    )
+    sim, session, sinks = transfer(payload, link, p["drops"], p["fastopen"])
+    assume(session.tcp.state != TcpState.CLOSED)  # SYN retries exhausted: the connection never finished
+    assert sinks, "the server never accepted the connection"
+    assert bytes(sinks[0].received) == payload
+
+
+def test_a_lost_syn_costs_the_initial_rto():
+    fast = transfer(b"x" * 100, LinkConfig(delay_s=0.05))[0]
+    slow = transfer(b"x" * 100, LinkConfig(delay_s=0.05), frozenset({0}))[0]
+    assert slow.now - fast.now == pytest.approx(1.0, abs=1e-9)
+
+
+def test_initial_window_is_ten_segments_then_slow_start():
+    sim, _, _ = transfer(b"y" * 100_000, LinkConfig(delay_s=0.05))
+    arrivals = []
+    for traced in sim.trace:
+        segment = decode(traced.data).transport
+        assert isinstance(segment, TcpSegment)
+        if segment.payload:
+            arrivals.append(traced.time)  # the capture is the client's: these are send times
+    first_flight = [t for t in arrivals if t == arrivals[0]]
+    assert len(first_flight) == 10  # RFC 6928: IW10 leaves at once
+    second_flight = [t for t in arrivals if arrivals[0] < t <= arrivals[0] + 0.1 + 1e-9]
+    assert len(second_flight) > 10  # slow start grew the window after one round trip
+
+
+def test_same_seed_same_run():
+    link = LinkConfig(delay_s=0.03, jitter_s=0.01, loss=0.1, seed=42)
+    a = transfer(b"z" * 30_000, link)[0]
+    b = transfer(b"z" * 30_000, link)[0]
+    assert [(p.time, p.data) for p in a.trace] == [(p.time, p.data) for p in b.trace]

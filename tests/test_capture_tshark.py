@@ -1,0 +1,52 @@
+"""Captures written by `compare --capture` open in tshark, and the key log decrypts them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from handshake.net.link import LinkConfig
+from handshake.runner import run_sim, write_capture
+from handshake.variants import CATALOG
+
+TSHARK = shutil.which("tshark")
+pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (CI installs it: apt-get install tshark)")
+
+
+def _tshark_fields(pcap, keylog, display_filter, *fields):
+    command = [TSHARK, "-r", str(pcap), "-Y", display_filter, "-T", "fields"]
+    if keylog is not None:
+        command += ["-o", f"tls.keylog_file:{keylog}"]
+    for field in fields:
+        command += ["-e", field]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return [line.split("\t") for line in result.stdout.splitlines() if line]
+
+
+@pytest.mark.parametrize("variant", ["tfo-tls13-0rtt", "tls13-0rtt"])
+def test_tshark_finds_the_http_request_inside_the_early_data(tmp_path, variant):
+    run = run_sim(CATALOG[variant], LinkConfig.from_rtt(0.1))
+    pcap, keylog = write_capture(run, tmp_path)
+    fields = ("frame.number", "tcp.flags.syn", "tcp.srcport", "http.request.method", "tls.handshake.type")
+    requests = _tshark_fields(pcap, keylog, "http.request", *fields)
+    assert len(requests) == 2  # the warm-up's GET after its handshake, the measured one in 0-RTT
+    frame, syn, _port, method, handshake_types = requests[-1]
+    assert method == "GET"
+    assert "1" in handshake_types.split(",")  # the ClientHello travels in the same packet
+    if variant == "tfo-tls13-0rtt":
+        assert syn == "1"  # TFO: request in the SYN itself
+    else:
+        assert syn == "0"
+    # Without the key log the request is invisible: it really is encrypted early data.
+    assert len(_tshark_fields(pcap, None, "http.request", "frame.number")) == 0
+
+
+def test_tshark_agrees_on_the_tfo_options(tmp_path):
+    run = run_sim(CATALOG["tfo-tls13"], LinkConfig.from_rtt(0.05))
+    pcap, _ = write_capture(run, tmp_path)
+    syns = _tshark_fields(pcap, None, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.len", "tcp.options.tfo.request", "tcp.options.tfo.cookie")
+    (cold_len, cold_request, _), (warm_len, _, warm_cookie) = syns
+    assert cold_len == "0" and cold_request == "1"
+    assert int(warm_len) > 0 and len(warm_cookie.replace(":", "")) == 16

@@ -1,0 +1,110 @@
+"""`compare` on the virtual-time engine: counted round trips match the catalog (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from handshake.analysis.flows import tcp_flows
+from handshake.net.link import LinkConfig
+from handshake.runner import ServerOptions, compare, row_from_run, run_sim
+from handshake.trace.packet import decode
+from handshake.variants import CATALOG, select
+
+COMPUTE_SLACK_MS = 5.0
+
+
+@pytest.mark.parametrize("rtt_ms", [10, 50, 100, 300])
+def test_counted_round_trips_match_the_catalog(rtt_ms):
+    rows = compare(select(None), LinkConfig.from_rtt(rtt_ms / 1000))
+    assert [r.variant for r in rows] == list(CATALOG)
+    for row in rows:
+        variant = CATALOG[row.variant]
+        assert (row.variant, row.round_trips) == (row.variant, variant.expected_round_trips)
+        assert (row.variant, row.setup_round_trips) == (row.variant, variant.expected_setup_round_trips)
+        # Virtual time: TTFB is n round trips plus nothing (no rate limit, no compute time).
+        assert row.ttfb_ms == pytest.approx(row.round_trips * rtt_ms, abs=COMPUTE_SLACK_MS)
+        assert row.causes == []
+        assert row.packets > 0 and row.bytes_client > 0 and row.bytes_server > 0
+
+
+def _syn(run):
+    flow = tcp_flows(run.trace.packets)[-1]
+    return flow.packets[0].segment
+
+
+def test_tfo_0rtt_puts_client_hello_and_early_request_in_the_syn():
+    run = run_sim(CATALOG["tfo-tls13-0rtt"], LinkConfig.from_rtt(0.1))
+    syn = _syn(run)
+    assert syn.syn and syn.fastopen_cookie  # a cached cookie
+    assert syn.payload[0] == 0x16  # TLS handshake record: the ClientHello
+    records = []
+    data = syn.payload
+    while data:
+        records.append(data[0])
+        data = data[5 + int.from_bytes(data[3:5], "big") :]
+    assert records[0] == 0x16 and 0x17 in records[1:]  # early data rides behind it
+    row = row_from_run(run)
+    assert row.tfo == "data" and row.early_data == "accepted" and row.setup_round_trips == 0
+
+
+def test_warm_up_connection_requests_the_tfo_cookie():
+    run = run_sim(CATALOG["tfo-tls13"], LinkConfig.from_rtt(0.1))
+    warm, measured = tcp_flows(run.trace.packets)
+    assert warm.packets[0].segment.fastopen_cookie == b""  # cold: a cookie request
+    assert not warm.packets[0].segment.payload  # ... and the ClientHello waits for the handshake
+    assert measured.packets[0].segment.fastopen_cookie  # warm: the cookie the server gave
+    assert run.warmup_connections == 1
+
+
+def test_tls13_0rtt_rejected_costs_the_full_handshake_and_a_resend():
+    run = run_sim(CATALOG["tls13-0rtt"], LinkConfig.from_rtt(0.1), ServerOptions(accept_early_data=False))
+    row = row_from_run(run)
+    assert row.early_data == "rejected"
+    assert row.round_trips == 3
+    assert any("0-RTT rejected" in cause for cause in row.causes)
+
+
+def test_a_lost_packet_is_retransmitted_and_the_run_is_reproducible():
+    link = LinkConfig.from_rtt(0.1, loss=0.15, seed=7)
+    first = compare(select("tls13,tfo-tls12"), link)
+    again = compare(select("tls13,tfo-tls12"), link)
+    # Same seed, same network events. Only the bytes may differ a little: ECDSA signatures vary
+    # in DER length (70-72 bytes) from one handshake to the next.
+    def fate(row):
+        return (row.variant, row.round_trips, row.ttfb_ms, row.packets, row.causes)
+
+    assert [fate(r) for r in first] == [fate(r) for r in again]
+    for a, b in zip(first, again):
+        assert abs(a.bytes_server - b.bytes_server) <= 8
+    assert all(r.round_trips is not None for r in first)
+    assert any(r.causes for r in first)  # 15 % loss did cost something
+
+
+def test_a_lost_syn_costs_one_second():
+    dropped = []
+
+    def drop_first_syn(from_client, packet):
+        if from_client and packet.transport.syn and not dropped:
+            dropped.append(packet)
+            return True
+        return False
+
+    clean = row_from_run(run_sim(CATALOG["tls13"], LinkConfig.from_rtt(0.1)))
+    lossy = row_from_run(run_sim(CATALOG["tls13"], LinkConfig.from_rtt(0.1), drop=drop_first_syn))
+    assert dropped
+    assert lossy.ttfb_ms - clean.ttfb_ms == pytest.approx(1000.0)  # RFC 6298 §2.1: the initial RTO is 1 s
+    assert lossy.round_trips == clean.round_trips == 3
+    assert any("SYN retransmitted" in c for c in lossy.causes)
+
+
+def test_a_server_flight_over_the_initial_window_costs_a_round_trip():
+    rows = compare(select("tls13"), LinkConfig.from_rtt(0.1), options=ServerOptions("rsa2048", 16))
+    assert rows[0].bytes_server > 14_600
+    assert rows[0].round_trips == 4
+    assert any("initial congestion window" in c for c in rows[0].causes)
+
+
+def test_every_packet_of_the_trace_decodes():
+    run = run_sim(CATALOG["tls12"], LinkConfig.from_rtt(0.05))
+    for packet in run.trace.packets:
+        decode(packet.data)
