@@ -1,0 +1,531 @@
+"""IPv4/IPv6 + TCP/UDP headers: build real packet bytes and parse them back.
+
+Pure ``struct`` and integer arithmetic, no scapy: the simulator encodes every packet it moves
+with this module, so the hot path (``tcp_packet`` / ``udp_packet``) must stay at a few µs.
+
+Parsing never raises anything but ``PacketError``; it does not verify checksums, because
+captures taken on the sending host routinely carry unfilled ones (checksum offload).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
+    "OPT_EOL", "OPT_NOP", "OPT_MSS", "OPT_WSCALE", "OPT_SACK_PERM", "OPT_SACK",
+    "OPT_TIMESTAMP", "OPT_FASTOPEN", "OPT_EXPERIMENTAL", "TFO_EXP_MAGIC",
+    "PROTO_TCP", "PROTO_UDP",
+    "PacketError", "TcpSegment", "UdpDatagram", "IpPacket",
+    "encode", "decode", "tcp_packet", "udp_packet",
+    "mss_option", "wscale_option", "sack_perm_option", "timestamp_option", "fastopen_option",
+]
+
+# TCP flags (RFC 793 §3.1; ECE/CWR from RFC 3168). Bits 8-11 of the 12-bit field are reserved
+# (NS/AE live there) and are carried through untouched.
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+# TCP option kinds (IANA "TCP Option Kind Numbers").
+OPT_EOL = 0
+OPT_NOP = 1
+OPT_MSS = 2
+OPT_WSCALE = 3
+OPT_SACK_PERM = 4
+OPT_SACK = 5
+OPT_TIMESTAMP = 8
+OPT_FASTOPEN = 34
+OPT_EXPERIMENTAL = 254
+TFO_EXP_MAGIC = 0xF989
+"""Magic (RFC 6994 ExID) that marks kind 254 as TFO: what Linux sent before kind 34 existed."""
+
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+_TFO_EXP_MAGIC_BYTES = TFO_EXP_MAGIC.to_bytes(2, "big")
+_MAX_OPTIONS = 40  # RFC 793: data offset is 4 bits of 32-bit words, so at most 60 - 20 bytes.
+
+_IP4 = struct.Struct("!BBHHHBBH4s4s")
+_IP6 = struct.Struct("!IHBB16s16s")
+_TCP = struct.Struct("!HHIIBBHHH")
+_UDP = struct.Struct("!HHHH")
+_U16 = struct.Struct("!H")
+_TIMESTAMPS = struct.Struct("!II")
+
+# IPv6 extension headers we step over (RFC 8200 §4): hop-by-hop, routing, fragment, dest options,
+# and AH (RFC 4302, length in 4-octet units).
+_V6_HOP, _V6_ROUTING, _V6_FRAGMENT, _V6_DSTOPTS, _V6_AH = 0, 43, 44, 60, 51
+_V6_EXTENSIONS = frozenset((_V6_HOP, _V6_ROUTING, _V6_FRAGMENT, _V6_DSTOPTS, _V6_AH))
+
+
+class PacketError(ValueError):
+    """Bytes that are not a well-formed packet, or field values that cannot be encoded."""
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSegment:
+    """A TCP header and its payload (RFC 793 §3.1)."""
+
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    """The 12-bit flag field: FIN ... CWR plus the 4 reserved bits."""
+    window: int
+    options: tuple[tuple[int, bytes], ...]
+    """(kind, data) in wire order; NOP is (1, b""); EOL ends the list and is never stored."""
+    payload: bytes
+
+    def option(self, kind: int) -> bytes | None:
+        """The data of the first option of this kind, or None."""
+        for k, data in self.options:
+            if k == kind:
+                return data
+        return None
+
+    @property
+    def mss(self) -> int | None:
+        """The MSS option's value (RFC 793 §3.1), None if absent or malformed."""
+        data = self.option(OPT_MSS)
+        return _U16.unpack(data)[0] if data is not None and len(data) == 2 else None
+
+    @property
+    def timestamps(self) -> tuple[int, int] | None:
+        """(TSval, TSecr) of the timestamps option (RFC 7323 §3), None if absent or malformed."""
+        data = self.option(OPT_TIMESTAMP)
+        return _TIMESTAMPS.unpack(data) if data is not None and len(data) == 8 else None
+
+    @property
+    def fastopen_cookie(self) -> bytes | None:
+        """None: no TFO option; b"": a cookie request; else the cookie (RFC 7413 §4.1.1).
+
+        Kind 34 or the experimental kind 254 with magic 0xF989 (RFC 7413 §4.1.1 / RFC 6994).
+        """
+        for kind, data in self.options:
+            if kind == OPT_FASTOPEN:
+                return data
+            if kind == OPT_EXPERIMENTAL and data[:2] == _TFO_EXP_MAGIC_BYTES:
+                return data[2:]
+        return None
+
+    @property
+    def syn(self) -> bool:
+        return bool(self.flags & SYN)
+
+    @property
+    def fin(self) -> bool:
+        return bool(self.flags & FIN)
+
+    @property
+    def rst(self) -> bool:
+        return bool(self.flags & RST)
+
+    @property
+    def has_ack(self) -> bool:
+        return bool(self.flags & ACK)
+
+    @property
+    def seq_len(self) -> int:
+        """Sequence space consumed: SYN and FIN count one each (RFC 793 §3.3)."""
+        return len(self.payload) + (self.flags & SYN and 1) + (self.flags & FIN)
+
+
+@dataclass(frozen=True, slots=True)
+class UdpDatagram:
+    """A UDP header and its payload (RFC 768)."""
+
+    sport: int
+    dport: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IpPacket:
+    """An IPv4 or IPv6 packet. ``transport`` is raw bytes for other protocols and for
+    non-first fragments (their bytes are not a transport header)."""
+
+    src: str
+    dst: str
+    proto: int
+    """IPv4 protocol / IPv6 next header of the upper layer (after extension headers)."""
+    transport: TcpSegment | UdpDatagram | bytes
+    ttl: int = 64
+    """TTL (IPv4) or hop limit (IPv6)."""
+    ident: int = 0
+    """IPv4 identification; for IPv6 the 20-bit flow label (its nearest per-flow counterpart)."""
+    version: int = 4
+
+
+# --- option builders -------------------------------------------------------------------------
+
+def mss_option(mss: int) -> tuple[int, bytes]:
+    return (OPT_MSS, _U16.pack(mss))
+
+
+def wscale_option(shift: int) -> tuple[int, bytes]:
+    return (OPT_WSCALE, bytes((shift,)))
+
+
+def sack_perm_option() -> tuple[int, bytes]:
+    return (OPT_SACK_PERM, b"")
+
+
+def timestamp_option(tsval: int, tsecr: int) -> tuple[int, bytes]:
+    return (OPT_TIMESTAMP, _TIMESTAMPS.pack(tsval, tsecr))
+
+
+def fastopen_option(cookie: bytes = b"", *, experimental: bool = False) -> tuple[int, bytes]:
+    """A TFO option: empty cookie = cookie request (RFC 7413 §4.1.1); ``experimental`` gives
+    Linux's pre-RFC form, kind 254 + magic 0xF989."""
+    if experimental:
+        return (OPT_EXPERIMENTAL, _TFO_EXP_MAGIC_BYTES + cookie)
+    return (OPT_FASTOPEN, cookie)
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+@lru_cache(maxsize=4096)
+def _pack_addr(addr: str) -> tuple[int, bytes]:
+    """(version, address bytes); strict dotted-quad / RFC 4291 text, cached for the hot path."""
+    try:
+        if ":" in addr:
+            return 6, socket.inet_pton(socket.AF_INET6, addr)
+        return 4, socket.inet_pton(socket.AF_INET, addr)
+    except (OSError, TypeError, ValueError):
+        raise PacketError(f"bad IP address {addr!r}") from None
+
+
+def _addr(addr: str) -> tuple[int, bytes]:
+    try:
+        return _pack_addr(addr)
+    except TypeError:  # unhashable, so the cache refused it
+        raise PacketError(f"bad IP address {addr!r}") from None
+
+
+def _addr_bytes(addr: str, version: int) -> bytes:
+    v, packed = _addr(addr)
+    if v != version:
+        raise PacketError(f"{addr!r} is not an IPv{version} address")
+    return packed
+
+
+def _options_bytes(options: tuple[tuple[int, bytes], ...]) -> bytes:
+    """Options in wire form, padded with EOL to a 32-bit boundary (RFC 793 §3.1)."""
+    try:
+        return _options_bytes_cached(options)
+    except TypeError:  # a list, or bytearray data: not hashable, so not cacheable
+        return _options_wire(options)
+
+
+def _options_wire(options: tuple[tuple[int, bytes], ...]) -> bytes:
+    parts = []
+    for kind, data in options:
+        if kind == OPT_EOL or kind == OPT_NOP:
+            if data:
+                raise PacketError(f"TCP option {kind} takes no data")
+            parts.append(bytes((kind,)))
+        else:
+            if not 0 <= kind <= 255:
+                raise PacketError(f"bad TCP option kind {kind}")
+            parts.append(bytes((kind, len(data) + 2)) + bytes(data))
+    raw = b"".join(parts)
+    if len(raw) > _MAX_OPTIONS:
+        raise PacketError(f"TCP options take {len(raw)} bytes, more than {_MAX_OPTIONS}")
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+_options_bytes_cached = lru_cache(maxsize=1024)(_options_wire)
+
+
+def _payload_sum(payload: bytes) -> int:
+    """The payload as one big integer, zero-padded to 16 bits: ≡ its word sum mod 0xFFFF."""
+    value = int.from_bytes(payload, "big")
+    return value << 8 if len(payload) & 1 else value
+
+
+def _tcp_bytes(pseudo: int, sport: int, dport: int, seq: int, ack: int, flags: int,
+               window: int, options: tuple, payload: bytes) -> bytes:
+    """TCP header + payload with the checksum over the pseudo-header (RFC 793 §3.1).
+
+    The Internet checksum is the ones' complement of the ones' complement sum of 16-bit words
+    (RFC 1071); as 2**16 ≡ 1 (mod 0xFFFF), any 16-bit-aligned byte string read as one integer
+    is congruent to its word sum, so the sum is a few big-int additions and one modulo.
+    """
+    opts = _options_bytes(options) if options else b""
+    hlen = 20 + len(opts)
+    if not 0 <= flags <= 0xFFF:
+        raise PacketError(f"bad TCP flags 0x{flags:x}")
+    offset_byte = (hlen << 2) | (flags >> 8)
+    flags_byte = flags & 0xFF
+    total = (pseudo + hlen + len(payload) + sport + dport + seq + ack
+             + (offset_byte << 8) + flags_byte + window
+             + int.from_bytes(opts, "big") + _payload_sum(payload))
+    try:
+        header = _TCP.pack(sport, dport, seq, ack, offset_byte, flags_byte, window,
+                           -total % 0xFFFF, 0)
+    except struct.error as exc:
+        raise PacketError(f"bad TCP field: {exc}") from None
+    return header + opts + payload
+
+
+def _udp_bytes(pseudo: int, sport: int, dport: int, payload: bytes) -> bytes:
+    """UDP header + payload; a computed checksum of 0 is sent as 0xFFFF (RFC 768)."""
+    length = 8 + len(payload)
+    if length > 0xFFFF:
+        raise PacketError(f"UDP datagram of {length} bytes exceeds 65535")
+    total = pseudo + length + sport + dport + length + _payload_sum(payload)
+    try:
+        header = _UDP.pack(sport, dport, length, -total % 0xFFFF or 0xFFFF)
+    except struct.error as exc:
+        raise PacketError(f"bad UDP field: {exc}") from None
+    return header + payload
+
+
+def _ip_bytes(version: int, src: bytes, dst: bytes, proto: int, ttl: int, ident: int,
+              body: bytes) -> bytes:
+    try:
+        if version == 4:
+            total = 20 + len(body)
+            if total > 0xFFFF:
+                raise PacketError(f"IPv4 packet of {total} bytes exceeds 65535")
+            # RFC 791 §3.1 header checksum; flags = DF (0x4000): the paths we model use PMTUD.
+            word_sum = (0x4500 + total + ident + 0x4000 + (ttl << 8) + proto
+                        + int.from_bytes(src, "big") + int.from_bytes(dst, "big"))
+            return _IP4.pack(0x45, 0, total, ident, 0x4000, ttl, proto,
+                             -word_sum % 0xFFFF, src, dst) + body
+        if len(body) > 0xFFFF:
+            raise PacketError(f"IPv6 payload of {len(body)} bytes exceeds 65535")
+        if not 0 <= ident <= 0xFFFFF:
+            raise PacketError(f"IPv6 flow label {ident} exceeds 20 bits")
+        return _IP6.pack(0x60000000 | ident, len(body), proto, ttl, src, dst) + body
+    except struct.error as exc:
+        raise PacketError(f"bad IP field: {exc}") from None
+
+
+def _pseudo_sum(version: int, src: bytes, dst: bytes, proto: int) -> int:
+    """Pseudo-header sum without the length (RFC 793 §3.1, RFC 8200 §8.1)."""
+    return int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto
+
+
+def encode(packet: IpPacket) -> bytes:
+    """The packet's wire bytes, with IP (v4), TCP and UDP checksums filled in."""
+    version = packet.version
+    if version != 4 and version != 6:
+        raise PacketError(f"bad IP version {version}")
+    src = _addr_bytes(packet.src, version)
+    dst = _addr_bytes(packet.dst, version)
+    proto = packet.proto
+    t = packet.transport
+    try:
+        if isinstance(t, TcpSegment):
+            if proto != PROTO_TCP:
+                raise PacketError(f"protocol {proto} does not match a TCP segment")
+            body = _tcp_bytes(_pseudo_sum(version, src, dst, proto), t.sport, t.dport, t.seq,
+                              t.ack, t.flags, t.window, t.options, bytes(t.payload))
+        elif isinstance(t, UdpDatagram):
+            if proto != PROTO_UDP:
+                raise PacketError(f"protocol {proto} does not match a UDP datagram")
+            body = _udp_bytes(_pseudo_sum(version, src, dst, proto), t.sport, t.dport,
+                              bytes(t.payload))
+        elif isinstance(t, (bytes, bytearray, memoryview)):
+            body = bytes(t)
+        else:
+            raise PacketError(f"bad transport {type(t).__name__}")
+    except PacketError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PacketError(f"cannot encode transport: {exc}") from None
+    return _ip_bytes(version, src, dst, proto, packet.ttl, packet.ident, body)
+
+
+def tcp_packet(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
+               payload: bytes = b"", options: tuple[tuple[int, bytes], ...] = (),
+               window: int = 65535) -> bytes:
+    """``encode(IpPacket(src, dst, 6, TcpSegment(...)))`` without the objects (the hot path)."""
+    version, src_b = _addr(src)
+    dst_b = _addr_bytes(dst, version)
+    try:
+        body = _tcp_bytes(_pseudo_sum(version, src_b, dst_b, PROTO_TCP), sport, dport, seq, ack,
+                          flags, window, options, payload)
+    except PacketError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PacketError(f"cannot encode TCP segment: {exc}") from None
+    return _ip_bytes(version, src_b, dst_b, PROTO_TCP, 64, 0, body)
+
+
+def udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes = b"") -> bytes:
+    """``encode(IpPacket(src, dst, 17, UdpDatagram(...)))`` without the objects (for QUIC)."""
+    version, src_b = _addr(src)
+    dst_b = _addr_bytes(dst, version)
+    try:
+        body = _udp_bytes(_pseudo_sum(version, src_b, dst_b, PROTO_UDP), sport, dport, payload)
+    except PacketError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PacketError(f"cannot encode UDP datagram: {exc}") from None
+    return _ip_bytes(version, src_b, dst_b, PROTO_UDP, 64, 0, body)
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+def _parse_options(raw: bytes) -> tuple[tuple[int, bytes], ...]:
+    """Options up to EOL or to the first malformed one (bad length): like Linux's
+    ``tcp_parse_options``, junk ends the list instead of failing the segment."""
+    options = []
+    i, n = 0, len(raw)
+    while i < n:
+        kind = raw[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            options.append((OPT_NOP, b""))
+            i += 1
+            continue
+        if i + 1 >= n:
+            break
+        length = raw[i + 1]
+        if length < 2 or i + length > n:
+            break
+        options.append((kind, raw[i + 2:i + length]))
+        i += length
+    return tuple(options)
+
+
+def _decode_tcp(body: bytes, partial: bool) -> TcpSegment | bytes:
+    if len(body) < 20:
+        if partial:
+            return body
+        raise PacketError(f"truncated TCP header ({len(body)} bytes)")
+    sport, dport, seq, ack, offset_byte, flags_byte, window, _, _ = _TCP.unpack_from(body)
+    hlen = (offset_byte >> 4) * 4
+    if hlen < 20:
+        raise PacketError(f"bad TCP data offset {hlen >> 2}")
+    if hlen > len(body):
+        if partial:
+            return body
+        raise PacketError(f"TCP header of {hlen} bytes exceeds the segment ({len(body)})")
+    options = _parse_options(body[20:hlen]) if hlen > 20 else ()
+    return TcpSegment(sport, dport, seq, ack, ((offset_byte & 0x0F) << 8) | flags_byte, window,
+                      options, body[hlen:])
+
+
+def _decode_udp(body: bytes, partial: bool) -> UdpDatagram | bytes:
+    if len(body) < 8:
+        if partial:
+            return body
+        raise PacketError(f"truncated UDP header ({len(body)} bytes)")
+    sport, dport, length, _ = _UDP.unpack_from(body)
+    if length < 8:
+        raise PacketError(f"bad UDP length {length}")
+    if length > len(body):
+        if not partial:
+            raise PacketError(f"UDP length {length} exceeds the packet ({len(body)})")
+        length = len(body)
+    return UdpDatagram(sport, dport, body[8:length])
+
+
+def _decode_transport(proto: int, body: bytes, partial: bool) -> TcpSegment | UdpDatagram | bytes:
+    if proto == PROTO_TCP:
+        return _decode_tcp(body, partial)
+    if proto == PROTO_UDP:
+        return _decode_udp(body, partial)
+    return body
+
+
+def _decode_v4(data: bytes, allow_truncated: bool) -> IpPacket:
+    n = len(data)
+    if n < 20:
+        raise PacketError(f"truncated IPv4 header ({n} bytes)")
+    vihl, _, total, ident, frag, ttl, proto, _, src, dst = _IP4.unpack_from(data)
+    ihl = (vihl & 0x0F) * 4
+    if ihl < 20:
+        raise PacketError(f"bad IPv4 header length {ihl}")
+    if ihl > n:
+        raise PacketError(f"truncated IPv4 options ({n} of {ihl} bytes)")
+    partial = False
+    if total == 0:
+        # TSO: the sending host captured the packet before the NIC set the length; Wireshark
+        # takes the captured length then, and so do we.
+        total = n
+    elif total < ihl:
+        raise PacketError(f"IPv4 total length {total} is shorter than its header ({ihl})")
+    elif total > n:
+        if not allow_truncated:
+            raise PacketError(f"truncated IPv4 packet ({n} of {total} bytes)")
+        total, partial = n, True
+    body = data[ihl:total]  # RFC 791: the total length decides; link padding is dropped
+    offset = frag & 0x1FFF
+    more_fragments = bool(frag & 0x2000)
+    transport = body if offset else _decode_transport(proto, body, partial or more_fragments)
+    return IpPacket(socket.inet_ntoa(src), socket.inet_ntoa(dst), proto, transport, ttl, ident, 4)
+
+
+def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
+    n = len(data)
+    if n < 40:
+        raise PacketError(f"truncated IPv6 header ({n} bytes)")
+    vtcfl, plen, next_header, hop_limit, src, dst = _IP6.unpack_from(data)
+    end = 40 + plen
+    partial = False
+    if plen == 0 and n > 40:
+        end = n  # a jumbogram (RFC 2675) or TSO: the captured length is all we have
+    elif end > n:
+        if not allow_truncated:
+            raise PacketError(f"truncated IPv6 packet ({n} of {end} bytes)")
+        end, partial = n, True
+    pos = 40
+    offset = 0
+    more_fragments = False
+    while next_header in _V6_EXTENSIONS:
+        if pos + 8 > end:
+            raise PacketError(f"truncated IPv6 extension header {next_header}")
+        if next_header == _V6_FRAGMENT:
+            frag = _U16.unpack_from(data, pos + 2)[0]
+            offset, more_fragments, hlen = frag >> 3, bool(frag & 1), 8
+        elif next_header == _V6_AH:
+            hlen = (data[pos + 1] + 2) * 4
+        else:
+            hlen = (data[pos + 1] + 1) * 8
+        if pos + hlen > end:
+            raise PacketError(f"IPv6 extension header {next_header} runs past the packet")
+        next_header = data[pos]
+        pos += hlen
+    body = data[pos:end]
+    transport = body if offset else _decode_transport(next_header, body,
+                                                      partial or more_fragments)
+    return IpPacket(socket.inet_ntop(socket.AF_INET6, src), socket.inet_ntop(socket.AF_INET6, dst),
+                    next_header, transport, hop_limit, vtcfl & 0xFFFFF, 6)
+
+
+def decode(data: bytes, *, allow_truncated: bool = False) -> IpPacket:
+    """Parse an IPv4 or IPv6 packet (the version nibble decides).
+
+    ``allow_truncated``: accept a packet cut short by the capture's snap length (pass
+    ``frame.orig_len > len(frame.data)``); the transport payload is then what was captured.
+    The first fragment of a fragmented packet is decoded the same way; later fragments
+    keep their bytes raw.
+    """
+    if not isinstance(data, bytes):
+        try:
+            data = bytes(data)
+        except TypeError:
+            raise PacketError(f"cannot decode {type(data).__name__}") from None
+    if not data:
+        raise PacketError("empty packet")
+    version = data[0] >> 4
+    if version == 4:
+        return _decode_v4(data, allow_truncated)
+    if version == 6:
+        return _decode_v6(data, allow_truncated)
+    raise PacketError(f"bad IP version {version}")

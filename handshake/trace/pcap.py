@@ -1,0 +1,413 @@
+"""Capture files: write classic pcap, read pcap and pcapng as a stream of frames.
+
+Reading is a generator over records, so memory does not grow with the file. Every problem
+with the file is a ``CaptureError`` whose message is one line for the CLI. Formats:
+classic pcap per draft-ietf-opsawg-pcap, pcapng per draft-ietf-opsawg-pcapng, link types per
+https://www.tcpdump.org/linktypes.html.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+__all__ = [
+    "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LOOP",
+    "LINKTYPE_LINUX_SLL", "LINKTYPE_LINUX_SLL2", "LINKTYPE_IPV4", "LINKTYPE_IPV6",
+    "SUPPORTED_LINKTYPES",
+    "CaptureError", "TruncatedCapture", "UnsupportedLinkType",
+    "CapturedFrame", "PcapWriter", "iter_capture", "ip_payload", "check_linktype",
+]
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+_DLT_RAW_BSD = (12, 14)  # DLT_RAW as some BSDs write it into the file unmapped
+_RAW_LINKTYPES = frozenset((LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *_DLT_RAW_BSD))
+SUPPORTED_LINKTYPES = frozenset((LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP,
+                                 LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, *_RAW_LINKTYPES))
+
+_PCAP_MAGIC_US = 0xA1B2C3D4
+_PCAP_MAGIC_NS = 0xA1B23C4D
+_PCAP_MAGIC_KUZNETZOV = 0xA1B2CD34  # Alexey Kuznetzov's patched libpcap: 8 more bytes a record
+_PCAPNG_SHB = 0x0A0D0D0A
+_PCAPNG_BOM = 0x1A2B3C4D
+_PCAPNG_IDB, _PCAPNG_PB, _PCAPNG_SPB, _PCAPNG_EPB = 1, 2, 3, 6
+_OPT_IF_TSRESOL, _OPT_IF_TSOFFSET = 9, 14
+
+_MAX_RECORD = 1 << 26
+"""A record claiming more than 64 MiB is corruption, not data: refuse before reading it."""
+
+_ETHERTYPE_IPV4 = 0x0800
+_ETHERTYPE_IPV6 = 0x86DD
+_ETHERTYPE_VLAN = frozenset((0x8100, 0x88A8, 0x9100))  # 802.1Q, 802.1ad, old QinQ
+_AF_INET = 2
+_AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, Net/OpenBSD, FreeBSD, macOS
+
+_REC_LE = struct.Struct("<IIII")
+_REC_BE = struct.Struct(">IIII")
+
+
+class CaptureError(ValueError):
+    """The file is not a capture we can read; the message is one line for the user."""
+
+
+class TruncatedCapture(CaptureError):
+    """The file ends inside a header or record. Raised only after every complete record was
+    yielded, so a reader may report what it has and show this as a warning."""
+
+    def __init__(self, message: str, offset: int, frames: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+        """Byte offset of the header or record that was cut short."""
+        self.frames = frames
+        """How many complete frames were yielded before it."""
+
+
+class UnsupportedLinkType(CaptureError):
+    """A link type ``ip_payload`` cannot strip (see ``check_linktype``)."""
+
+    def __init__(self, linktype: int) -> None:
+        super().__init__(f"unsupported link type {linktype} "
+                         "(see https://www.tcpdump.org/linktypes.html)")
+        self.linktype = linktype
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedFrame:
+    """One captured frame, link layer included."""
+
+    time: float
+    """Seconds since the epoch (or since the simulation's start); NaN for a pcapng Simple
+    Packet Block, which carries no timestamp."""
+    linktype: int
+    """LINKTYPE_* value of the interface it was captured on."""
+    data: bytes
+    """The captured bytes (at most the snap length)."""
+    orig_len: int
+    """The frame's length on the wire; more than ``len(data)`` when the snap length cut it."""
+    interface: int = 0
+    """pcapng interface index within its section; 0 for classic pcap."""
+
+
+class PcapWriter:
+    """Classic pcap writer (little-endian, version 2.4).
+
+    Takes a path (the file is created mode 0644 whatever the umask: captures are shared,
+    unlike key logs) or a binary file object, which stays open when the writer closes.
+    """
+
+    def __init__(self, file: str | os.PathLike | BinaryIO, linktype: int = LINKTYPE_RAW,
+                 snaplen: int = 262144, nanosecond: bool = False) -> None:
+        if isinstance(file, (str, bytes, os.PathLike)):
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.fchmod(fd, 0o644)
+            except OSError:  # not every file system has modes
+                pass
+            self._file: BinaryIO = os.fdopen(fd, "wb")
+            self._owned = True
+        else:
+            self._file = file
+            self._owned = False
+        self.snaplen = snaplen
+        self._scale = 1_000_000_000 if nanosecond else 1_000_000
+        magic = _PCAP_MAGIC_NS if nanosecond else _PCAP_MAGIC_US
+        self._file.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
+
+    def write(self, timestamp_s: float, data: bytes, orig_len: int | None = None) -> None:
+        """One record; data beyond the snap length is cut and ``orig_len`` keeps the truth."""
+        ticks = round(timestamp_s * self._scale)
+        if ticks < 0:
+            raise ValueError(f"negative timestamp {timestamp_s}")
+        sec, frac = divmod(ticks, self._scale)
+        if len(data) > self.snaplen:
+            orig_len = len(data) if orig_len is None else orig_len
+            data = data[:self.snaplen]
+        self._file.write(_REC_LE.pack(sec, frac, len(data),
+                                      len(data) if orig_len is None else orig_len))
+        self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()
+        else:
+            self._file.flush()
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def iter_capture(source: str | os.PathLike | BinaryIO) -> Iterator[CapturedFrame]:
+    """Yield the frames of a pcap or pcapng file (path or binary file object), in file order.
+
+    Raises ``CaptureError`` for a file that is not a readable capture, and ``TruncatedCapture``
+    after the last complete frame when the file is cut short.
+    """
+    if isinstance(source, (str, bytes, os.PathLike)):
+        try:
+            file = open(source, "rb")
+        except OSError as exc:
+            raise CaptureError(f"cannot open {os.fsdecode(source)}: {exc.strerror}") from None
+        with file:
+            yield from _iter_file(file)
+    else:
+        yield from _iter_file(source)
+
+
+class _Reader:
+    """Reads exact sizes from a file and keeps the offset for messages."""
+
+    __slots__ = ("file", "offset", "frames")
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.offset = 0
+        self.frames = 0
+
+    def read(self, size: int) -> bytes:
+        try:
+            data = self.file.read(size)
+        except OSError as exc:
+            raise CaptureError(f"cannot read capture: {exc.strerror or exc}") from None
+        self.offset += len(data)
+        return data
+
+    def truncated(self, what: str, at: int) -> TruncatedCapture:
+        return TruncatedCapture(f"truncated capture: {what} at byte {at} cut short", at,
+                                self.frames)
+
+
+def _iter_file(file: BinaryIO) -> Iterator[CapturedFrame]:
+    reader = _Reader(file)
+    head = reader.read(4)
+    if not head:
+        raise CaptureError("empty file")
+    if len(head) < 4:
+        raise reader.truncated("file header", 0)
+    for order in ("<", ">"):
+        magic = struct.unpack(order + "I", head)[0]
+        if magic in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS, _PCAP_MAGIC_KUZNETZOV):
+            yield from _iter_pcap(reader, order, magic)
+            return
+    if struct.unpack("<I", head)[0] == _PCAPNG_SHB:
+        yield from _iter_pcapng(reader, head)
+        return
+    raise CaptureError(f"not a pcap or pcapng file (magic 0x{head.hex()})")
+
+
+def _iter_pcap(reader: _Reader, order: str, magic: int) -> Iterator[CapturedFrame]:
+    """Classic pcap: a 24-byte file header, then 16-byte record headers (+8 for Kuznetzov's)."""
+    rest = reader.read(20)
+    if len(rest) < 20:
+        raise reader.truncated("file header", 0)
+    _, _, _, _, snaplen, network = struct.unpack(order + "HHiIII", rest)
+    linktype = network & 0xFFFF  # the upper bits hold FCS length flags (pcap spec §4)
+    scale = 1e9 if magic == _PCAP_MAGIC_NS else 1e6
+    record = _REC_LE if order == "<" else _REC_BE
+    extra = 8 if magic == _PCAP_MAGIC_KUZNETZOV else 0
+    head_len = 16 + extra
+    while True:
+        at = reader.offset
+        head = reader.read(head_len)
+        if not head:
+            return
+        if len(head) < head_len:
+            raise reader.truncated("record", at)
+        sec, frac, incl_len, orig_len = record.unpack_from(head)
+        if incl_len > _MAX_RECORD:
+            raise CaptureError(f"corrupt capture: record at byte {at} claims {incl_len} bytes")
+        data = reader.read(incl_len)
+        if len(data) < incl_len:
+            raise reader.truncated("record", at)
+        reader.frames += 1
+        yield CapturedFrame(sec + frac / scale, linktype, data, orig_len)
+
+
+class _Interface:
+    __slots__ = ("linktype", "snaplen", "units_per_s", "offset_s")
+
+    def __init__(self, linktype: int, snaplen: int, units_per_s: int, offset_s: int) -> None:
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.units_per_s = units_per_s
+        self.offset_s = offset_s
+
+    def time(self, high: int, low: int) -> float:
+        return ((high << 32) | low) / self.units_per_s + self.offset_s
+
+
+def _iter_pcapng(reader: _Reader, first_type: bytes) -> Iterator[CapturedFrame]:
+    """pcapng: blocks of (type, total length, body, total length); a Section Header Block
+    fixes the byte order and starts a fresh interface list (pcapng spec §4.1)."""
+    order = "<"
+    interfaces: list[_Interface] = []
+    raw_type = first_type
+    while True:
+        at = reader.offset - 4
+        is_shb = raw_type == b"\x0a\x0d\x0d\x0a"  # a palindrome: readable before the byte order
+        head_len = 8 if is_shb else 4  # the SHB's length is read with its byte-order magic
+        head = reader.read(head_len)
+        if len(head) < head_len:
+            raise reader.truncated("block", at)
+        if is_shb:
+            if head[4:8] == b"\x4d\x3c\x2b\x1a":
+                order = "<"
+            elif head[4:8] == b"\x1a\x2b\x3c\x4d":
+                order = ">"
+            else:
+                raise CaptureError(f"corrupt capture: section header at byte {at} "
+                                   f"has byte-order magic 0x{head[4:8].hex()}")
+            interfaces = []
+        block_type = struct.unpack(order + "I", raw_type)[0]
+        total_len = struct.unpack(order + "I", head[:4])[0]
+        min_len = 28 if is_shb else 12
+        if total_len < min_len or total_len % 4 or total_len > _MAX_RECORD:
+            raise CaptureError(f"corrupt capture: block at byte {at} has length {total_len}")
+        body_len = total_len - 12
+        body = (head[4:] if is_shb else b"") + reader.read(body_len - (4 if is_shb else 0))
+        trailer = reader.read(4)
+        if len(body) < body_len or len(trailer) < 4:
+            raise reader.truncated("block", at)
+        if struct.unpack(order + "I", trailer)[0] != total_len:
+            raise CaptureError(f"corrupt capture: block at byte {at} has mismatched lengths")
+        frame = _pcapng_block(block_type, body, order, interfaces, at)
+        if frame is not None:
+            reader.frames += 1
+            yield frame
+        raw_type = reader.read(4)
+        if not raw_type:
+            return
+        if len(raw_type) < 4:
+            raise reader.truncated("block", reader.offset - len(raw_type))
+
+
+def _pcapng_block(block_type: int, body: bytes, order: str, interfaces: list[_Interface],
+                  at: int) -> CapturedFrame | None:
+    """Interpret one block body; IDBs update ``interfaces``, packet blocks give a frame."""
+    if block_type == _PCAPNG_IDB:
+        if len(body) < 8:
+            raise CaptureError(f"corrupt capture: interface block at byte {at} is too short")
+        linktype, _, snaplen = struct.unpack_from(order + "HHI", body)
+        units, offset_s = _interface_options(body[8:], order, at)
+        interfaces.append(_Interface(linktype, snaplen, units, offset_s))
+        return None
+    if block_type == _PCAPNG_EPB or block_type == _PCAPNG_PB:
+        if len(body) < 20:
+            raise CaptureError(f"corrupt capture: packet block at byte {at} is too short")
+        if block_type == _PCAPNG_EPB:
+            if_id, high, low, cap_len, orig_len = struct.unpack_from(order + "IIIII", body)
+        else:
+            if_id, _, high, low, cap_len, orig_len = struct.unpack_from(order + "HHIIII", body)
+        if cap_len > len(body) - 20:
+            raise CaptureError(f"corrupt capture: packet block at byte {at} "
+                               f"claims {cap_len} bytes")
+        iface = _interface(interfaces, if_id, at)
+        return CapturedFrame(iface.time(high, low), iface.linktype, body[20:20 + cap_len],
+                             orig_len, if_id)
+    if block_type == _PCAPNG_SPB:
+        if len(body) < 4:
+            raise CaptureError(f"corrupt capture: packet block at byte {at} is too short")
+        iface = _interface(interfaces, 0, at)
+        orig_len = struct.unpack_from(order + "I", body)[0]
+        cap_len = min(orig_len, len(body) - 4)  # spec §4.4: snaplen and block length bound it
+        if iface.snaplen:
+            cap_len = min(cap_len, iface.snaplen)
+        return CapturedFrame(math.nan, iface.linktype, body[4:4 + cap_len], orig_len, 0)
+    return None  # SHB (already handled), NRB, ISB, DSB, custom blocks: nothing to yield
+
+
+def _interface(interfaces: list[_Interface], if_id: int, at: int) -> _Interface:
+    if if_id >= len(interfaces):
+        raise CaptureError(f"corrupt capture: packet block at byte {at} names "
+                           f"interface {if_id}, but the section has {len(interfaces)}")
+    return interfaces[if_id]
+
+
+def _interface_options(raw: bytes, order: str, at: int) -> tuple[int, int]:
+    """(timestamp units per second, offset in seconds) from IDB options (pcapng spec §4.2):
+    if_tsresol is 10**-v, or 2**-(v & 0x7f) when its top bit is set; default microseconds."""
+    units, offset_s = 1_000_000, 0
+    pos = 0
+    while pos + 4 <= len(raw):
+        code, length = struct.unpack_from(order + "HH", raw, pos)
+        value = raw[pos + 4:pos + 4 + length]
+        if code == 0 or len(value) < length:
+            break
+        if code == _OPT_IF_TSRESOL and length == 1:
+            exponent = value[0] & 0x7F
+            if exponent > 60:  # finer than a zeptosecond fits no 64-bit clock: corruption
+                raise CaptureError(f"corrupt capture: interface block at byte {at} has "
+                                   f"if_tsresol {value[0]}")
+            units = 2 ** exponent if value[0] & 0x80 else 10 ** exponent
+        elif code == _OPT_IF_TSOFFSET and length == 8:
+            offset_s = struct.unpack(order + "q", value)[0]
+        pos += 4 + length + (-length % 4)
+    return units, offset_s
+
+
+# --- link layers -----------------------------------------------------------------------------
+
+def check_linktype(linktype: int) -> None:
+    """Raise ``UnsupportedLinkType`` unless ``ip_payload`` can strip this link type."""
+    if linktype not in SUPPORTED_LINKTYPES:
+        raise UnsupportedLinkType(linktype)
+
+
+def _ethertype_payload(ethertype: int, data: bytes, pos: int) -> bytes | None:
+    if ethertype == _ETHERTYPE_IPV4 or ethertype == _ETHERTYPE_IPV6:
+        return data[pos:]
+    return None
+
+
+def ip_payload(linktype: int, data: bytes) -> bytes | None:
+    """The IP packet inside a frame, or None for non-IP frames and unsupported link types."""
+    if linktype in _RAW_LINKTYPES:
+        return data if data and data[0] >> 4 in (4, 6) else None
+    if linktype == LINKTYPE_ETHERNET:
+        if len(data) < 14:
+            return None
+        pos = 12
+        ethertype = (data[12] << 8) | data[13]
+        while ethertype in _ETHERTYPE_VLAN:  # each 802.1Q / 802.1ad tag: TCI then the next type
+            pos += 4
+            if len(data) < pos + 2:
+                return None
+            ethertype = (data[pos] << 8) | data[pos + 1]
+        return _ethertype_payload(ethertype, data, pos + 2)
+    if linktype == LINKTYPE_LINUX_SLL:  # 16 bytes; protocol type last
+        if len(data) < 16:
+            return None
+        return _ethertype_payload((data[14] << 8) | data[15], data, 16)
+    if linktype == LINKTYPE_LINUX_SLL2:  # 20 bytes; protocol type first
+        if len(data) < 20:
+            return None
+        return _ethertype_payload((data[0] << 8) | data[1], data, 20)
+    if linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+        # 4-byte address family: host byte order of the capturing machine for NULL (either
+        # order may arrive), network byte order for LOOP.
+        if len(data) < 4:
+            return None
+        family = int.from_bytes(data[:4], "big")
+        if linktype == LINKTYPE_NULL and family > 0xFFFF:
+            family = int.from_bytes(data[:4], "little")
+        if family == _AF_INET or family in _AF_INET6:
+            return data[4:]
+        return None
+    return None
