@@ -1,0 +1,330 @@
+"""TLS handshake messages: reassembly from records, and the hello fields the analysis needs.
+
+RFC 8446 §5.1: handshake messages may be coalesced into one record or fragmented across
+several, but must not span a key change; so each key epoch has its own reassembly buffer.
+Parsers here are strict about lengths and raise ``DecodeError`` on a malformed body; the
+conversation catches it, so a bad message never stops the analysis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+HELLO_REQUEST = 0
+CLIENT_HELLO = 1
+SERVER_HELLO = 2
+NEW_SESSION_TICKET = 4
+END_OF_EARLY_DATA = 5
+ENCRYPTED_EXTENSIONS = 8
+CERTIFICATE = 11
+SERVER_KEY_EXCHANGE = 12
+CERTIFICATE_REQUEST = 13
+SERVER_HELLO_DONE = 14
+CERTIFICATE_VERIFY = 15
+CLIENT_KEY_EXCHANGE = 16
+FINISHED = 20
+CERTIFICATE_STATUS = 22
+KEY_UPDATE = 24
+COMPRESSED_CERTIFICATE = 25
+
+HANDSHAKE_NAMES = {
+    HELLO_REQUEST: "HelloRequest",
+    CLIENT_HELLO: "ClientHello",
+    SERVER_HELLO: "ServerHello",
+    NEW_SESSION_TICKET: "NewSessionTicket",
+    END_OF_EARLY_DATA: "EndOfEarlyData",
+    ENCRYPTED_EXTENSIONS: "EncryptedExtensions",
+    CERTIFICATE: "Certificate",
+    SERVER_KEY_EXCHANGE: "ServerKeyExchange",
+    CERTIFICATE_REQUEST: "CertificateRequest",
+    SERVER_HELLO_DONE: "ServerHelloDone",
+    CERTIFICATE_VERIFY: "CertificateVerify",
+    CLIENT_KEY_EXCHANGE: "ClientKeyExchange",
+    FINISHED: "Finished",
+    CERTIFICATE_STATUS: "CertificateStatus",
+    KEY_UPDATE: "KeyUpdate",
+    COMPRESSED_CERTIFICATE: "CompressedCertificate",
+}
+
+EXT_SERVER_NAME = 0
+EXT_ALPN = 16
+EXT_PRE_SHARED_KEY = 41
+EXT_EARLY_DATA = 42
+EXT_SUPPORTED_VERSIONS = 43
+
+HELLO_RETRY_REQUEST_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
+"""RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello with this random."""
+
+VERSION_NAMES = {0x0304: "1.3", 0x0303: "1.2", 0x0302: "1.1", 0x0301: "1.0", 0x0300: "ssl3"}
+
+CIPHER_SUITE_NAMES = {
+    0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
+    0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
+    0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
+    0x0039: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
+    0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    0x003D: "TLS_RSA_WITH_AES_256_CBC_SHA256",
+    0x0067: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
+    0x006B: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
+    0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    0x009E: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+    0x009F: "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
+    0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
+    0x1301: "TLS_AES_128_GCM_SHA256",
+    0x1302: "TLS_AES_256_GCM_SHA384",
+    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+    0x1304: "TLS_AES_128_CCM_SHA256",
+    0x1305: "TLS_AES_128_CCM_8_SHA256",
+    0x5600: "TLS_FALLBACK_SCSV",
+    0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    0xC023: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    0xC024: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384",
+    0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+    0xC028: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xC0AC: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM",
+    0xC0AD: "TLS_ECDHE_ECDSA_WITH_AES_256_CCM",
+    0xC0AE: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8",
+    0xC0AF: "TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8",
+    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xCCAA: "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+}
+
+
+def cipher_suite_name(code: int) -> str:
+    """The IANA name of a cipher suite, or its hex code when this table does not know it."""
+    return CIPHER_SUITE_NAMES.get(code, f"0x{code:04X}")
+
+
+def tls12_record_overhead(code: int) -> int | None:
+    """Bytes a TLS 1.2 AEAD record adds to its plaintext, or None for CBC (padding hides it).
+
+    RFC 5288 §3 (GCM) and RFC 6655 §3 (CCM): 8-byte explicit nonce + tag (16, or 8 for CCM_8);
+    RFC 7905 §2 (ChaCha20-Poly1305): no explicit nonce, 16-byte tag.
+    """
+    name = CIPHER_SUITE_NAMES.get(code, "")
+    if "CHACHA20_POLY1305" in name:
+        return 16
+    if name.endswith("_CCM_8"):
+        return 16
+    if "_GCM_" in name or name.endswith("_CCM"):
+        return 24
+    return None
+
+
+class DecodeError(ValueError):
+    """A handshake message body is shorter or longer than its own length fields say."""
+
+
+class _Reader:
+    """Length-checked reads from a message body (RFC 8446 §3: vectors with length prefixes)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._position = 0
+
+    def bytes(self, count: int) -> bytes:
+        if self._position + count > len(self._data):
+            raise DecodeError("message shorter than its fields")
+        chunk = self._data[self._position : self._position + count]
+        self._position += count
+        return chunk
+
+    def uint(self, width: int) -> int:
+        return int.from_bytes(self.bytes(width), "big")
+
+    def vector(self, length_width: int) -> bytes:
+        return self.bytes(self.uint(length_width))
+
+    @property
+    def done(self) -> bool:
+        return self._position == len(self._data)
+
+
+def _extensions(reader: _Reader) -> dict[int, bytes]:
+    """RFC 8446 §4.2 extension list; absent entirely in some TLS 1.2 hellos (RFC 5246 §7.4.1.2)."""
+    if reader.done:
+        return {}
+    found: dict[int, bytes] = {}
+    block = _Reader(reader.vector(2))
+    while not block.done:
+        kind = block.uint(2)
+        found.setdefault(kind, block.vector(2))
+    return found
+
+
+def _alpn_protocols(data: bytes) -> tuple[str, ...]:
+    """RFC 7301 §3.1: ProtocolNameList."""
+    names = _Reader(_Reader(data).vector(2))
+    protocols = []
+    while not names.done:
+        protocols.append(names.vector(1).decode("ascii", "replace"))
+    return tuple(protocols)
+
+
+def _host_name(data: bytes) -> str | None:
+    """RFC 6066 §3: the first host_name entry of a ServerNameList."""
+    names = _Reader(_Reader(data).vector(2))
+    while not names.done:
+        kind = names.uint(1)
+        name = names.vector(2)
+        if kind == 0:
+            return name.decode("ascii", "replace")
+    return None
+
+
+@dataclass(frozen=True)
+class ClientHello:
+    """The ClientHello fields that decide what the handshake can become (RFC 8446 §4.1.2)."""
+
+    random: bytes
+    session_id: bytes
+    cipher_suites: tuple[int, ...]
+    server_name: str | None
+    alpn_protocols: tuple[str, ...]
+    supported_versions: tuple[int, ...]
+    """From supported_versions, or just the legacy version when the extension is absent."""
+    offers_early_data: bool
+    offers_psk: bool
+
+
+@dataclass(frozen=True)
+class ServerHello:
+    """The ServerHello (or HelloRetryRequest) fields that decide the handshake (RFC 8446 §4.1.3)."""
+
+    random: bytes
+    session_id: bytes
+    cipher_suite: int
+    version: int
+    """supported_versions when present (TLS 1.3), else the legacy version."""
+    alpn_protocol: str | None
+    """TLS 1.2 only: a TLS 1.3 server puts ALPN in EncryptedExtensions."""
+    selected_psk_identity: int | None
+    """TLS 1.3 pre_shared_key: which of the offered PSKs the server took, None if none."""
+
+    @property
+    def is_hello_retry_request(self) -> bool:
+        return self.random == HELLO_RETRY_REQUEST_RANDOM
+
+
+@dataclass(frozen=True)
+class EncryptedExtensions:
+    """TLS 1.3 EncryptedExtensions (RFC 8446 §4.3.1): where ALPN and 0-RTT acceptance are."""
+
+    alpn_protocol: str | None
+    accepts_early_data: bool
+
+
+def parse_client_hello(body: bytes) -> ClientHello:
+    reader = _Reader(body)
+    legacy_version = reader.uint(2)
+    random = reader.bytes(32)
+    session_id = reader.vector(1)
+    suites = reader.vector(2)
+    reader.vector(1)  # legacy_compression_methods
+    extensions = _extensions(reader)
+    versions: tuple[int, ...] = (legacy_version,)
+    if EXT_SUPPORTED_VERSIONS in extensions:
+        listed = _Reader(extensions[EXT_SUPPORTED_VERSIONS]).vector(1)
+        versions = tuple(int.from_bytes(listed[i : i + 2], "big") for i in range(0, len(listed) - 1, 2))
+    return ClientHello(
+        random=random,
+        session_id=session_id,
+        cipher_suites=tuple(int.from_bytes(suites[i : i + 2], "big") for i in range(0, len(suites) - 1, 2)),
+        server_name=_host_name(extensions[EXT_SERVER_NAME]) if EXT_SERVER_NAME in extensions else None,
+        alpn_protocols=_alpn_protocols(extensions[EXT_ALPN]) if EXT_ALPN in extensions else (),
+        supported_versions=versions,
+        offers_early_data=EXT_EARLY_DATA in extensions,
+        offers_psk=EXT_PRE_SHARED_KEY in extensions,
+    )
+
+
+def parse_server_hello(body: bytes) -> ServerHello:
+    reader = _Reader(body)
+    legacy_version = reader.uint(2)
+    random = reader.bytes(32)
+    session_id = reader.vector(1)
+    cipher_suite = reader.uint(2)
+    reader.uint(1)  # legacy_compression_method
+    extensions = _extensions(reader)
+    version = legacy_version
+    if len(extensions.get(EXT_SUPPORTED_VERSIONS, b"")) == 2:
+        version = int.from_bytes(extensions[EXT_SUPPORTED_VERSIONS], "big")
+    psk = extensions.get(EXT_PRE_SHARED_KEY)
+    alpn = _alpn_protocols(extensions[EXT_ALPN]) if EXT_ALPN in extensions else ()
+    return ServerHello(
+        random=random,
+        session_id=session_id,
+        cipher_suite=cipher_suite,
+        version=version,
+        alpn_protocol=alpn[0] if alpn else None,
+        selected_psk_identity=int.from_bytes(psk, "big") if psk is not None and len(psk) == 2 else None,
+    )
+
+
+def parse_encrypted_extensions(body: bytes) -> EncryptedExtensions:
+    extensions = _extensions(_Reader(body))
+    alpn = _alpn_protocols(extensions[EXT_ALPN]) if EXT_ALPN in extensions else ()
+    return EncryptedExtensions(alpn_protocol=alpn[0] if alpn else None, accepts_early_data=EXT_EARLY_DATA in extensions)
+
+
+@dataclass(frozen=True)
+class HandshakeMessage:
+    """One whole handshake message and where its bytes were in the stream."""
+
+    msg_type: int
+    body: bytes
+    start_offset: int
+    """Stream offset of the record holding the message's first byte."""
+    end_offset: int
+    """Stream offset just past the record holding its last byte."""
+
+    @property
+    def wire_bytes(self) -> int:
+        """The 4-byte handshake header plus the body."""
+        return 4 + len(self.body)
+
+
+class HandshakeReassembler:
+    """Cuts the handshake bytes of one key epoch into messages (RFC 8446 §4: type, uint24 length)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._first_record_offset = 0
+        """Start offset of the record that holds ``_buffer[0]``."""
+
+    def push(self, fragment: bytes, record_start: int, record_end: int) -> list[HandshakeMessage]:
+        if not self._buffer:
+            self._first_record_offset = record_start
+        self._buffer += fragment
+        messages = []
+        while len(self._buffer) >= 4:
+            length = int.from_bytes(self._buffer[1:4], "big")
+            if len(self._buffer) < 4 + length:
+                break
+            messages.append(
+                HandshakeMessage(
+                    msg_type=self._buffer[0],
+                    body=bytes(self._buffer[4 : 4 + length]),
+                    start_offset=self._first_record_offset,
+                    end_offset=record_end,
+                )
+            )
+            del self._buffer[: 4 + length]
+            # Whatever is left began inside the record just pushed.
+            self._first_record_offset = record_start
+        return messages
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buffer)

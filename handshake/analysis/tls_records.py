@@ -1,0 +1,122 @@
+"""The TLS record layer of one direction of a TCP stream: bytes in, whole records out.
+
+RFC 8446 §5.1 / RFC 5246 §6.2.1: a record is a 5-byte header (content type, legacy version,
+length) and a fragment of that length. Records carry their stream offsets, because the
+round-trip counter maps "the record that finished the response" back to TCP segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CHANGE_CIPHER_SPEC = 20
+ALERT = 21
+HANDSHAKE = 22
+APPLICATION_DATA = 23
+
+CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
+
+HEADER_BYTES = 5
+MAX_FRAGMENT_BYTES = 2**14 + 2048
+"""RFC 5246 §6.2.3: a TLSCiphertext fragment is at most 2^14 + 2048 bytes (TLS 1.3 allows
+less, 2^14 + 256, §5.2); anything longer is not a TLS stream."""
+
+
+@dataclass(frozen=True)
+class TlsRecord:
+    """One record as it was on the wire."""
+
+    content_type: int
+    """The outer content type (20 CCS, 21 alert, 22 handshake, 23 application data)."""
+    legacy_version: int
+    """The header's version field, e.g. 0x0303 (meaningless in TLS 1.3, §5.1)."""
+    header: bytes
+    """The 5 header bytes: TLS 1.3 authenticates them as additional data (§5.2)."""
+    fragment: bytes
+    start_offset: int
+    """Stream offset of the first header byte."""
+    end_offset: int
+    """Stream offset just past the fragment."""
+
+
+@dataclass(frozen=True)
+class NotTls:
+    """The stream stopped looking like TLS records at ``start_offset``."""
+
+    start_offset: int
+    end_offset: int
+    """Stream offset just past the bytes seen so far."""
+    first_byte: int
+
+
+class RecordReader:
+    """Frames one direction's stream into records; partial records wait for more bytes.
+
+    Once the bytes stop looking like a record header (unknown content type, a version whose
+    major byte is not 3, an oversized length) the reader reports ``NotTls`` once and then
+    ignores the rest of the stream: there is no way to find the next record boundary.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._buffer_offset = 0
+        """Stream offset of ``_buffer[0]``."""
+        self.not_tls: NotTls | None = None
+
+    @property
+    def offset(self) -> int:
+        """Stream offset just past the bytes fed so far."""
+        return self._buffer_offset + len(self._buffer)
+
+    def feed(self, data: bytes) -> tuple[list[TlsRecord], NotTls | None]:
+        """Records completed by ``data``, and a NotTls the first time the stream goes bad."""
+        if self.not_tls is not None:
+            self._buffer_offset += len(data)
+            return [], None
+        self._buffer += data
+        records: list[TlsRecord] = []
+        buffer = self._buffer
+        position = 0
+        while True:
+            available = len(buffer) - position
+            if available and not _plausible_header(buffer[position : position + HEADER_BYTES]):
+                start = self._buffer_offset + position
+                self.not_tls = NotTls(start, self.offset, buffer[position])
+                self._buffer_offset = self.offset
+                self._buffer = bytearray()
+                return records, self.not_tls
+            if available < HEADER_BYTES:
+                break
+            length = int.from_bytes(buffer[position + 3 : position + 5], "big")
+            if available < HEADER_BYTES + length:
+                break
+            start = self._buffer_offset + position
+            header = bytes(buffer[position : position + HEADER_BYTES])
+            fragment = bytes(buffer[position + HEADER_BYTES : position + HEADER_BYTES + length])
+            position += HEADER_BYTES + length
+            records.append(
+                TlsRecord(
+                    content_type=header[0],
+                    legacy_version=int.from_bytes(header[1:3], "big"),
+                    header=header,
+                    fragment=fragment,
+                    start_offset=start,
+                    end_offset=start + HEADER_BYTES + length,
+                )
+            )
+        del buffer[:position]
+        self._buffer_offset += position
+        return records, None
+
+
+def _plausible_header(header: bytes | bytearray) -> bool:
+    """Whether the (possibly partial) bytes can start a record; checked as soon as each arrives."""
+    if header[0] not in CONTENT_TYPES:
+        return False
+    if len(header) >= 2 and header[1] != 3:
+        return False
+    if len(header) >= 3 and header[2] > 4:
+        return False
+    if len(header) >= 5 and int.from_bytes(header[3:5], "big") > MAX_FRAGMENT_BYTES:
+        return False
+    return True
