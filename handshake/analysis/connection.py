@@ -47,16 +47,19 @@ class ConnectionReport:
 
 
 class _Retransmissions:
-    """Spots a side sending sequence space it already sent: a retransmission (loss or a late ACK)."""
+    """Spots a side sending sequence space it already sent: a retransmission (loss or a late ACK).
+
+    Seen from one capture point, packets may also arrive out of order; only a range that was
+    wholly seen before counts as sent again.
+    """
 
     def __init__(self, side: str) -> None:
         self.side = side
         self._base: int | None = None
-        self._sent_until = 0
-        self._first_sent: dict[int, float] = {}
+        self._seen: list[tuple[int, int, float]] = []  # (start, end, time) of each range first seen
         self._seen_tsvals: set[tuple[int, int]] = set()
-        self.found: dict[str, list[float | None]] = {}
-        """What was retransmitted ("SYN", "data", ...) → the delay of each retransmission."""
+        self.found: dict[str, list[tuple[float, float]]] = {}
+        """What was retransmitted ("SYN", "data", ...) → (when, how long after its first copy)."""
 
     def check(self, segment, time: float) -> bool:
         if self._base is None:
@@ -71,28 +74,42 @@ class _Retransmissions:
             if key in self._seen_tsvals:
                 return False  # the very same packet twice: the link duplicated it
             self._seen_tsvals.add(key)
-        if end <= self._sent_until:
-            if segment.syn:
-                what = "SYN-ACK" if segment.has_ack else "SYN"
-            else:
-                what = "data" if segment.payload else "FIN"
-            first = self._first_sent.get(start)
-            self.found.setdefault(what, []).append(None if first is None else time - first)
-            return True
-        self._first_sent.setdefault(start, time)
-        self._sent_until = max(self._sent_until, end)
-        return False
+        first = _covered_since(self._seen, start, end)
+        self._seen.append((start, end, time))
+        if first is None:
+            return False
+        if segment.syn:
+            what = "SYN-ACK" if segment.has_ack else "SYN"
+        else:
+            what = "data" if segment.payload else "FIN"
+        self.found.setdefault(what, []).append((time, time - first))
+        return True
 
-    def causes(self) -> list[str]:
+    def causes(self, before: float | None) -> list[str]:
+        """One line per kind of retransmission that happened before ``before`` (None: at all)."""
         out = []
-        for what, delays in self.found.items():
-            times = "" if len(delays) == 1 else f" {len(delays)} times"
-            if delays[0] is None:
-                when = "the first copy was lost before the capture point"
-            else:
-                when = f"first after {delays[0]:.3f} s"
-            out.append(f"{self.side} {what} retransmitted{times} ({when})")
+        for what, events in self.found.items():
+            delays = [delay for at, delay in events if before is None or at <= before]
+            if delays:
+                times = "" if len(delays) == 1 else f" {len(delays)} times"
+                out.append(f"{self.side} {what} retransmitted{times} (first after {delays[0]:.3f} s)")
         return out
+
+
+def _covered_since(ranges: list[tuple[int, int, float]], start: int, end: int) -> float | None:
+    """When [start, end) had been wholly seen already, the time its first byte was first seen."""
+    covered_until = start
+    first_time = None
+    for r_start, r_end, r_time in sorted(ranges):
+        if r_start > covered_until:
+            break
+        if r_end > covered_until:
+            if r_start <= start < r_end and first_time is None:
+                first_time = r_time
+            covered_until = r_end
+        if covered_until >= end:
+            return first_time
+    return None
 
 
 def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
@@ -132,7 +149,8 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
     stall_seen = False
     for packet in flow.packets:
         segment = packet.segment
-        rnd = counter.add(packet)
+        retransmission = retransmissions[packet.from_client].check(segment, packet.time)
+        rnd = counter.add(packet, retransmission=retransmission)
         if packet.from_client:
             report.bytes_client += packet.wire_bytes
         else:
@@ -152,9 +170,8 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
                 report.causes.append("TFO data refused by the server: sent again after the handshake")
             syn_data_end = None
 
-        if not answered:
-            retransmissions[packet.from_client].check(segment, packet.time)
         if not packet.from_client and rnd.round > rnd.round_by_ack and not answered and not stall_seen:
+            # New data that could only leave once the client's ACKs arrived: the window was full.
             stall_seen = True
             report.causes.append("server flight over the initial congestion window: it waited for ACKs")
 
@@ -181,8 +198,9 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
                 report.round_trips = rnd.round
                 report.ttfb_s = packet.time - report.start_time
 
+    response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
     for side in (True, False):
-        report.causes.extend(retransmissions[side].causes())
+        report.causes.extend(retransmissions[side].causes(before=response_time))
     if report.tfo == "data":
         report.notes.append("TFO cookie used")
     elif report.tfo == "cookie-request":

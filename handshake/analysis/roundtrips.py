@@ -86,7 +86,9 @@ class TcpRoundCounter:
         self._client = _Side()
         self._server = _Side()
 
-    def add(self, packet: FlowPacket) -> PacketRound:
+    def add(self, packet: FlowPacket, *, retransmission: bool = False) -> PacketRound:
+        """The packet's round. A retransmission is sent by a timer, not in answer to what the
+        timestamp echo shows arrived meanwhile, so only its ACK number places it."""
         segment = packet.segment
         mine, theirs = (self._client, self._server) if packet.from_client else (self._server, self._client)
         if mine.seq_base is None:
@@ -98,7 +100,7 @@ class TcpRoundCounter:
                 theirs.echo(timestamps[1])
         step = 0 if packet.from_client else 1
         by_ack = max(theirs.known_by_ack + step, 0)
-        rnd = max(by_ack, theirs.known_by_ts + step)
+        rnd = by_ack if retransmission else max(by_ack, theirs.known_by_ts + step)
         if segment.syn or segment.fin or segment.payload:
             end = mine.rel_seq(segment.seq) + segment.seq_len
             heapq.heappush(mine.by_seq_end, (end, rnd))
