@@ -22,7 +22,8 @@ from handshake.endpoints.http1 import HttpClient, HttpServer
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
 from handshake.net.link import LinkConfig
-from handshake.net.sim import HTTP_PORT, HTTPS_PORT, SERVER_ADDR, DropRule, Session, Simulation, SimulationTimeout
+from handshake.net.drops import PacketDropper
+from handshake.net.sim import HTTP_PORT, HTTPS_PORT, SERVER_ADDR, Session, Simulation, SimulationTimeout
 from handshake.net.tcp import TcpConfig
 from handshake.trace.record import Trace
 from handshake.variants import Variant
@@ -33,12 +34,23 @@ CLOSE_LIMIT_S = 10.0
 
 
 @dataclass(frozen=True)
-class ServerOptions:
-    """Server-side knobs that change the handshake."""
+class RunOptions:
+    """The knobs that add round trips (issue: named causes), besides the network itself."""
 
     key_type: str = "p256"
+    """Server key and certificate chain: "p256" or "rsa2048"."""
     intermediates: int = 1
+    """Intermediate CA certificates in the chain the server sends."""
     accept_early_data: bool = True
+    """False: the server refuses 0-RTT (the ticket still resumes)."""
+    hrr: bool = False
+    """The server accepts only P-256, so a client leading with an X25519 key share gets a HelloRetryRequest."""
+    retry: bool = False
+    """QUIC: the server demands address validation with a Retry."""
+    cold: bool = False
+    """Warm variants skip their warm-up: no ticket, no TFO cookie (a first visit)."""
+    drops: tuple[str, ...] = ()
+    """Packets of the measured connection to drop once each (``net.drops`` selectors)."""
 
 
 @dataclass
@@ -49,6 +61,9 @@ class VariantRun:
     trace: Trace
     warmup_connections: int
     error: str | None = None
+    dropped: tuple[str, ...] = ()
+    """Drop selectors that matched a packet (and so dropped it)."""
+    options: RunOptions = field(default_factory=lambda: RunOptions())
 
 
 @dataclass
@@ -80,19 +95,18 @@ class Row:
 class _Endpoints:
     """Makes the client and server endpoints of one variant, sharing the configs that tie sessions together."""
 
-    def __init__(self, variant: Variant, options: ServerOptions, keylog_path: Path) -> None:
+    def __init__(self, variant: Variant, options: RunOptions, keylog_path: Path) -> None:
         self.variant = variant
         self.options = options
         chain = make_chain(options.key_type, options.intermediates)
-        if variant.tls_version is None:
-            self.port = HTTP_PORT
-        else:
-            self.port = HTTPS_PORT
+        self.port = HTTP_PORT if variant.tls_version is None else HTTPS_PORT
         if variant.early_data:
-            self._server_config = EarlyServerConfig(chain)
+            self._server_config = EarlyServerConfig(chain, groups="P-256" if options.hrr else None)
             self._client_config = EarlyClientConfig.for_chain(chain, keylog_path=keylog_path)
         elif variant.tls_version is not None:
-            self._server_config = TlsServerConfig(chain, version=variant.tls_version)
+            self._server_config = TlsServerConfig(
+                chain, version=variant.tls_version, ecdh_curve="prime256v1" if options.hrr else None
+            )
             self._client_config = TlsClientConfig.for_chain(
                 chain, version=variant.tls_version, keylog_path=keylog_path
             )
@@ -128,34 +142,30 @@ def _exchange(sim: Simulation, endpoints: _Endpoints, session_ticket: Any) -> Se
     return session
 
 
-def run_sim(
-    variant: Variant,
-    link: LinkConfig,
-    options: ServerOptions | None = None,
-    *,
-    drop: DropRule | None = None,
-) -> VariantRun:
-    """Run one variant on the virtual-time engine; ``drop`` may discard chosen packets before the link."""
-    options = options or ServerOptions()
+def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = None) -> VariantRun:
+    """Run one variant on the virtual-time engine."""
+    options = options or RunOptions()
+    dropper = PacketDropper(options.drops)
     with tempfile.TemporaryDirectory(prefix="handshake-") as workdir:
         keylog_path = Path(workdir) / "keys.log"
         endpoints = _Endpoints(variant, options, keylog_path)
         tcp = TcpConfig(fastopen=variant.tfo)
-        sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=drop, seed=link.seed)
+        sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=dropper, seed=link.seed)
         sim.server.listen(endpoints.port, endpoints.server)
         warmups = 0
         error = None
         try:
             ticket = None
-            if variant.warm:
+            if variant.warm and not options.cold:
                 warm = _exchange(sim, endpoints, None)
                 warmups = 1
                 ticket = warm.endpoint.session if variant.resume else None  # type: ignore[attr-defined]
+            dropper.armed = True
             _exchange(sim, endpoints, ticket)
         except SimulationTimeout as timeout:
             error = str(timeout)
         keylog = keylog_path.read_text() if keylog_path.exists() else ""
-    return VariantRun(variant, Trace(list(sim.trace), keylog), warmups, error)
+    return VariantRun(variant, Trace(list(sim.trace), keylog), warmups, error, tuple(dropper.dropped), options)
 
 
 def row_from_run(run: VariantRun) -> Row:
@@ -167,8 +177,20 @@ def row_from_run(run: VariantRun) -> Row:
     if report is None:
         report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
     notes = list(report.notes)
+    causes = list(report.causes)
     if run.warmup_connections:
         notes.append("after a warm-up connection")
+    if run.options.cold and variant.warm:
+        notes.append("cold: no warm-up")
+    # What the variant meant to use but the trace shows it did not (a cold start, a refused ticket).
+    if variant.resume and report.resumed is False:
+        causes.append("no session resumed: a full handshake")
+    if variant.early_data and report.early_data == "none":
+        causes.append("no ticket with early data: the request waited for the handshake")
+    for selector in run.dropped:
+        notes.append(f"dropped {selector}")
+    for selector in set(run.options.drops) - set(run.dropped):
+        notes.append(f"--drop {selector}: no such packet in this variant")
     if run.error:
         notes.append(f"incomplete: {run.error}")
     return Row(
@@ -183,7 +205,7 @@ def row_from_run(run: VariantRun) -> Row:
         bytes_client=report.bytes_client,
         bytes_server=report.bytes_server,
         packets=report.packets,
-        causes=report.causes,
+        causes=causes,
         notes=notes,
         resumed=report.resumed,
         early_data=report.early_data,
@@ -211,9 +233,10 @@ def compare(
     variants: list[Variant],
     link: LinkConfig,
     *,
-    options: ServerOptions | None = None,
+    options: RunOptions | None = None,
     capture_dir: str | os.PathLike[str] | None = None,
 ) -> list[Row]:
+    """Run every variant on the same network and count each one's round trips."""
     rows = []
     for variant in variants:
         run = run_sim(variant, link, options)

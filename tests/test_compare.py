@@ -6,7 +6,7 @@ import pytest
 
 from handshake.analysis.flows import tcp_flows
 from handshake.net.link import LinkConfig
-from handshake.runner import ServerOptions, compare, row_from_run, run_sim
+from handshake.runner import RunOptions, compare, row_from_run, run_sim
 from handshake.trace.packet import decode
 from handshake.variants import CATALOG, select
 
@@ -57,7 +57,7 @@ def test_warm_up_connection_requests_the_tfo_cookie():
 
 
 def test_tls13_0rtt_rejected_costs_the_full_handshake_and_a_resend():
-    run = run_sim(CATALOG["tls13-0rtt"], LinkConfig.from_rtt(0.1), ServerOptions(accept_early_data=False))
+    run = run_sim(CATALOG["tls13-0rtt"], LinkConfig.from_rtt(0.1), RunOptions(accept_early_data=False))
     row = row_from_run(run)
     assert row.early_data == "rejected"
     assert row.round_trips == 3
@@ -81,24 +81,16 @@ def test_a_lost_packet_is_retransmitted_and_the_run_is_reproducible():
 
 
 def test_a_lost_syn_costs_one_second():
-    dropped = []
-
-    def drop_first_syn(from_client, packet):
-        if from_client and packet.transport.syn and not dropped:
-            dropped.append(packet)
-            return True
-        return False
-
     clean = row_from_run(run_sim(CATALOG["tls13"], LinkConfig.from_rtt(0.1)))
-    lossy = row_from_run(run_sim(CATALOG["tls13"], LinkConfig.from_rtt(0.1), drop=drop_first_syn))
-    assert dropped
+    lossy = row_from_run(run_sim(CATALOG["tls13"], LinkConfig.from_rtt(0.1), RunOptions(drops=("first-syn",))))
     assert lossy.ttfb_ms - clean.ttfb_ms == pytest.approx(1000.0)  # RFC 6298 §2.1: the initial RTO is 1 s
     assert lossy.round_trips == clean.round_trips == 3
     assert any("SYN retransmitted" in c for c in lossy.causes)
+    assert "dropped first-syn" in lossy.notes
 
 
 def test_a_server_flight_over_the_initial_window_costs_a_round_trip():
-    rows = compare(select("tls13"), LinkConfig.from_rtt(0.1), options=ServerOptions("rsa2048", 16))
+    rows = compare(select("tls13"), LinkConfig.from_rtt(0.1), options=RunOptions("rsa2048", 16))
     assert rows[0].bytes_server > 14_600
     assert rows[0].round_trips == 4
     assert any("initial congestion window" in c for c in rows[0].causes)

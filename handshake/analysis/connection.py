@@ -56,9 +56,9 @@ class _Retransmissions:
     def __init__(self, side: str) -> None:
         self.side = side
         self._base: int | None = None
-        self._seen: list[tuple[int, int, float]] = []  # (start, end, time) of each range first seen
+        self._seen: list[tuple[int, int, float, int | None]] = []  # (start, end, time, TSval) as seen
         self._seen_tsvals: set[tuple[int, int]] = set()
-        self.found: dict[str, list[tuple[float, float]]] = {}
+        self.found: dict[str, list[tuple[float, float | None]]] = {}
         """What was retransmitted ("SYN", "data", ...) → (when, how long after its first copy)."""
 
     def check(self, segment, time: float) -> bool:
@@ -75,7 +75,9 @@ class _Retransmissions:
                 return False  # the very same packet twice: the link duplicated it
             self._seen_tsvals.add(key)
         first = _covered_since(self._seen, start, end)
-        self._seen.append((start, end, time))
+        if first is None and timestamps is not None:
+            first = self._fills_gap_late(start, timestamps[0])
+        self._seen.append((start, end, time, timestamps[0] if timestamps else None))
         if first is None:
             return False
         if segment.syn:
@@ -85,6 +87,20 @@ class _Retransmissions:
         self.found.setdefault(what, []).append((time, time - first))
         return True
 
+    def note_unseen_original(self, segment, time: float) -> None:
+        """Count a retransmission recognised by other means (its first copy was never seen here)."""
+        what = "data" if segment.payload else "FIN"
+        self.found.setdefault(what, []).append((time, None))
+
+    def _fills_gap_late(self, start: int, tsval: int) -> float | None:
+        """A segment below data already seen, sent (by its TSval) after that data: the copy that
+        went missing before the capture point is being resent. Returns when the later data was
+        first seen; None for plain reordering (an older TSval)."""
+        for r_start, _, r_time, r_tsval in self._seen:
+            if r_start > start and r_tsval is not None and seq_diff(tsval, r_tsval) > 0:
+                return r_time
+        return None
+
     def causes(self, before: float | None) -> list[str]:
         """One line per kind of retransmission that happened before ``before`` (None: at all)."""
         out = []
@@ -92,15 +108,19 @@ class _Retransmissions:
             delays = [delay for at, delay in events if before is None or at <= before]
             if delays:
                 times = "" if len(delays) == 1 else f" {len(delays)} times"
-                out.append(f"{self.side} {what} retransmitted{times} (first after {delays[0]:.3f} s)")
+                if delays[0] is None:
+                    when = "its first copy was lost before the capture point"
+                else:
+                    when = f"first after {delays[0]:.3f} s"
+                out.append(f"{self.side} {what} retransmitted{times} ({when})")
         return out
 
 
-def _covered_since(ranges: list[tuple[int, int, float]], start: int, end: int) -> float | None:
+def _covered_since(ranges: list[tuple[int, int, float, int | None]], start: int, end: int) -> float | None:
     """When [start, end) had been wholly seen already, the time its first byte was first seen."""
     covered_until = start
     first_time = None
-    for r_start, r_end, r_time in sorted(ranges):
+    for r_start, r_end, r_time, _ in sorted(ranges, key=lambda r: r[:2]):
         if r_start > covered_until:
             break
         if r_end > covered_until:
@@ -141,16 +161,34 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
         start_time=flow.packets[0].time if flow.packets else 0.0,
     )
     counter = TcpRoundCounter()
-    streams = {True: StreamAssembler(), False: StreamAssembler()}
+    opened_here = bool(flow.packets) and flow.packets[0].segment.syn
+    streams = {True: StreamAssembler(expect_syn=opened_here), False: StreamAssembler(expect_syn=opened_here)}
     retransmissions = {True: _Retransmissions("client"), False: _Retransmissions("server")}
     conversation: TlsConversation | None = None
     is_tls: bool | None = None
     syn_data_end: int | None = None
     stall_seen = False
+    server_data_rounds: dict[int, int] = {}  # round -> server payload bytes first sent in it
     for packet in flow.packets:
         segment = packet.segment
         retransmission = retransmissions[packet.from_client].check(segment, packet.time)
-        rnd = counter.add(packet, retransmission=retransmission)
+        placed = counter.place(packet)
+        rnd = placed.round_by_ack if retransmission else placed.round
+        if not packet.from_client and segment.payload and not retransmission and placed.round > placed.round_by_ack:
+            if server_data_rounds.get(placed.round - 1):
+                # New data that could only leave once the client's ACKs arrived: the flight had
+                # begun in the round before and the congestion window was full.
+                if not answered and not stall_seen:
+                    stall_seen = True
+                    report.causes.append("server flight over the initial congestion window: it waited for ACKs")
+            else:
+                # No flight to have stalled: a timer resent data whose first copy never reached
+                # the capture point, and the echo merely shows what arrived meanwhile.
+                rnd = placed.round_by_ack
+                retransmissions[False].note_unseen_original(segment, packet.time)
+        counter.record(packet, rnd)
+        if not packet.from_client and segment.payload:
+            server_data_rounds[rnd] = server_data_rounds.get(rnd, 0) + len(segment.payload)
         if packet.from_client:
             report.bytes_client += packet.wire_bytes
         else:
@@ -160,9 +198,10 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
 
         if segment.syn and not segment.has_ack and packet.from_client:
             cookie = segment.fastopen_cookie
+            # Only the latest SYN counts: Linux retransmits a TFO SYN without its data.
+            syn_data_end = segment.seq + 1 + len(segment.payload) if segment.payload else None
             if segment.payload and cookie:
                 report.tfo = "data"
-                syn_data_end = segment.seq + 1 + len(segment.payload)
             elif cookie == b"" and report.tfo == "none":
                 report.tfo = "cookie-request"
         if segment.syn and segment.has_ack and not packet.from_client and syn_data_end is not None:
@@ -170,10 +209,6 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
                 report.causes.append("TFO data refused by the server: sent again after the handshake")
             syn_data_end = None
 
-        if not packet.from_client and rnd.round > rnd.round_by_ack and not answered and not stall_seen:
-            # New data that could only leave once the client's ACKs arrived: the window was full.
-            stall_seen = True
-            report.causes.append("server flight over the initial congestion window: it waited for ACKs")
 
         data = streams[packet.from_client].feed(segment)
         if not data:
@@ -185,17 +220,17 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
         if conversation is None:
             # Plain HTTP: the first client byte is the request, the first server byte the response.
             if packet.from_client and report.setup_round_trips is None:
-                report.setup_round_trips = rnd.round
+                report.setup_round_trips = rnd
             if not packet.from_client and not answered:
-                report.round_trips = rnd.round
+                report.round_trips = rnd
                 report.ttfb_s = packet.time - report.start_time
             continue
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
             if packet.from_client and message.kind in ("app_data", "early_data"):
                 if report.setup_round_trips is None:
-                    report.setup_round_trips = rnd.round
+                    report.setup_round_trips = rnd
             elif not packet.from_client and message.kind == "app_data" and report.round_trips is None:
-                report.round_trips = rnd.round
+                report.round_trips = rnd
                 report.ttfb_s = packet.time - report.start_time
 
     response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
@@ -204,7 +239,7 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
     if report.tfo == "data":
         report.notes.append("TFO cookie used")
     elif report.tfo == "cookie-request":
-        report.notes.append("TFO cookie requested")
+        report.causes.append("TFO cookie request: no cookie cached yet, so the data waited for the handshake")
     if conversation is not None:
         _apply_tls_facts(report, conversation.facts)
         if report.round_trips is None and not conversation.facts.keys_found and report.tls_version == "1.3":

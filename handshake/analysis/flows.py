@@ -86,9 +86,10 @@ def tcp_flows(packets: Iterable[TracedPacket]) -> list[TcpFlow]:
 class StreamAssembler:
     """One direction's byte stream, rebuilt from segments that may repeat, overlap or come out of order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, expect_syn: bool = False) -> None:
         self._next: int | None = None
         self._pending: dict[int, bytes] = {}
+        self._expect_syn = expect_syn
         self.offset = 0
         """Stream bytes delivered so far."""
 
@@ -100,6 +101,10 @@ class StreamAssembler:
             if self._next is None:
                 self._next = seq
         if self._next is None:
+            if self._expect_syn:
+                # Data before the SYN that starts the stream: the receiver is still in SYN-SENT
+                # and drops it (RFC 793 §3.9); the sender will have to send it again.
+                return b""
             self._next = seq  # capture began mid-stream: start where we first see data
         if not segment.payload:
             return b""

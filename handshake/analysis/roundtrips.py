@@ -86,9 +86,12 @@ class TcpRoundCounter:
         self._client = _Side()
         self._server = _Side()
 
-    def add(self, packet: FlowPacket, *, retransmission: bool = False) -> PacketRound:
-        """The packet's round. A retransmission is sent by a timer, not in answer to what the
-        timestamp echo shows arrived meanwhile, so only its ACK number places it."""
+    def place(self, packet: FlowPacket) -> PacketRound:
+        """Learn what this packet's ACK and timestamp echo prove, and where that places it.
+
+        Nothing is recorded for the packet itself until ``record``: the caller may place a
+        packet sent by a timer (a retransmission) by its ACK number alone.
+        """
         segment = packet.segment
         mine, theirs = (self._client, self._server) if packet.from_client else (self._server, self._client)
         if mine.seq_base is None:
@@ -100,10 +103,23 @@ class TcpRoundCounter:
                 theirs.echo(timestamps[1])
         step = 0 if packet.from_client else 1
         by_ack = max(theirs.known_by_ack + step, 0)
-        rnd = by_ack if retransmission else max(by_ack, theirs.known_by_ts + step)
+        return PacketRound(max(by_ack, theirs.known_by_ts + step), by_ack)
+
+    def record(self, packet: FlowPacket, rnd: int) -> None:
+        """Remember the packet at round ``rnd`` so that the other side's ACKs and echoes can name it."""
+        segment = packet.segment
+        mine = self._client if packet.from_client else self._server
         if segment.syn or segment.fin or segment.payload:
             end = mine.rel_seq(segment.seq) + segment.seq_len
             heapq.heappush(mine.by_seq_end, (end, rnd))
+        timestamps = segment.timestamps
         if timestamps is not None:
             mine.by_tsval.append((mine.rel_ts(timestamps[0]), rnd))
-        return PacketRound(rnd, by_ack)
+
+    def add(self, packet: FlowPacket, *, retransmission: bool = False) -> PacketRound:
+        """Place and record a packet. A retransmission is sent by a timer, not in answer to what
+        the timestamp echo shows arrived meanwhile, so only its ACK number places it."""
+        placed = self.place(packet)
+        rnd = placed.round_by_ack if retransmission else placed.round
+        self.record(packet, rnd)
+        return PacketRound(rnd, placed.round_by_ack)

@@ -60,7 +60,7 @@ def _check(result: int, what: str) -> None:
         raise TlsError(f"{what}: {L.error_text()}")
 
 
-def _server_context(chain: CertChain, keylog_path, max_early_data: int) -> _Context:
+def _server_context(chain: CertChain, keylog_path, max_early_data: int, groups: str | None = None) -> _Context:
     context = _Context(keylog_path)
     ctx = context.pointer
     certs = L.read_pem_x509s(chain.chain_pem)
@@ -79,6 +79,8 @@ def _server_context(chain: CertChain, keylog_path, max_early_data: int) -> _Cont
     _check(L.SSL_CTX_check_private_key(ctx), "key does not match certificate")
     _check(L.SSL_CTX_set_max_early_data(ctx, max_early_data), "set max early data")
     L.SSL_CTX_ctrl(ctx, L.SSL_CTRL_SET_SESS_CACHE_SIZE, SERVER_SESSION_CACHE_SIZE, None)
+    if groups is not None:  # SSL_CTX_set1_groups_list is a macro over SSL_CTX_ctrl
+        _check(L.SSL_CTX_ctrl(ctx, L.SSL_CTRL_SET_GROUPS_LIST, 0, groups.encode("ascii")), f"set groups {groups}")
     return context
 
 
@@ -130,10 +132,13 @@ class EarlyServerConfig:
     chain: CertChain
     keylog_path: str | os.PathLike[str] | None = None
     max_early_data: int = DEFAULT_MAX_EARLY_DATA
+    groups: str | None = None
+    """Key exchange groups the server accepts, OpenSSL syntax ("P-256"); a client whose first key
+    share is not among them gets a HelloRetryRequest. None: OpenSSL's default list."""
 
     @cached_property
     def context(self) -> _Context:
-        return _server_context(self.chain, self.keylog_path, self.max_early_data)
+        return _server_context(self.chain, self.keylog_path, self.max_early_data, self.groups)
 
 
 @dataclass(frozen=True, eq=False)

@@ -36,6 +36,9 @@ class TlsServerConfig:
     """Issue session tickets. Off, TLS 1.2 still resumes by session id (server cache, about
     1.2 KB a session, up to OpenSSL's default 20480 entries); TLS 1.3, which has no session
     ids, then cannot resume at all."""
+    ecdh_curve: str | None = None
+    """The one key exchange group the server accepts, e.g. "prime256v1": a client whose first key
+    share is another (OpenSSL clients lead with X25519) gets a HelloRetryRequest."""
 
     def __post_init__(self) -> None:
         check_version(self.version)
@@ -47,6 +50,8 @@ class TlsServerConfig:
         with tempfile.TemporaryDirectory(prefix="handshake-") as directory:
             files = self.chain.write(directory)  # load_cert_chain reads files only
             ctx.load_cert_chain(files.chain, files.key)
+        if self.ecdh_curve is not None:
+            ctx.set_ecdh_curve(self.ecdh_curve)
         if not self.tickets:
             ctx.options |= ssl.OP_NO_TICKET  # TLS 1.2 tickets
             ctx.num_tickets = 0  # TLS 1.3 tickets (OP_NO_TICKET only makes them stateful)

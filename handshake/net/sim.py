@@ -1,5 +1,7 @@
 """The virtual-time engine: two hosts, one modeled link, an event heap on a virtual clock.
 
+TCP runs on the modeled stack in ``net.tcp``; UDP carries QUIC datagrams from aioquic as they are.
+
 Packets cross the link as real IP bytes (encoded and decoded by ``trace.packet``), so the trace
 the analysis reads is the same kind of thing a capture on a real interface holds. The capture
 point is the client's interface: outgoing packets are recorded when sent (even if the link
@@ -14,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from handshake.endpoints.events import Event, StreamEndpoint
+from handshake.endpoints.events import DatagramEndpoint, Event, StreamEndpoint
 from handshake.net.link import LinkConfig, LinkDirection
 from handshake.net.tcp import (
     Connected,
@@ -26,7 +28,7 @@ from handshake.net.tcp import (
     TcpState,
     fastopen_cookie_for,
 )
-from handshake.trace.packet import IpPacket, TcpSegment, decode, encode
+from handshake.trace.packet import PROTO_TCP, PROTO_UDP, IpPacket, TcpSegment, UdpDatagram, decode, encode
 from handshake.trace.record import TracedPacket
 
 CLIENT_ADDR = "198.18.0.1"
@@ -46,7 +48,7 @@ class SimulationTimeout(RuntimeError):
 class Session:
     """One TCP connection on a host, with the application endpoint that speaks over it."""
 
-    host: TcpHost
+    host: Host
     remote_addr: str
     tcp: TcpConnection
     endpoint: StreamEndpoint
@@ -88,8 +90,24 @@ class Session:
         return tcp.segments_to_send(now)
 
 
-class TcpHost:
-    """A host with a TCP stack: its own ISNs, ports, TFO cookie cache (client) or secret (server)."""
+@dataclass
+class UdpBinding:
+    """A UDP port on a host and the datagram endpoint (QUIC) behind it."""
+
+    host: Host
+    port: int
+    endpoint: DatagramEndpoint
+    events: list[Event] = field(default_factory=list)
+
+    def pump(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        out = self.endpoint.datagrams_to_send(now)
+        while (event := self.endpoint.next_event()) is not None:
+            self.events.append(event)
+        return out
+
+
+class Host:
+    """A host: a TCP stack (its own ISNs, ports, TFO cookie cache or secret) and UDP ports."""
 
     def __init__(self, sim: Simulation, addr: str, config: TcpConfig, rng: random.Random) -> None:
         self.sim = sim
@@ -98,11 +116,21 @@ class TcpHost:
         self.rng = rng
         self.sessions: dict[tuple[int, str, int], Session] = {}
         self.listeners: dict[int, Callable[[], StreamEndpoint]] = {}
+        self.udp: dict[int, UdpBinding] = {}
         self.fastopen_cookies: dict[str, bytes] = {}
         self._cookie_secret = rng.randbytes(16)
 
     def listen(self, port: int, endpoint_factory: Callable[[], StreamEndpoint]) -> None:
         self.listeners[port] = endpoint_factory
+
+    def bind_udp(self, endpoint: DatagramEndpoint, port: int | None = None) -> UdpBinding:
+        """Give a datagram endpoint a UDP port (an ephemeral one when None) and start it."""
+        if port is None:
+            port = self.rng.randrange(32768, 61000)
+        binding = UdpBinding(self, port, endpoint)
+        self.udp[port] = binding
+        endpoint.start(self.sim.now)
+        return binding
 
     def connect(self, remote_addr: str, remote_port: int, endpoint: StreamEndpoint) -> Session:
         """Open a connection; the endpoint's first bytes ride in the SYN when TFO has a cookie."""
@@ -123,6 +151,11 @@ class TcpHost:
 
     def receive(self, packet: IpPacket, now: float) -> None:
         segment = packet.transport
+        if isinstance(segment, UdpDatagram):
+            binding = self.udp.get(segment.dport)
+            if binding is not None:
+                binding.endpoint.receive_datagram(segment.payload, (packet.src, segment.sport), now)
+            return
         if not isinstance(segment, TcpSegment):
             return
         key = (segment.dport, packet.src, segment.sport)
@@ -149,10 +182,15 @@ class TcpHost:
     def pump(self, now: float) -> None:
         for (_, remote_addr, _), session in list(self.sessions.items()):
             for segment in session.pump(now):
-                self.sim.transmit(IpPacket(src=self.addr, dst=remote_addr, proto=6, transport=segment))
+                self.sim.transmit(IpPacket(src=self.addr, dst=remote_addr, proto=PROTO_TCP, transport=segment))
+        for binding in list(self.udp.values()):
+            for data, (addr, port) in binding.pump(now):
+                datagram = UdpDatagram(sport=binding.port, dport=port, payload=data)
+                self.sim.transmit(IpPacket(src=self.addr, dst=addr, proto=PROTO_UDP, transport=datagram))
 
     def next_timer(self) -> float | None:
         timers = [t for s in self.sessions.values() if (t := s.tcp.get_timer()) is not None]
+        timers += [t for b in self.udp.values() if (t := b.endpoint.get_timer()) is not None]
         return min(timers) if timers else None
 
     def handle_timers(self, now: float) -> None:
@@ -160,6 +198,10 @@ class TcpHost:
             timer = session.tcp.get_timer()
             if timer is not None and timer <= now:
                 session.tcp.handle_timer(now)
+        for binding in self.udp.values():
+            timer = binding.endpoint.get_timer()
+            if timer is not None and timer <= now:
+                binding.endpoint.handle_timer(now)
 
 
 class Simulation:
@@ -177,8 +219,8 @@ class Simulation:
         self.now = 0.0
         self.trace: list[TracedPacket] = []
         rng = random.Random(seed)
-        self.client = TcpHost(self, CLIENT_ADDR, client_tcp, random.Random(rng.getrandbits(64)))
-        self.server = TcpHost(self, SERVER_ADDR, server_tcp, random.Random(rng.getrandbits(64)))
+        self.client = Host(self, CLIENT_ADDR, client_tcp, random.Random(rng.getrandbits(64)))
+        self.server = Host(self, SERVER_ADDR, server_tcp, random.Random(rng.getrandbits(64)))
         self._to_server = LinkDirection(link, "c2s")
         self._to_client = LinkDirection(link, "s2c")
         self._arrivals: list[tuple[float, int, bool, bytes]] = []
