@@ -24,16 +24,56 @@ def _add_network_flags(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--rtt", help="round-trip time, e.g. 100ms (default 100ms; split evenly each way)")
     net.add_argument("--delay", help="one-way delay, e.g. 50ms (instead of --rtt)")
     net.add_argument("--jitter", help="delay variation, e.g. 5ms")
-    net.add_argument(
-        "--jitter-distribution",
-        default="uniform",
-        help="uniform (default), normal, pareto or paretonormal",
-    )
+    net.add_argument("--jitter-distribution", help="uniform (default), normal, pareto or paretonormal")
     net.add_argument("--loss", help="random loss each way, e.g. 1%%")
     net.add_argument("--rate", help="bottleneck rate each way, e.g. 10mbit")
     net.add_argument("--reorder", help="share of packets sent without delay, e.g. 5%%")
     net.add_argument("--duplicate", help="share of packets duplicated, e.g. 1%%")
-    net.add_argument("--seed", type=int, default=1, help="random seed (same seed, same run; default 1)")
+    net.add_argument("--seed", type=int, help="random seed (same seed, same run; default 1)")
+
+
+def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
+    knobs = parser.add_argument_group("what adds round trips")
+    knobs.add_argument("--key-type", help="server key and chain: p256 (default) or rsa2048")
+    knobs.add_argument("--intermediates", type=int, help="intermediate certificates in the chain (default 1)")
+    knobs.add_argument("--hrr", action="store_true", default=None, help="server accepts only P-256: HelloRetryRequest")
+    knobs.add_argument("--retry", action="store_true", default=None, help="QUIC server demands a Retry")
+    knobs.add_argument("--cold", action="store_true", default=None, help="no warm-up: no ticket, no TFO cookie")
+    knobs.add_argument(
+        "--reject-0rtt", dest="accept_early_data", action="store_false", default=None, help="server refuses early data"
+    )
+    knobs.add_argument(
+        "--drop",
+        action="append",
+        metavar="SELECTOR",
+        help="drop one packet: first-syn, first-synack, client-hello, server-hello, client-initial, server-initial",
+    )
+    parser.add_argument("--scenario", metavar="FILE", help="a TOML scenario (see scenarios/); flags override it")
+
+
+_FLAG_FIELDS = {
+    "network": ("rtt", "delay", "jitter", "jitter_distribution", "loss", "rate", "reorder", "duplicate", "seed"),
+    "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data"),
+    "client": ("cold", "drop"),
+}
+
+
+def _scenario(args: argparse.Namespace):
+    """The scenario file (if any) with the flags given on the command line laid over it."""
+    from handshake.scenario import load_scenario_mapping, scenario_from_mapping
+
+    data, origin, text = {}, "command line", None
+    if args.scenario:
+        data, text = load_scenario_mapping(args.scenario)
+        origin = args.scenario
+    for section, fields in _FLAG_FIELDS.items():
+        for field in fields:
+            value = getattr(args, field)
+            if value is not None:
+                data.setdefault(section, {})[field] = value
+    if args.variants is not None:
+        data["variants"] = args.variants
+    return scenario_from_mapping(data, origin, text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from the packet trace.",
     )
     _add_network_flags(compare)
+    _add_knob_flags(compare)
     compare.add_argument("--variants", help="comma-separated variant names (default: all)")
     compare.add_argument("--format", default="table", help="table (default), markdown, json or csv")
     compare.add_argument("--capture", metavar="DIR", help="write one pcap and one NSS key log per variant here")
@@ -61,41 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _network(args: argparse.Namespace):
-    from handshake.net.link import LinkConfig
-    from handshake.units import parse_duration, parse_percent, parse_rate
-
-    if args.rtt is not None and args.delay is not None:
-        raise UsageError("give --rtt or --delay, not both")
-    if args.delay is not None:
-        delay_s = parse_duration(args.delay, "delay")
-    else:
-        delay_s = parse_duration(args.rtt or "100ms", "rtt") / 2
-    return LinkConfig(
-        delay_s=delay_s,
-        jitter_s=parse_duration(args.jitter, "jitter") if args.jitter else 0.0,
-        jitter_distribution=args.jitter_distribution,
-        loss=parse_percent(args.loss, "loss") if args.loss else 0.0,
-        rate_bps=parse_rate(args.rate, "rate") if args.rate else float("inf"),
-        reorder=parse_percent(args.reorder, "reorder") if args.reorder else 0.0,
-        duplicate=parse_percent(args.duplicate, "duplicate") if args.duplicate else 0.0,
-        seed=args.seed,
-    )
-
-
 def _compare(args: argparse.Namespace) -> int:
     from handshake.report.rows import FORMATS, render
     from handshake.runner import compare
-    from handshake.variants import select
 
     if args.format not in FORMATS:
         raise UsageError(f"unknown format {args.format!r}: choose from " + ", ".join(FORMATS))
     if args.engine != "sim":
         raise UsageError(f"unknown engine {args.engine!r}: this build has the sim engine")
-    link = _network(args)
-    variants = select(args.variants)
-    rows = compare(variants, link, capture_dir=args.capture)
-    network = link.describe()
+    scenario = _scenario(args)
+    rows = compare(scenario.variants, scenario.link, options=scenario.options, capture_dir=args.capture)
+    network = scenario.link.describe()
     print(render([row.as_dict() for row in rows], args.format, engine="sim", network=network))
     return 0
 

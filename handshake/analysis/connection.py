@@ -15,6 +15,7 @@ from handshake.analysis.tls import TlsConversation, TlsFacts
 from handshake.net.tcp import seq_diff
 
 _TLS_HANDSHAKE_RECORD = 0x16
+_NEVER = 1 << 30
 
 
 @dataclass
@@ -169,6 +170,7 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
     syn_data_end: int | None = None
     stall_seen = False
     server_data_rounds: dict[int, int] = {}  # round -> server payload bytes first sent in it
+    request_rounds = {"early_data": _NEVER, "app_data": _NEVER}  # TLS: first client request record of each kind
     for packet in flow.packets:
         segment = packet.segment
         retransmission = retransmissions[packet.from_client].check(segment, packet.time)
@@ -226,9 +228,8 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
                 report.ttfb_s = packet.time - report.start_time
             continue
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
-            if packet.from_client and message.kind in ("app_data", "early_data"):
-                if report.setup_round_trips is None:
-                    report.setup_round_trips = rnd
+            if packet.from_client and message.kind in request_rounds:
+                request_rounds[message.kind] = min(request_rounds[message.kind], rnd)
             elif not packet.from_client and message.kind == "app_data" and report.round_trips is None:
                 report.round_trips = rnd
                 report.ttfb_s = packet.time - report.start_time
@@ -242,6 +243,10 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
         report.causes.append("TFO cookie request: no cookie cached yet, so the data waited for the handshake")
     if conversation is not None:
         _apply_tls_facts(report, conversation.facts)
+        # The request that got answered: the early one unless the server refused early data.
+        early, late = request_rounds["early_data"], request_rounds["app_data"]
+        first = late if report.early_data == "rejected" else min(early, late)
+        report.setup_round_trips = None if first == _NEVER else first
         if report.round_trips is None and not conversation.facts.keys_found and report.tls_version == "1.3":
             report.notes.append("TLS 1.3 response not found: give the key log to tell it from tickets")
     return report

@@ -92,6 +92,13 @@ class QuicHttpServer:
     def __init__(self, config: QuicServerConfig) -> None:
         self.config = config
         self._connections: dict[bytes, _Connection] = {}
+        """Routing: every connection ID a live connection answers to."""
+        self._live: dict[int, _Connection] = {}
+        self._touched: dict[int, _Connection] = {}
+        self._timers: dict[int, float] = {}
+        """A connection's datagrams and timer change only when it is called (a datagram, a timer,
+        a send), so only touched connections are asked for datagrams and timers are cached:
+        a server holding hundreds of idle connections costs nothing per call."""
         self._stateless: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
         self._retry = QuicRetryTokenHandler() if config.retry else None
@@ -101,7 +108,7 @@ class QuicHttpServer:
     @property
     def connections(self) -> int:
         """Live connections (each is released when aioquic reports it terminated)."""
-        return len({id(c) for c in self._connections.values()})
+        return len(self._live)
 
     def start(self, now: float) -> None:
         pass
@@ -139,32 +146,32 @@ class QuicHttpServer:
         if connection is not None:
             connection.quic.receive_datagram(data, addr, now)
             self._pump(connection, now)
+            self._touch(connection)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         out, self._stateless = self._stateless, []
-        for connection in self._live():
+        touched, self._touched = self._touched, {}
+        for connection in touched.values():
             out += connection.quic.datagrams_to_send(now)
-            self._pump(connection, now)  # sending can end a closing connection
+            self._pump(connection, now)
+            self._touch(connection, send=False)
         return out
 
     def get_timer(self) -> float | None:
-        timers = [t for c in self._live() if (t := c.quic.get_timer()) is not None]
-        return min(timers) if timers else None
+        return min(self._timers.values(), default=None)
 
     def handle_timer(self, now: float) -> None:
-        for connection in self._live():
-            timer = connection.quic.get_timer()
-            if timer is not None and timer <= now:
-                connection.quic.handle_timer(now)
-                self._pump(connection, now)
+        due = [key for key, timer in self._timers.items() if timer <= now]
+        for key in due:
+            connection = self._live[key]
+            connection.quic.handle_timer(now)
+            self._pump(connection, now)
+            self._touch(connection)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
     # -- connections -------------------------------------------------------------------------
-
-    def _live(self) -> list[_Connection]:
-        return list({id(c): c for c in self._connections.values()}.values())
 
     def _accept(self, header, addr: Address, now: float) -> _Connection | None:
         """A new connection for this Initial, or a Retry / close answered statelessly."""
@@ -212,15 +219,32 @@ class QuicHttpServer:
             session_ticket_handler=self.config.store_ticket,
         )
         connection = _Connection(quic)
+        self._live[id(connection)] = connection
         self._route(connection, header.destination_cid)
         self._route(connection, quic.host_cid)
         return connection
+
+    def _touch(self, connection: _Connection, *, send: bool = True) -> None:
+        """Recache the timer of a connection just called; ``send``: ask it for datagrams next time."""
+        key = id(connection)
+        if key not in self._live:
+            return  # terminated meanwhile
+        if send:
+            self._touched[key] = connection
+        timer = connection.quic.get_timer()
+        if timer is None:
+            self._timers.pop(key, None)
+        else:
+            self._timers[key] = timer
 
     def _route(self, connection: _Connection, cid: bytes) -> None:
         connection.cids.add(cid)
         self._connections[cid] = connection
 
     def _forget(self, connection: _Connection) -> None:
+        self._live.pop(id(connection), None)
+        self._touched.pop(id(connection), None)
+        self._timers.pop(id(connection), None)
         for cid in connection.cids:
             if self._connections.get(cid) is connection:
                 del self._connections[cid]

@@ -123,7 +123,7 @@ def run_quic(
 
     def flush(now: float) -> None:
         for data, _ in client.datagrams_to_send(now):
-            packets.append(TracedPacket(now, udp_packet(*CLIENT[:1], *SERVER[:1], CLIENT[1], SERVER[1], data)))
+            packets.append(TracedPacket(now, udp_packet(CLIENT[0], SERVER[0], CLIENT[1], SERVER[1], data)))
             link.send(now, True, data)
         if server is not None:
             for data, _ in server.datagrams_to_send(now):

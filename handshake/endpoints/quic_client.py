@@ -1,0 +1,199 @@
+"""The QUIC + HTTP/3 client: one connection, one ``GET /``, in 0-RTT when its ticket allows."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from aioquic.h3.connection import H3Connection
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic import events as quic_events
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicPacketType
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.tls import Epoch, SessionTicket
+
+from ._base import TlsError
+from .events import EarlyDataResent, Event, HandshakeCompleted, ResponseReceived
+from .quic_config import QuicClientConfig, without_early_data
+from .quic_server import Address, cipher_name
+
+DEFAULT_LOCAL_ADDR: Address = ("198.18.0.1", 0)
+
+
+class QuicHttpClient:
+    """A client connection that fetches ``/`` once over HTTP/3.
+
+    With a ticket that allows early data (aioquic's server issues only such tickets) and
+    ``early_data``, the GET leaves in 0-RTT beside the Initial, in the first flight. Without,
+    it leaves with the client's Finished, one round trip in.
+
+    Events: ``HandshakeCompleted`` (``early_data`` "accepted", "rejected" or "none"),
+    ``EarlyDataResent`` when the server refused the 0-RTT request and it went again in 1-RTT,
+    ``ResponseReceived`` once the whole response is in.
+    """
+
+    def __init__(
+        self,
+        config: QuicClientConfig,
+        session_ticket: SessionTicket | None = None,
+        *,
+        server_addr: Address,
+        early_data: bool = True,
+        local_addr: Address = DEFAULT_LOCAL_ADDR,
+        eager_resend: bool = True,
+    ) -> None:
+        """``eager_resend``: when 0-RTT is rejected, declare the 0-RTT packets lost at once so
+        aioquic retransmits the request beside the client Finished, as browsers' stacks do
+        (RFC 9001 §4.6.2 has the client resend; aioquic alone waits for its loss detection,
+        one more round trip). ``local_addr`` is informational: QUIC does not know its own
+        address; the engine binds there."""
+        if session_ticket is not None and not early_data:
+            session_ticket = without_early_data(session_ticket)
+        self.config = config
+        self.server_addr = server_addr
+        self.local_addr = local_addr
+        self.eager_resend = eager_resend
+        self.offered_early_data = (
+            session_ticket is not None
+            and session_ticket.max_early_data_size is not None
+            and session_ticket.is_valid
+            and session_ticket.server_name == config.server_name
+        )
+        self.quic = QuicConnection(
+            configuration=config.quic_configuration(session_ticket),
+            session_ticket_handler=self._on_session_ticket,
+        )
+        self._h3: H3Connection | None = None
+        self._events: deque[Event] = deque()
+        self._stream_id: int | None = None
+        self._status = 0
+        self._body = bytearray()
+        self.session_ticket: SessionTicket | None = None
+        """The newest ticket the server sent, set the moment its NewSessionTicket is read.
+
+        aioquic's server issues it on reading the client's Finished, so it travels with the
+        response of a full handshake (one round trip after the Finished left) but a whole round
+        trip after a 0-RTT response, which the server sends in its first flight; keep the
+        exchange running until it is here."""
+        self.response: ResponseReceived | None = None
+        self.handshake_complete = False
+
+    def start(self, now: float) -> None:
+        self.quic.connect(self.server_addr, now)
+        self._h3 = H3Connection(self.quic)
+        if self.offered_early_data:
+            self._send_request()  # 0-RTT: the request rides in the first flight
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        application_space = self.quic._spaces[Epoch.ONE_RTT]
+        self.quic.receive_datagram(data, addr, now)
+        if self.quic._spaces[Epoch.ONE_RTT] is not application_space:
+            # aioquic acted on a Retry: it restarts the handshake with fresh packet spaces and
+            # forgets the 0-RTT packets already sent, whose STREAM data would then never be
+            # retransmitted (the request would hang until the idle timeout). Declared lost
+            # here, their data goes again in the new 0-RTT packets, to the Retry's CID
+            # (RFC 9000 §17.2.5.3).
+            _declare_early_data_lost(self.quic, now, application_space)
+        self._pump(now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        datagrams = self.quic.datagrams_to_send(now)
+        self._pump(now)
+        return datagrams
+
+    def get_timer(self) -> float | None:
+        return self.quic.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        timer = self.quic.get_timer()
+        if timer is not None and timer <= now:
+            self.quic.handle_timer(now)
+            self._pump(now)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def close(self) -> None:
+        """Send CONNECTION_CLOSE (in the next ``datagrams_to_send``) so the server can let go."""
+        self.quic.close()
+
+    def _send_request(self) -> None:
+        assert self._h3 is not None
+        self._stream_id = self.quic.get_next_available_stream_id()
+        authority = self.config.server_name.encode()
+        self._h3.send_headers(
+            self._stream_id,
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", authority),
+                (b":path", b"/"),
+                (b"user-agent", b"handshake/0.1"),
+            ],
+            end_stream=True,
+        )
+
+    def _on_session_ticket(self, ticket: SessionTicket) -> None:
+        self.session_ticket = ticket
+
+    def _pump(self, now: float) -> None:
+        while (event := self.quic.next_event()) is not None:
+            if isinstance(event, quic_events.HandshakeCompleted):
+                self._on_handshake_completed(event, now)
+            elif isinstance(event, quic_events.ConnectionTerminated):
+                if self.response is None:
+                    raise TlsError(
+                        f"QUIC connection closed before the response: error 0x{event.error_code:x}"
+                        f" {event.reason_phrase}".rstrip()
+                    )
+            assert self._h3 is not None
+            for h3_event in self._h3.handle_event(event):
+                if isinstance(h3_event, (HeadersReceived, DataReceived)) and h3_event.stream_id == self._stream_id:
+                    self._on_response_part(h3_event)
+
+    def _on_handshake_completed(self, event: quic_events.HandshakeCompleted, now: float) -> None:
+        self.handshake_complete = True
+        if not self.offered_early_data:
+            early_data = "none"
+        else:
+            early_data = "accepted" if event.early_data_accepted else "rejected"
+        self._events.append(
+            HandshakeCompleted(
+                tls_version="1.3",
+                resumed=event.session_resumed,
+                early_data=early_data,
+                cipher=cipher_name(self.quic.tls.key_schedule.cipher_suite),
+            )
+        )
+        if not self.offered_early_data:
+            self._send_request()
+        elif early_data == "rejected":
+            # The request is still in aioquic's stream buffers: resending means retransmitting
+            # those bytes in 1-RTT, never a second request.
+            if self.eager_resend:
+                _declare_early_data_lost(self.quic, now)
+            self._events.append(EarlyDataResent())
+
+    def _on_response_part(self, event: HeadersReceived | DataReceived) -> None:
+        if isinstance(event, HeadersReceived):
+            self._status = int(dict(event.headers).get(b":status", b"0"))
+        else:
+            self._body += event.data
+        if event.stream_ended and self.response is None:
+            self.response = ResponseReceived(status=self._status, body=bytes(self._body))
+            self._events.append(self.response)
+
+
+def _declare_early_data_lost(quic: QuicConnection, now: float, space: QuicPacketSpace | None = None) -> None:
+    """Hand every unacknowledged 0-RTT packet to aioquic's loss recovery, which requeues their
+    STREAM frames (RFC 9002 §6.4: rejected 0-RTT packets leave bytes in flight).
+
+    aioquic has no public call for this. On a rejection it otherwise finds them lost only once
+    the server acknowledges later packets, a round trip after the handshake; after a Retry,
+    never (``space`` is then the application space it dropped).
+    """
+    if space is None:
+        space = quic._spaces[Epoch.ONE_RTT]
+    lost = [p for p in space.sent_packets.values() if p.packet_type == QuicPacketType.ZERO_RTT]
+    if lost:
+        quic._loss._on_packets_lost(congestion_event=False, now=now, packets=lost, space=space)
