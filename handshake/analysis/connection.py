@@ -200,12 +200,14 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
 
         if segment.syn and not segment.has_ack and packet.from_client:
             cookie = segment.fastopen_cookie
-            # Only the latest SYN counts: Linux retransmits a TFO SYN without its data.
-            syn_data_end = segment.seq + 1 + len(segment.payload) if segment.payload else None
             if segment.payload and cookie:
                 report.tfo = "data"
             elif cookie == b"" and report.tfo == "none":
                 report.tfo = "cookie-request"
+            if syn_data_end is not None and not segment.payload and not answered:
+                # Linux resends a timed-out TFO SYN bare; its data waits for the handshake.
+                report.causes.append("TFO SYN resent without its data: the data waited for the handshake")
+            syn_data_end = segment.seq + 1 + len(segment.payload) if segment.payload else None
         if segment.syn and segment.has_ack and not packet.from_client and syn_data_end is not None:
             if seq_diff(segment.ack, syn_data_end % (1 << 32)) < 0 and not answered:
                 report.causes.append("TFO data refused by the server: sent again after the handshake")

@@ -1,0 +1,97 @@
+"""Each knob adds exactly the round trips its cause predicts, names the cause, and nothing when off."""
+
+from __future__ import annotations
+
+import pytest
+
+from handshake.net.link import LinkConfig
+from handshake.runner import RunOptions, compare
+from handshake.variants import CATALOG, select
+
+LINK = LinkConfig.from_rtt(0.1)
+
+
+def rows(names: str, **knobs) -> dict:
+    return {r.variant: r for r in compare(select(names), LINK, options=RunOptions(**knobs))}
+
+
+def has_cause(row, words: str) -> bool:
+    return any(words in cause for cause in row.causes)
+
+
+def test_no_knob_no_cause():
+    for row in rows(None).values():
+        assert row.causes == [], row.variant
+        assert row.round_trips == CATALOG[row.variant].expected_round_trips
+
+
+def test_hello_retry_costs_one_round_trip_on_tls13_only():
+    r = rows("tls12,tls13,tls13-resume,tfo-tls13", hrr=True)
+    assert r["tls12"].round_trips == 4 and r["tls12"].causes == []  # TLS 1.2 has no HRR
+    for name in ("tls13", "tls13-resume", "tfo-tls13"):
+        assert r[name].round_trips == CATALOG[name].expected_round_trips + 1, name
+        assert has_cause(r[name], "HelloRetryRequest"), name
+
+
+def test_hello_retry_refuses_early_data():
+    r = rows("tls13-0rtt", hrr=True)["tls13-0rtt"]
+    assert has_cause(r, "HelloRetryRequest") and r.early_data == "rejected"
+    assert r.round_trips == 4  # SYN, ClientHello → HRR, ClientHello → flight, Finished + GET
+
+
+def test_a_chain_over_the_initial_window_costs_one_round_trip():
+    big = rows("tls12,tls13,tfo-tls13", key_type="rsa2048", intermediates=16)
+    for name, row in big.items():
+        assert row.bytes_server > 14_600
+        assert row.round_trips == CATALOG[name].expected_round_trips + 1, name
+        assert has_cause(row, "initial congestion window"), name
+
+
+def test_a_chain_within_the_initial_window_costs_nothing():
+    r = rows("tls13", key_type="rsa2048", intermediates=4)["tls13"]
+    assert r.round_trips == 3 and r.causes == []
+
+
+def test_cold_caches_cost_what_the_warm_up_saved():
+    r = rows("tfo-tls13,tls13-0rtt,tls12-resume,tfo-tls13-0rtt", cold=True)
+    assert r["tfo-tls13"].round_trips == 3 and has_cause(r["tfo-tls13"], "TFO cookie request")
+    assert r["tls13-0rtt"].round_trips == 3 and has_cause(r["tls13-0rtt"], "no ticket")
+    assert r["tls12-resume"].round_trips == 4 and has_cause(r["tls12-resume"], "no session resumed")
+    assert r["tfo-tls13-0rtt"].round_trips == 3
+    assert all(row.warmup_connections == 0 for row in r.values())
+
+
+def test_rejected_early_data_costs_the_full_handshake_and_a_resend():
+    r = rows("tls13-0rtt,tfo-tls13-0rtt", accept_early_data=False)
+    assert r["tls13-0rtt"].round_trips == 3 and r["tfo-tls13-0rtt"].round_trips == 2
+    for row in r.values():
+        assert row.early_data == "rejected" and row.resumed
+        assert has_cause(row, "0-RTT rejected")
+        assert row.setup_round_trips == row.round_trips - 1  # the answered request left after the handshake
+
+
+@pytest.mark.parametrize("name", ["http", "tls12", "tls13", "tfo-tls13-0rtt"])
+def test_a_lost_first_syn_costs_the_one_second_rto(name):
+    clean = rows(name)[name]
+    lossy = rows(name, drops=("first-syn",))[name]
+    assert has_cause(lossy, "client SYN retransmitted")
+    if CATALOG[name].tfo:
+        # Linux resends a timed-out TFO SYN without its data: the request waits for the handshake.
+        assert lossy.round_trips == clean.round_trips + 1
+        assert lossy.ttfb_ms == pytest.approx(clean.ttfb_ms + 1000.0 + 100.0)
+        assert has_cause(lossy, "TFO SYN resent without its data")
+    else:
+        assert lossy.round_trips == clean.round_trips
+        assert lossy.ttfb_ms == pytest.approx(clean.ttfb_ms + 1000.0)
+
+
+def test_a_lost_client_hello_is_resent_after_the_rto():
+    clean, lossy = rows("tls13")["tls13"], rows("tls13", drops=("client-hello",))["tls13"]
+    assert lossy.round_trips == clean.round_trips
+    assert lossy.ttfb_ms > clean.ttfb_ms + 200  # RTO from the SYN's RTT sample (≥ 200 ms)
+    assert has_cause(lossy, "client data retransmitted")
+
+
+def test_a_drop_selector_that_matches_nothing_says_so():
+    r = rows("http", drops=("client-hello",))["http"]
+    assert any("no such packet" in note for note in r.notes)
