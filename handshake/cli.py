@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", default="table", help="table (default), markdown, json or csv")
     compare.add_argument("--capture", metavar="DIR", help="write one pcap and one NSS key log per variant here")
     compare.add_argument("--engine", default="sim", help="sim (virtual time, the default)")
+    compare.add_argument(
+        "--runs", type=int, default=1, help="run each variant N times with seeds seed..seed+N-1 and show the spread"
+    )
     return parser
 
 
@@ -110,8 +113,12 @@ def _compare(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown format {args.format!r}: choose from " + ", ".join(FORMATS))
     if args.engine != "sim":
         raise UsageError(f"unknown engine {args.engine!r}: this build has the sim engine")
+    if not 1 <= args.runs <= 100_000:
+        raise UsageError(f"--runs must be from 1 to 100000, not {args.runs}")
     scenario = _scenario(args)
-    rows = compare(scenario.variants, scenario.link, options=scenario.options, capture_dir=args.capture)
+    rows = compare(
+        scenario.variants, scenario.link, options=scenario.options, capture_dir=args.capture, runs=args.runs
+    )
     network = scenario.link.describe()
     print(render([row.as_dict() for row in rows], args.format, engine="sim", network=network))
     return 0

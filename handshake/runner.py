@@ -8,8 +8,10 @@ by ``analysis``, the same code that reads a user's pcap.
 from __future__ import annotations
 
 import os
+import re
+import statistics
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +89,14 @@ class Row:
     early_data: str = "none"
     tfo: str = "none"
     warmup_connections: int = 0
+    spread: dict[str, Any] | None = None
+    """With several seeded runs: {"runs", "complete", "ttfb_ms": [min, median, max], "round_trips": [min, max]}."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.spread is None:
+            del out["spread"]
+        return out
 
 
 class _Endpoints:
@@ -229,18 +236,62 @@ def write_capture(run: VariantRun, directory: str | os.PathLike[str]) -> tuple[P
     return pcap_path, keylog_path
 
 
+def _cause_kind(cause: str) -> str:
+    """A cause without its per-run details ("client SYN retransmitted (first after 1.000 s)" → "client SYN retransmitted")."""
+    kind = cause.split(" (")[0]
+    return re.sub(r" \d+ times$", "", kind)
+
+
+def summarize_runs(rows: list[Row]) -> Row:
+    """One row for many seeded runs of a variant: medians, with the spread beside them."""
+    complete = [r for r in rows if r.round_trips is not None and r.ttfb_ms is not None]
+    first = complete[0] if complete else rows[0]
+    causes: dict[str, int] = {}
+    for row in rows:
+        for kind in dict.fromkeys(_cause_kind(c) for c in row.causes):
+            causes[kind] = causes.get(kind, 0) + 1
+    ttfbs = sorted(r.ttfb_ms for r in complete)  # type: ignore[misc]
+    trips = sorted(r.round_trips for r in complete)  # type: ignore[misc]
+    summary = Row(**{**first.as_dict(), "spread": None})
+    summary.causes = [f"{kind} (in {n} of {len(rows)} runs)" for kind, n in causes.items()]
+    summary.notes = [n for n in first.notes if not n.startswith("incomplete")]
+    if complete:
+        summary.ttfb_ms = statistics.median(ttfbs)
+        summary.round_trips = statistics.median_low(trips)
+        summary.bytes_client = int(statistics.median(r.bytes_client for r in complete))
+        summary.bytes_server = int(statistics.median(r.bytes_server for r in complete))
+        summary.packets = int(statistics.median(r.packets for r in complete))
+    summary.spread = {
+        "runs": len(rows),
+        "complete": len(complete),
+        "ttfb_ms": [ttfbs[0], summary.ttfb_ms, ttfbs[-1]] if complete else None,
+        "round_trips": [trips[0], trips[-1]] if complete else None,
+    }
+    if len(complete) < len(rows):
+        summary.notes.append(f"{len(rows) - len(complete)} of {len(rows)} runs got no response")
+    return summary
+
+
 def compare(
     variants: list[Variant],
     link: LinkConfig,
     *,
     options: RunOptions | None = None,
     capture_dir: str | os.PathLike[str] | None = None,
+    runs: int = 1,
 ) -> list[Row]:
-    """Run every variant on the same network and count each one's round trips."""
+    """Run every variant on the same network and count each one's round trips.
+
+    With ``runs`` > 1 each variant runs with seeds seed, seed+1, ... and its row gives medians
+    and the spread; captures are written for the first run only.
+    """
     rows = []
     for variant in variants:
-        run = run_sim(variant, link, options)
-        if capture_dir is not None:
-            write_capture(run, capture_dir)
-        rows.append(row_from_run(run))
+        per_seed = []
+        for index in range(runs):
+            run = run_sim(variant, replace(link, seed=link.seed + index), options)
+            if capture_dir is not None and index == 0:
+                write_capture(run, capture_dir)
+            per_seed.append(row_from_run(run))
+        rows.append(per_seed[0] if runs == 1 else summarize_runs(per_seed))
     return rows

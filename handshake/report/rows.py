@@ -31,10 +31,18 @@ _COLUMNS = (
 def _cell(row: dict[str, Any], key: str) -> Any:
     if key == "bytes":
         return f"{row['bytes_client']} / {row['bytes_server']}"
+    spread = row.get("spread")
     if key == "notes":
-        return "; ".join(row["notes"] + [f"cause: {c}" for c in row["causes"]])
+        notes = list(row["notes"])
+        if spread and spread["ttfb_ms"]:
+            low, _, high = spread["ttfb_ms"]
+            trips = spread["round_trips"]
+            notes.insert(0, f"{spread['complete']}/{spread['runs']} runs: TTFB {low:.0f}–{high:.0f} ms, RTTs {trips[0]}–{trips[1]}")
+        return "; ".join(notes + [f"cause: {c}" for c in row["causes"]])
     if key == "ttfb_ms":
-        return "-" if row["ttfb_ms"] is None else f"{row['ttfb_ms']:.1f}"
+        if row["ttfb_ms"] is None:
+            return "-"
+        return f"{row['ttfb_ms']:.1f}" + (" (median)" if spread else "")
     if key == "tls":
         return row["tls_version"] or "-"
     value = row.get(key)
