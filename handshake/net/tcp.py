@@ -213,7 +213,7 @@ class TcpConnection:
                 conn._events.append(Connected())
             else:
                 conn._synack_cookie = expected_cookie  # invalid cookie: ignore the data, send a fresh one
-        conn.cwnd = config.initial_window_segments * min(config.mss, conn._peer_mss)
+        conn.cwnd = config.initial_window_segments * conn._smss
         return conn
 
     # ---- application side ------------------------------------------------------------------
