@@ -20,7 +20,12 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ProtocolNegotiated
-from aioquic.quic.packet import QuicPacketType, encode_quic_retry, pull_quic_header
+from aioquic.quic.packet import (
+    QuicPacketType,
+    encode_quic_retry,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
 from aioquic.quic.retry import QuicRetryTokenHandler
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509 import load_pem_x509_certificates
@@ -86,16 +91,23 @@ def run_quic(
     drop: Callable[[bool, int, bytes], bool] = lambda from_client, index, data: False,
     duration_s: float = 2.0,
     start_s: float = 1.0,
+    client_port: int = CLIENT[1],
+    versions: list[int] | None = None,
+    body: bytes = RESPONSE_BODY,
+    key_update: bool = False,
 ) -> QuicRun:
     """One HTTP/3 GET over one QUIC connection. ``early_request``: send the request before
     the handshake (0-RTT, needs ``session_ticket``)."""
     chain = chain or make_chain("p256", 1)
+    client_addr = (CLIENT[0], client_port)
     keylog = io.StringIO()
     tickets_received: list = []
     client_configuration = QuicConfiguration(
         is_client=True, alpn_protocols=H3_ALPN, server_name=chain.server_name, secrets_log_file=keylog
     )
     client_configuration.load_verify_locations(cadata=chain.ca_pem)
+    if versions is not None:
+        client_configuration.supported_versions = list(versions)
     client_configuration.session_ticket = session_ticket
     server_configuration = _server_configuration(chain, keylog)
     store = ticket_store if ticket_store is not None else {}
@@ -123,7 +135,7 @@ def run_quic(
 
     def flush(now: float) -> None:
         for data, _ in client.datagrams_to_send(now):
-            packets.append(TracedPacket(now, udp_packet(CLIENT[0], SERVER[0], CLIENT[1], SERVER[1], data)))
+            packets.append(TracedPacket(now, udp_packet(CLIENT[0], SERVER[0], client_port, SERVER[1], data)))
             link.send(now, True, data)
         if server is not None:
             for data, _ in server.datagrams_to_send(now):
@@ -133,6 +145,13 @@ def run_quic(
         nonlocal server, server_h3
         if server is None:
             header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+            if header.version not in server_configuration.supported_versions:
+                # RFC 9000 §6.1: a Version Negotiation packet echoes the client's CIDs, swapped.
+                link.send(now, False, encode_quic_version_negotiation(
+                    source_cid=header.destination_cid, destination_cid=header.source_cid,
+                    supported_versions=server_configuration.supported_versions,
+                ))
+                return
             if header.packet_type != QuicPacketType.INITIAL:
                 return
             original_dcid, retry_scid = header.destination_cid, None
@@ -140,7 +159,7 @@ def run_quic(
                 if not header.token:
                     source_cid = os.urandom(8)
                     token = retry_handler.create_token(
-                        address=CLIENT, original_destination_connection_id=header.destination_cid,
+                        address=client_addr, original_destination_connection_id=header.destination_cid,
                         retry_source_connection_id=source_cid, now=now,
                     )
                     link.send(now, False, encode_quic_retry(
@@ -149,17 +168,17 @@ def run_quic(
                     ))
                     return
                 original_dcid = retry_handler.validate_token(
-                    address=CLIENT, destination_cid=header.destination_cid, token=header.token, now=now
+                    address=client_addr, destination_cid=header.destination_cid, token=header.token, now=now
                 )
                 retry_scid = header.destination_cid
             server = QuicConnection(
                 configuration=server_configuration,
                 original_destination_connection_id=original_dcid,
                 retry_source_connection_id=retry_scid,
-                session_ticket_fetcher=store.pop,
+                session_ticket_fetcher=lambda label: store.pop(label, None),
                 session_ticket_handler=lambda ticket: store.__setitem__(ticket.ticket, ticket),
             )
-        server.receive_datagram(data, CLIENT, now)
+        server.receive_datagram(data, client_addr, now)
         while (event := server.next_event()) is not None:
             if isinstance(event, ProtocolNegotiated):
                 server_h3 = H3Connection(server)
@@ -167,17 +186,19 @@ def run_quic(
                 for h3_event in server_h3.handle_event(event):
                     if isinstance(h3_event, HeadersReceived) and h3_event.stream_ended:
                         server_h3.send_headers(h3_event.stream_id, [(b":status", b"200")])
-                        server_h3.send_data(h3_event.stream_id, RESPONSE_BODY, end_stream=True)
+                        server_h3.send_data(h3_event.stream_id, body, end_stream=True)
 
     def client_receive(data: bytes, now: float) -> None:
         nonlocal response_at
-        packets.append(TracedPacket(now, udp_packet(SERVER[0], CLIENT[0], SERVER[1], CLIENT[1], data)))
+        packets.append(TracedPacket(now, udp_packet(SERVER[0], CLIENT[0], SERVER[1], client_port, data)))
         client.receive_datagram(data, SERVER, now)
         while (event := client.next_event()) is not None:
             for h3_event in client_h3.handle_event(event):
                 if isinstance(h3_event, (HeadersReceived, DataReceived)) and response_at is None:
                     response_at = now
             if type(event).__name__ == "HandshakeCompleted" and not request_sent:
+                if key_update:
+                    client.request_key_update()
                 send_request(now)
 
     now = start_s

@@ -1,0 +1,409 @@
+"""One QUIC connection's verdict: what was negotiated, and the round trips to the first response byte.
+
+The QUIC counterpart of ``connection.analyze_tcp_flow``, judged by the same rules:
+``round_trips`` is the round (``quic_rounds``) of the datagram carrying the first byte of the
+HTTP/3 response, i.e. the first server STREAM frame with data on a client-initiated
+bidirectional stream (stream ID ending in binary 00, RFC 9000 §2.1); ``setup_round_trips`` the
+round of the client datagram carrying the request (the first client STREAM frame with data on
+such a stream, in 0-RTT or 1-RTT; a rejected 0-RTT request does not count).
+
+Without the key log only Initial packets open: the SNI, the cipher suite, resumption and a
+Retry are still known, but the request and response are not, and rounds rest on Initial ACKs
+alone; ``round_trips`` is then None and the notes say why (DESIGN §3: unknown, not a guess).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .connection import ConnectionReport
+from .keylog import KeyLog
+from .quic_decode import DecodedDatagram, DecodedPacket, QuicDecoder
+from .quic_flows import QuicDatagram, QuicFlow, quic_flows
+from .quic_frames import (
+    AckFrame,
+    ConnectionCloseFrame,
+    CryptoFrame,
+    HandshakeDoneFrame,
+    OtherFrame,
+    PaddingFrame,
+    PingFrame,
+    StreamFrame,
+)
+from .quic_packets import version_name
+from .quic_rounds import DatagramRound, QuicRoundCounter
+from .tls_messages import FINISHED
+
+__all__ = [
+    "QuicConnectionReport", "QuicDatagram", "QuicDatagramRound", "QuicFlow", "QuicFlowReader", "analyze_quic_flow",
+    "quic_datagram_rounds", "quic_flows",
+]
+
+RETRY_CAUSE = "Retry: the server asked the client to prove its address"
+AMPLIFICATION_CAUSE = (
+    "anti-amplification: the server's flight exceeded 3x what the client had sent and waited for the client"
+)
+VERSION_NEGOTIATION_CAUSE = "Version Negotiation: the server did not speak the client's QUIC version"
+HRR_CAUSE = "HelloRetryRequest: the server asked for another key share"
+ZERO_RTT_REJECTED_CAUSE = "0-RTT rejected: the request was sent again after the handshake"
+
+_WHAT = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT data", "1rtt": "1-RTT data"}
+
+
+@dataclass
+class QuicConnectionReport(ConnectionReport):
+    """A ``ConnectionReport`` with the facts only QUIC has."""
+
+    quic_version: str | None = None
+    """"1", "2" or the hex code of the version the server answered in."""
+    retry: bool = False
+    """The server sent a Retry (one more round trip)."""
+    version_negotiation: bool = False
+    alpn: str | None = None
+    """The application protocol EncryptedExtensions selected (needs the key log), e.g. "h3"."""
+
+
+def _client_bidi(stream_id: int | None) -> bool:
+    """RFC 9000 §2.1: the two low bits 00 mark a client-initiated bidirectional stream."""
+    return stream_id is not None and stream_id & 0x03 == 0
+
+
+class _FirstSent:
+    """The byte ranges of one stream (CRYPTO or STREAM) sent so far, each with when it was first sent."""
+
+    def __init__(self) -> None:
+        self._pieces: list[tuple[int, int, float]] = []  # disjoint, sorted: (start, end, first sent)
+
+    def add(self, start: int, end: int, time: float) -> float | None:
+        """Record [start, end); when all of it had been sent before, return when its first byte was."""
+        pieces = self._pieces
+        index = bisect.bisect_right(pieces, (start, float("inf"), float("inf"))) - 1
+        if index < 0 or pieces[index][1] <= start:
+            index += 1
+        position, first_time, gaps = start, None, []
+        while index < len(pieces) and pieces[index][0] < end:
+            piece_start, piece_end, piece_time = pieces[index]
+            if piece_start > position:
+                gaps.append((position, piece_start))
+            elif position == start:
+                first_time = piece_time
+            position = max(position, piece_end)
+            index += 1
+        if position < end:
+            gaps.append((position, end))
+        if not gaps:
+            return first_time
+        for gap_start, gap_end in gaps:
+            bisect.insort(pieces, (gap_start, gap_end, time))
+        return None
+
+
+class _Resent:
+    """Spots a side sending CRYPTO or STREAM bytes again in a new packet (loss or PTO, RFC 9002 §6)."""
+
+    def __init__(self, side: str) -> None:
+        self.side = side
+        self._sent: dict[tuple, _FirstSent] = {}
+        self.found: dict[str, list[tuple[float, float]]] = {}
+
+    def check(self, packet: DecodedPacket, time: float, attempt: int) -> None:
+        """``attempt``: after a Retry or Version Negotiation the client starts its handshake
+        over, which is the Retry's cost, not a retransmission."""
+        if packet.frames is None or packet.duplicate:
+            return
+        kind = packet.packet.packet_type
+        for frame in packet.frames:
+            if isinstance(frame, CryptoFrame):
+                key: tuple = (attempt, kind, "crypto")
+            elif isinstance(frame, StreamFrame):
+                key = (attempt, kind, "stream", frame.stream_id)
+            else:
+                continue
+            if not frame.data:
+                continue
+            sent = self._sent.get(key)
+            if sent is None:
+                sent = self._sent[key] = _FirstSent()
+            first = sent.add(frame.offset, frame.offset + len(frame.data), time)
+            if first is not None:
+                self.found.setdefault(_WHAT[kind], []).append((time, time - first))
+
+    def causes(self, before: float | None) -> list[str]:
+        out = []
+        for what, events in self.found.items():
+            delays = [delay for at, delay in events if before is None or at <= before]
+            if delays:
+                times = "" if len(delays) == 1 else f" {len(delays)} times"
+                out.append(f"{self.side} {what} retransmitted{times} (first after {delays[0]:.3f} s)")
+        return out
+
+
+_ACK_ONLY_PACKET_BYTES = 100
+"""An unopened Handshake packet larger than this carries more than an ACK (a long header with
+8-byte CIDs, a short ACK frame and the 16-byte tag take about 50)."""
+
+
+def _continues_flight(packet: DecodedPacket) -> bool:
+    """An Initial or Handshake packet with handshake data (CRYPTO), not just acknowledgments."""
+    if packet.packet.packet_type not in ("initial", "handshake"):
+        return False
+    if packet.frames is None:
+        return len(packet.packet.data) > _ACK_ONLY_PACKET_BYTES
+    return any(isinstance(frame, CryptoFrame) for frame in packet.frames)
+
+
+def _is_probe(packet: DecodedPacket) -> bool:
+    """RFC 9002 §6.2.4: with nothing new to send when its probe timeout fires, an endpoint sends
+    a PING; during the handshake nothing else sends a PING alone in an Initial or Handshake packet."""
+    if packet.frames is None or packet.duplicate or packet.packet.packet_type not in ("initial", "handshake"):
+        return False
+    return any(isinstance(f, PingFrame) for f in packet.frames) and all(
+        isinstance(f, (PingFrame, PaddingFrame, AckFrame)) for f in packet.frames
+    )
+
+
+class _Evidence:
+    """What the packets' contents prove one side had received, beyond ACK frames."""
+
+    def __init__(self) -> None:
+        self.server_cid_rounds: dict[bytes, int] = {}
+        """SCIDs the server chose (Initial, Handshake, Retry) → round of the first datagram naming it."""
+        self.version_negotiation_round: int | None = None
+        self.client_finished_round: int | None = None
+        self.client_streams: dict[tuple[int, bool], int] = {}
+        """(client-bidi stream ID, sent in 0-RTT) → round of the first client frame on that stream."""
+        self._opened_round: dict[tuple[int, bool], int | None] = {}  # cache for ``_stream_opened``
+
+    def client_had(self, decoded: DecodedDatagram, flow: QuicFlow) -> list[int]:
+        had = []
+        for packet in decoded.packets:
+            dcid = packet.packet.dcid
+            if dcid is not None and dcid in self.server_cid_rounds and dcid != flow.original_dcid:
+                # RFC 9000 §7.2: the client took the server's SCID as its DCID (unless the
+                # server kept the client's own choice, which proves nothing).
+                had.append(self.server_cid_rounds[dcid])
+            if (self.version_negotiation_round is not None and packet.packet.packet_type == "initial"
+                    and packet.packet.version != flow.version):
+                had.append(self.version_negotiation_round)  # RFC 9000 §6.2: a new attempt after VN
+        return had
+
+    def server_had(self, decoded: DecodedDatagram, zero_rtt_usable: bool) -> list[int]:
+        had = []
+        for packet in decoded.packets:
+            for frame in packet.frames or ():
+                if isinstance(frame, HandshakeDoneFrame) and self.client_finished_round is not None:
+                    had.append(self.client_finished_round)  # RFC 9001 §4.1.2
+                elif isinstance(frame, (StreamFrame, OtherFrame)) and _client_bidi(getattr(frame, "stream_id", None)):
+                    # RFC 9000 §3.2/§19.8: the server may only use a client-initiated stream the
+                    # client opened, by a frame on it or on a higher-numbered one.
+                    opened = self._stream_opened(frame.stream_id, zero_rtt_usable)
+                    if opened is not None:
+                        had.append(opened)
+        return had
+
+    def _stream_opened(self, stream_id: int, zero_rtt_usable: bool) -> int | None:
+        """The earliest round of a client frame that opened ``stream_id`` (one on it or above)."""
+        key = (stream_id, zero_rtt_usable)
+        if key not in self._opened_round:
+            rounds = [rnd for (stream, early), rnd in self.client_streams.items()
+                      if stream >= stream_id and (zero_rtt_usable or not early)]
+            self._opened_round[key] = min(rounds) if rounds else None
+        return self._opened_round[key]
+
+    def after_client(self, decoded: DecodedDatagram, rnd: int) -> None:
+        for packet in decoded.packets:
+            if self.client_finished_round is None and any(
+                m.msg_type == FINISHED and m.epoch == "handshake" for m in packet.messages
+            ):
+                self.client_finished_round = rnd
+            early = packet.packet.packet_type == "0rtt"
+            for frame in packet.frames or ():
+                stream_id = getattr(frame, "stream_id", None)
+                if _client_bidi(stream_id) and (stream_id, early) not in self.client_streams:
+                    self.client_streams[(stream_id, early)] = rnd
+                    self._opened_round.clear()
+
+    def after_server(self, decoded: DecodedDatagram, rnd: int) -> None:
+        for packet in decoded.packets:
+            quic_packet = packet.packet
+            if quic_packet.packet_type in ("initial", "handshake", "retry") and quic_packet.scid:
+                self.server_cid_rounds.setdefault(quic_packet.scid, rnd)
+            if quic_packet.packet_type == "version_negotiation" and self.version_negotiation_round is None:
+                self.version_negotiation_round = rnd
+
+
+@dataclass(frozen=True, slots=True)
+class QuicDatagramRound:
+    """One datagram as the counter saw it: what it carried, and its round."""
+
+    decoded: DecodedDatagram
+    round: DatagramRound
+
+
+class QuicFlowReader:
+    """A connection's datagrams, opened and counted, in capture order (iterate it once)."""
+
+    def __init__(self, flow: QuicFlow, keylog: KeyLog | None = None) -> None:
+        self.flow = flow
+        self.decoder = QuicDecoder(flow, keylog)
+        self.counter = QuicRoundCounter()
+        self.evidence = _Evidence()
+        self.errors: list[str] = []
+        """Datagrams the reader failed on (a bug: each is reported, none stops the analysis)."""
+
+    def __iter__(self) -> Iterator[QuicDatagramRound]:
+        for datagram in self.flow.datagrams:
+            try:
+                decoded = self.decoder.decode(datagram)
+            except Exception as error:  # noqa: BLE001 - one unreadable datagram must not hide the rest
+                self.errors.append(f"datagram at {datagram.time:.6f} s not read: {type(error).__name__}: {error}")
+                decoded = DecodedDatagram(datagram, (), len(datagram.payload))
+            rnd = self._count(decoded)
+            if datagram.from_client:
+                self.evidence.after_client(decoded, rnd.round)
+            else:
+                self.evidence.after_server(decoded, rnd.round)
+            yield QuicDatagramRound(decoded, rnd)
+
+    def _count(self, decoded: DecodedDatagram) -> DatagramRound:
+        counter, decoder = self.counter, self.decoder
+        from_client = decoded.datagram.from_client
+        sent, acks = [], []
+        for packet in decoded.packets:
+            if packet.packet_number is not None and packet.space is not None:
+                sent.append((packet.space, packet.packet_number))
+                for frame in packet.frames or ():
+                    if isinstance(frame, AckFrame):
+                        acks.append((packet.space, frame.ranges))
+            if from_client and packet.packet.packet_type == "initial" and packet.packet.token:
+                # A token may validate the client's address at once (RFC 9000 §8.1.3): if it
+                # came from NEW_TOKEN rather than this connection's Retry, 3x proves nothing.
+                counter.amplification_limit_applies = False
+        if decoder.retry is not None:
+            counter.amplification_limit_applies = False
+        if from_client:
+            had = self.evidence.client_had(decoded, self.flow)
+        else:
+            had = self.evidence.server_had(decoded, decoder.tls.facts.early_data != "rejected")
+        return counter.add(from_client, len(decoded.datagram.payload), sent=sent, acks=acks, had=had)
+
+
+def quic_datagram_rounds(flow: QuicFlow, keylog: KeyLog | None = None) -> list[QuicDatagramRound]:
+    """Every datagram of the connection with its round (for ladders and tests)."""
+    return list(QuicFlowReader(flow, keylog))
+
+
+def analyze_quic_flow(flow: QuicFlow, keylog: KeyLog | None = None) -> QuicConnectionReport:
+    """Count the round trips of one QUIC connection, from its datagrams (and key log)."""
+    report = QuicConnectionReport(
+        transport="quic",
+        client=QuicFlow.endpoint_text(flow.client),
+        server=QuicFlow.endpoint_text(flow.server),
+        start_time=flow.start_time,
+        tls_version="1.3",
+        quic_version=version_name(flow.version),
+    )
+    reader = QuicFlowReader(flow, keylog)
+    resent = {True: _Resent("client"), False: _Resent("server")}
+    request_round: dict[bool, int] = {}  # sent in 0-RTT? → round of the first request datagram
+    stalled = False
+    closes: list[str] = []
+    probes: dict[str, list[float]] = {}  # "client Handshake" → times of PING-only probes
+    for item in reader:
+        decoded, rnd = item.decoded, item.round
+        datagram = decoded.datagram
+        from_client = datagram.from_client
+        answered = report.round_trips is not None
+        if from_client:
+            report.bytes_client += datagram.wire_bytes
+        else:
+            report.bytes_server += datagram.wire_bytes
+        report.packets += 1
+
+        if not from_client and rnd.round > rnd.round_by_evidence and not stalled and not answered:
+            # Only the 3x bound proves this datagram waited for the client, and it goes on with
+            # the handshake: the server's flight had stopped at the anti-amplification limit.
+            if any(_continues_flight(packet) for packet in decoded.packets):
+                stalled = True
+                report.causes.append(AMPLIFICATION_CAUSE)
+
+        for packet in decoded.packets:
+            resent[from_client].check(packet, datagram.time, reader.decoder.attempt)
+            if not answered and _is_probe(packet):
+                side = "client" if from_client else "server"
+                probes.setdefault(f"{side} {_WHAT[packet.packet.packet_type]}", []).append(datagram.time)
+            for frame in packet.frames or ():
+                if isinstance(frame, ConnectionCloseFrame):
+                    side = "client" if from_client else "server"
+                    reason = f" ({frame.reason})" if frame.reason else ""
+                    closes.append(f"closed by the {side}: error 0x{frame.error_code:x}{reason}")
+                if not isinstance(frame, StreamFrame) or not _client_bidi(frame.stream_id) or not frame.data:
+                    continue
+                if from_client:
+                    request_round.setdefault(packet.packet.packet_type == "0rtt", rnd.round)
+                elif report.round_trips is None:
+                    report.round_trips = rnd.round
+                    report.ttfb_s = datagram.time - report.start_time
+
+    _apply_facts(report, reader.decoder, request_round)
+    response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
+    for side in (True, False):
+        report.causes.extend(resent[side].causes(before=response_time))
+    for what, times in probes.items():
+        count = "" if len(times) == 1 else f" {len(times)} times"
+        report.causes.append(f"{what} PTO probe{count} (first at {times[0] - report.start_time:.3f} s)")
+    report.notes.extend(dict.fromkeys(closes))
+    report.notes.extend(reader.errors)
+    return report
+
+
+def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_round: dict[bool, int]) -> None:
+    facts = decoder.tls.facts
+    report.sni = facts.sni
+    report.cipher = facts.cipher_suite
+    report.resumed = facts.resumed
+    report.hrr = facts.hrr
+    report.alpn = facts.alpn_selected
+    report.quic_version = version_name(decoder.version)
+    report.retry = decoder.retry is not None
+    report.version_negotiation = decoder.version_negotiation is not None
+    early = facts.early_data
+    zero_rtt_packets = decoder.zero_rtt_packets > 0
+    if early in ("accepted", "rejected"):
+        report.early_data = early
+    elif early == "sent" or zero_rtt_packets:
+        report.early_data = "sent"
+    else:
+        report.early_data = "none"
+
+    if report.early_data != "rejected" and True in request_round:
+        report.setup_round_trips = request_round[True]
+    elif False in request_round:
+        report.setup_round_trips = request_round[False]
+
+    causes = []
+    if decoder.flow.version_negotiated:
+        causes.append(VERSION_NEGOTIATION_CAUSE)
+    if report.retry:
+        causes.append(RETRY_CAUSE)
+    if report.hrr:
+        causes.append(HRR_CAUSE)
+    if report.early_data == "rejected":
+        causes.append(ZERO_RTT_REJECTED_CAUSE)
+    report.causes[:0] = causes
+
+    if report.quic_version:
+        report.notes.append(f"QUIC version {report.quic_version}")
+    if report.resumed:
+        report.notes.append("resumed")
+    if report.early_data == "accepted":
+        report.notes.append("0-RTT accepted")
+    if not decoder.keys_found:
+        report.notes.append(
+            "no key log for this connection: only Initial packets opened, so the request and the "
+            "response were not found and rounds rest on Initial ACKs"
+        )
+    elif decoder.unopened:
+        report.notes.append(f"{decoder.unopened} packets did not open with the logged keys")
