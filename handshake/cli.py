@@ -102,7 +102,48 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--runs", type=int, default=1, help="run each variant N times with seeds seed..seed+N-1 and show the spread"
     )
+    _add_shim_parser(commands)
     return parser
+
+
+def _add_shim_parser(commands) -> None:
+    shim = commands.add_parser(
+        "shim",
+        help="run a command behind the delay shim, in a network namespace of its own (needs root)",
+        description="Run CMD in a client network namespace (198.18.0.1) joined to a server namespace "
+        "(198.19.0.1) by a userspace delay shim that applies the network flags to every packet, "
+        "like Mahimahi's mm-delay. Exits with CMD's status.",
+    )
+    _add_network_flags(shim)
+    shim.add_argument("--capture", metavar="FILE", help="write the client's view of the traffic as a pcap")
+    shim.add_argument(
+        "--server", metavar="CMD", help="shell command to start in the server namespace first; CMD runs once it listens"
+    )
+    shim.add_argument("--cleanup", action="store_true", help="remove what killed runs left behind, then exit")
+    shim.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    # _scenario() reads every scenario flag; shim has only the network ones.
+    shim.set_defaults(scenario=None, variants=None, **dict.fromkeys(_FLAG_FIELDS["server"] + _FLAG_FIELDS["client"]))
+
+
+def _shim(args: argparse.Namespace) -> int:
+    from handshake.kernel.command import run_cleanup, run_shim
+    from handshake.kernel.signals import Terminated
+
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.cleanup:
+        if command:
+            raise UsageError("--cleanup takes no command")
+        removed = run_cleanup()
+        print(f"removed {len(removed)} leftover namespace{'s' * (len(removed) != 1)}" + "".join(f"\n  {n}" for n in removed))
+        return 0
+    if not command:
+        raise UsageError("give the command to run: handshake shim [flags] -- CMD [ARGS...]")
+    link = _scenario(args).link
+    try:
+        return run_shim(link, command, server=args.server, capture=args.capture)
+    except Terminated as stop:
+        print(f"handshake: {stop}", file=sys.stderr)
+        return stop.exit_status
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -130,7 +171,9 @@ def _glue_negative_values(argv: list[str], parser: argparse.ArgumentParser) -> l
     known = {flag for action in actions for flag in action.option_strings}
     takes_value = {flag for action in actions if action.nargs != 0 for flag in action.option_strings}
     out: list[str] = []
-    for token in argv:
+    for index, token in enumerate(argv):
+        if token == "--":  # what follows belongs to the command `shim` runs
+            return out + argv[index:]
         if out and out[-1] in takes_value and token.startswith("-") and token not in known:
             out[-1] = f"{out[-1]}={token}"
         else:
@@ -152,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(_glue_negative_values(list(sys.argv[1:] if argv is None else argv), parser))
         if args.command == "compare":
             return _compare(args)
+        if args.command == "shim":
+            return _shim(args)
         raise UsageError(f"unknown command {args.command!r}")
     except UsageError as error:
         print(f"handshake: error: {error}", file=sys.stderr)

@@ -18,14 +18,26 @@ from typing import Any
 from handshake.analysis.connection import ConnectionReport, analyze_tcp_flow
 from handshake.analysis.flows import tcp_flows
 from handshake.analysis.keylog import parse_keylog
+from handshake.analysis.quic import analyze_quic_flow, quic_flows
 from handshake.endpoints.certs import make_chain
 from handshake.endpoints.events import ResponseReceived, StreamEndpoint
 from handshake.endpoints.http1 import HttpClient, HttpServer
+from handshake.endpoints.quic_client import QuicHttpClient
+from handshake.endpoints.quic_config import QuicClientConfig, QuicServerConfig
+from handshake.endpoints.quic_server import QuicHttpServer
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
 from handshake.net.link import LinkConfig
 from handshake.net.drops import PacketDropper
-from handshake.net.sim import HTTP_PORT, HTTPS_PORT, SERVER_ADDR, Session, Simulation, SimulationTimeout
+from handshake.net.sim import (
+    CLIENT_ADDR,
+    HTTP_PORT,
+    HTTPS_PORT,
+    SERVER_ADDR,
+    Session,
+    Simulation,
+    SimulationTimeout,
+)
 from handshake.net.tcp import TcpConfig
 from handshake.trace.record import Trace
 from handshake.variants import Variant
@@ -107,7 +119,14 @@ class _Endpoints:
         self.options = options
         chain = make_chain(options.key_type, options.intermediates)
         self.port = HTTP_PORT if variant.tls_version is None else HTTPS_PORT
-        if variant.early_data:
+        self._server_config: Any = None
+        self._client_config: Any = None
+        if variant.transport == "quic":
+            self._server_config = QuicServerConfig(
+                chain, retry=options.retry, accept_early_data=options.accept_early_data
+            )
+            self._client_config = QuicClientConfig.for_chain(chain, keylog_path=keylog_path)
+        elif variant.early_data:
             self._server_config = EarlyServerConfig(chain, groups="P-256" if options.hrr else None)
             self._client_config = EarlyClientConfig.for_chain(chain, keylog_path=keylog_path)
         elif variant.tls_version is not None:
@@ -132,21 +151,50 @@ class _Endpoints:
             return EarlyHttpClient(self._client_config, session)
         return TlsHttpClient(self._client_config, session)
 
+    def quic_server(self) -> QuicHttpServer:
+        return QuicHttpServer(self._server_config)
+
+    def quic_client(self, ticket: Any = None) -> QuicHttpClient:
+        return QuicHttpClient(
+            self._client_config,
+            ticket,
+            server_addr=(SERVER_ADDR, self.port),
+            early_data=self.variant.early_data,
+            local_addr=(CLIENT_ADDR, 0),
+        )
+
 
 def _got_response(session: Session) -> bool:
     return any(isinstance(e, ResponseReceived) for e in session.events)
 
 
-def _exchange(sim: Simulation, endpoints: _Endpoints, session_ticket: Any) -> Session:
-    """One connection: connect, wait for the whole response, close."""
-    session = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(session_ticket))
+def _tcp_exchange(sim: Simulation, endpoints: _Endpoints, ticket: Any, want_ticket: bool) -> Any:
+    """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
+    session = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(ticket))
     sim.run(lambda: _got_response(session), RESPONSE_LIMIT_S)
     session.close()
     try:
         sim.run(lambda: session.closed, CLOSE_LIMIT_S)
     except SimulationTimeout:
         pass  # a lossy link may leave the FIN exchange unfinished; the response is what counts
-    return session
+    return session.endpoint.session if want_ticket else None  # type: ignore[attr-defined]
+
+
+def _quic_exchange(sim: Simulation, endpoints: _Endpoints, ticket: Any, want_ticket: bool) -> Any:
+    """One QUIC connection: wait for the response (and the ticket, which may come a round trip
+    later, DESIGN.md §4), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
+    client = endpoints.quic_client(ticket)
+    binding = sim.client.bind_udp(client)
+    sim.run(lambda: client.response is not None, RESPONSE_LIMIT_S)
+    if want_ticket:
+        sim.run(lambda: client.session_ticket is not None, CLOSE_LIMIT_S)
+    client.close()
+    try:
+        sim.run(lambda: sim.wire_is_quiet, CLOSE_LIMIT_S)
+    except SimulationTimeout:
+        pass
+    sim.client.udp.pop(binding.port, None)  # its timers must not run on into the next connection
+    return client.session_ticket if want_ticket else None
 
 
 def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = None) -> VariantRun:
@@ -158,17 +206,21 @@ def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = Non
         endpoints = _Endpoints(variant, options, keylog_path)
         tcp = TcpConfig(fastopen=variant.tfo)
         sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=dropper, seed=link.seed)
-        sim.server.listen(endpoints.port, endpoints.server)
+        if variant.transport == "quic":
+            sim.server.bind_udp(endpoints.quic_server(), endpoints.port)
+            exchange = _quic_exchange
+        else:
+            sim.server.listen(endpoints.port, endpoints.server)
+            exchange = _tcp_exchange
         warmups = 0
         error = None
         try:
             ticket = None
             if variant.warm and not options.cold:
-                warm = _exchange(sim, endpoints, None)
+                ticket = exchange(sim, endpoints, None, variant.resume)
                 warmups = 1
-                ticket = warm.endpoint.session if variant.resume else None  # type: ignore[attr-defined]
             dropper.armed = True
-            _exchange(sim, endpoints, ticket)
+            exchange(sim, endpoints, ticket, False)
         except SimulationTimeout as timeout:
             error = str(timeout)
         keylog = keylog_path.read_text() if keylog_path.exists() else ""
@@ -178,9 +230,14 @@ def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = Non
 def row_from_run(run: VariantRun) -> Row:
     """Count the measured (last) connection of a run's trace."""
     variant = run.variant
-    flows = tcp_flows(run.trace.packets)
     keylog = parse_keylog(run.trace.keylog) if run.trace.keylog else None
-    report = analyze_tcp_flow(flows[-1], keylog) if flows else None
+    report: ConnectionReport | None = None
+    if variant.transport == "quic":
+        quic = quic_flows(run.trace.packets)
+        report = analyze_quic_flow(quic[-1], keylog) if quic else None
+    else:
+        flows = tcp_flows(run.trace.packets)
+        report = analyze_tcp_flow(flows[-1], keylog) if flows else None
     if report is None:
         report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
     notes = list(report.notes)
@@ -194,6 +251,8 @@ def row_from_run(run: VariantRun) -> Row:
         causes.append("no session resumed: a full handshake")
     if variant.early_data and report.early_data == "none":
         causes.append("no ticket with early data: the request waited for the handshake")
+    if run.options.hrr and variant.transport == "quic":
+        notes.append("--hrr: aioquic has no HelloRetryRequest (client or server), so QUIC cannot show it")
     for selector in run.dropped:
         notes.append(f"dropped {selector}")
     for selector in set(run.options.drops) - set(run.dropped):

@@ -50,6 +50,8 @@ CATALOG: dict[str, Variant] = {
         _v("tfo-tls12", "tcp", "1.2", False, False, True, 2, 3, "TFO (cookie cached) + TLS 1.2 full"),
         _v("tfo-tls13", "tcp", "1.3", False, False, True, 1, 2, "TFO (cookie cached) + TLS 1.3 full"),
         _v("tfo-tls13-0rtt", "tcp", "1.3", True, True, True, 0, 1, "TFO + TLS 1.3 early data, request in the SYN"),
+        _v("quic", "quic", "1.3", False, False, False, 1, 2, "QUIC + HTTP/3"),
+        _v("quic-0rtt", "quic", "1.3", True, True, False, 0, 1, "QUIC + HTTP/3, request in 0-RTT"),
     )
 }
 

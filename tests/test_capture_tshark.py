@@ -50,3 +50,29 @@ def test_tshark_agrees_on_the_tfo_options(tmp_path):
     (cold_len, cold_request, _), (warm_len, _, warm_cookie) = syns
     assert cold_len == "0" and cold_request == "1"
     assert int(warm_len) > 0 and len(warm_cookie.replace(":", "")) == 16
+
+
+def _frames(pcap, keylog):
+    rows = _tshark_fields(pcap, keylog, "quic", "frame.number", "quic.long.packet_type", "quic.stream.stream_id",
+                          "quic.stream_data", "http3.frame_type")
+    return [row + [""] * (5 - len(row)) for row in rows]
+
+
+def test_tshark_decodes_the_quic_0rtt_request_and_the_http3_response(tmp_path):
+    run = run_sim(CATALOG["quic-0rtt"], LinkConfig.from_rtt(0.1))
+    pcap, keylog = write_capture(run, tmp_path)
+    frames = _frames(pcap, keylog)
+    zero_rtt = [f for f in frames if "1" in f[1].split(",")]  # long header type 1: 0-RTT
+    assert zero_rtt, "no 0-RTT packet in the capture"
+    _, _, streams, data, _ = zero_rtt[0]
+    chunks = dict(zip(streams.split(","), data.split(",")))
+    request = bytes.fromhex(chunks["0"])  # client bidirectional stream 0 carries the request
+    assert request[0] == 0x01  # an HTTP/3 HEADERS frame (RFC 9114 §7.2.2) ...
+    # ... whose QPACK field section (after its 2-byte prefix: no dynamic table) opens with the
+    # static-table line 17, ":method GET" (RFC 9204 §4.5.2, Appendix A).
+    assert request[2:4] == b"\x00\x00" and request[4] == 0xC0 | 17
+    after = [f for f in frames if int(f[0]) > int(zero_rtt[0][0])]
+    response = next(f for f in after if "0" in f[2].split(",") and f[4])
+    assert {"1", "0"} <= set(response[4].split(","))  # HEADERS and DATA frames of the response
+    # Without the key log the same packets show no streams at all.
+    assert not any(f[2] for f in _frames(pcap, None))

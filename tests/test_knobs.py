@@ -95,3 +95,41 @@ def test_a_lost_client_hello_is_resent_after_the_rto():
 def test_a_drop_selector_that_matches_nothing_says_so():
     r = rows("http", drops=("client-hello",))["http"]
     assert any("no such packet" in note for note in r.notes)
+
+
+# --- QUIC ------------------------------------------------------------------------------------
+
+
+def test_a_big_chain_trips_quic_anti_amplification_but_not_tcp():
+    r = rows("tls13,quic", key_type="rsa2048", intermediates=4)
+    assert r["quic"].round_trips == 3 and has_cause(r["quic"], "anti-amplification")
+    assert r["tls13"].round_trips == 3 and r["tls13"].causes == []
+
+
+def test_retry_costs_quic_one_round_trip():
+    r = rows("quic,quic-0rtt,tls13", retry=True)
+    assert r["quic"].round_trips == 3 and has_cause(r["quic"], "Retry")
+    assert r["quic-0rtt"].round_trips == 2 and has_cause(r["quic-0rtt"], "Retry")
+    assert r["tls13"].causes == []  # Retry is QUIC's alone
+
+
+def test_quic_0rtt_rejected_and_cold():
+    rejected = rows("quic-0rtt", accept_early_data=False)["quic-0rtt"]
+    assert rejected.early_data == "rejected" and has_cause(rejected, "0-RTT rejected")
+    assert rejected.round_trips == 2  # the client resends the request beside its Finished
+    cold = rows("quic-0rtt", cold=True)["quic-0rtt"]
+    assert cold.round_trips == 2 and has_cause(cold, "no ticket")
+
+
+def test_a_lost_client_initial_is_recovered_by_the_probe_timeout():
+    clean, lossy = rows("quic")["quic"], rows("quic", drops=("client-initial",))["quic"]
+    assert "dropped client-initial" in lossy.notes
+    assert lossy.round_trips == clean.round_trips == 2
+    assert lossy.ttfb_ms > clean.ttfb_ms + 300  # RFC 9002: PTO from a 333 ms initial RTT
+    assert has_cause(lossy, "client Initial retransmitted")
+
+
+def test_quic_cannot_show_a_hello_retry_and_says_so():
+    r = rows("quic", hrr=True)["quic"]
+    assert r.round_trips == 2 and r.causes == []
+    assert any("no HelloRetryRequest" in note for note in r.notes)

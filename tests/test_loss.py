@@ -18,3 +18,11 @@ def test_fifty_tls13_handshakes_at_30_percent_loss_all_complete():
     assert any("retransmitted" in cause and "of 50 runs" in cause for cause in row.causes)
     again = compare(select("tls13"), link, runs=50)[0]
     assert again.spread == row.spread
+
+
+def test_fifty_quic_handshakes_at_30_percent_loss_all_complete():
+    link = LinkConfig.from_rtt(0.1, loss=0.3, seed=200)
+    (row,) = compare(select("quic"), link, runs=50)
+    assert row.spread["complete"] == 50
+    assert row.spread["ttfb_ms"][0] >= 200.0
+    assert row.spread["ttfb_ms"][2] > row.spread["ttfb_ms"][0]  # loss spread the times out

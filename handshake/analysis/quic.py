@@ -65,6 +65,11 @@ class QuicConnectionReport(ConnectionReport):
     """The application protocol EncryptedExtensions selected (needs the key log), e.g. "h3"."""
 
 
+_ORDERLY_CLOSE = {0x0, 0x0C, 0x100}
+"""NO_ERROR; APPLICATION_ERROR, which an application close becomes in Initial and Handshake
+packets (RFC 9000 §10.2.3); H3_NO_ERROR (RFC 9114 §8.1). Only other codes are worth a note."""
+
+
 def _client_bidi(stream_id: int | None) -> bool:
     """RFC 9000 §2.1: the two low bits 00 mark a client-initiated bidirectional stream."""
     return stream_id is not None and stream_id & 0x03 == 0
@@ -335,7 +340,7 @@ def analyze_quic_flow(flow: QuicFlow, keylog: KeyLog | None = None) -> QuicConne
                 side = "client" if from_client else "server"
                 probes.setdefault(f"{side} {_WHAT[packet.packet.packet_type]}", []).append(datagram.time)
             for frame in packet.frames or ():
-                if isinstance(frame, ConnectionCloseFrame):
+                if isinstance(frame, ConnectionCloseFrame) and frame.error_code not in _ORDERLY_CLOSE:
                     side = "client" if from_client else "server"
                     reason = f" ({frame.reason})" if frame.reason else ""
                     closes.append(f"closed by the {side}: error 0x{frame.error_code:x}{reason}")

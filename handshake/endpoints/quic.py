@@ -20,19 +20,22 @@ trip behind it (the response left in the server's first flight). ``QuicHttpClien
 
 HelloRetryRequest is not supported by aioquic 1.7.2, on either side (checked in
 ``aioquic/tls.py``): the client offers a key share for every group it supports (P-256, P-384,
-X25519, X448), its ``State`` machine has no HRR state and it parses any ServerHello as a real
-one (no check of the HRR random of RFC 8446 §4.1.3, no cookie); the server, finding no key
-share of a group it supports, aborts with ``handshake_failure`` ("No supported key share")
-instead of asking for one. So QUIC rows cannot show the HRR round trip.
+X25519, X448), its ``State`` machine has no HRR state, and it parses any ServerHello as a real
+one (no check of the HRR random of RFC 8446 §4.1.3, no cookie), so an HRR fails with
+``decode_error`` (its key_share holds a group, not a key); the server, finding no key share of a
+group it supports, aborts with ``handshake_failure`` ("No supported key share") instead of
+asking for one. So QUIC rows cannot show the HRR round trip.
 
 Key logs: aioquic writes NSS lines (``CLIENT_EARLY_TRAFFIC_SECRET`` when 0-RTT is offered,
 ``CLIENT_/SERVER_HANDSHAKE_TRAFFIC_SECRET``, ``CLIENT_/SERVER_TRAFFIC_SECRET_0``) as it installs
 each key and flushes each line; the configs open the file 0600 in append mode. A server that
 refuses 0-RTT never installs (nor logs) the early key; the client's log still has it.
 
-Sizes: aioquic draws connection IDs, randoms, the ticket and key shares from ``os.urandom``, but
-lengths are fixed (8-byte CIDs, Initial padded to 1200 bytes); only ECDSA signatures vary
-(DER, ±2 bytes), so a p256 server flight differs by a byte or two between runs.
+Sizes: aioquic draws connection IDs, randoms, tickets and key shares from ``os.urandom``, but
+their lengths are fixed (8-byte CIDs, Initials padded to 1200 bytes); ECDSA signatures, whose
+DER length varies, are drawn until they have the full length, so every flight has the same
+size from run to run. The server's first flight holds at most 3600 bytes (3 x 1200): a p256
+chain of about 2.9 KB DER or more, an rsa2048 one of about 2.8 KB, costs the extra round trip.
 """
 
 from __future__ import annotations

@@ -14,8 +14,7 @@ from aioquic.tls import Epoch, SessionTicket
 
 from ._base import TlsError
 from .events import EarlyDataResent, Event, HandshakeCompleted, ResponseReceived
-from .quic_config import QuicClientConfig, without_early_data
-from .quic_server import Address, cipher_name
+from .quic_config import Address, QuicClientConfig, cipher_name, without_early_data
 
 DEFAULT_LOCAL_ADDR: Address = ("198.18.0.1", 0)
 
@@ -77,6 +76,7 @@ class QuicHttpClient:
         exchange running until it is here."""
         self.response: ResponseReceived | None = None
         self.handshake_complete = False
+        self._closed = False
 
     def start(self, now: float) -> None:
         self.quic.connect(self.server_addr, now)
@@ -85,9 +85,9 @@ class QuicHttpClient:
             self._send_request()  # 0-RTT: the request rides in the first flight
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        application_space = self.quic._spaces[Epoch.ONE_RTT]
+        application_space = self.quic._spaces.get(Epoch.ONE_RTT)
         self.quic.receive_datagram(data, addr, now)
-        if self.quic._spaces[Epoch.ONE_RTT] is not application_space:
+        if application_space is not None and self.quic._spaces[Epoch.ONE_RTT] is not application_space:
             # aioquic acted on a Retry: it restarts the handshake with fresh packet spaces and
             # forgets the 0-RTT packets already sent, whose STREAM data would then never be
             # retransmitted (the request would hang until the idle timeout). Declared lost
@@ -114,7 +114,9 @@ class QuicHttpClient:
         return self._events.popleft() if self._events else None
 
     def close(self) -> None:
-        """Send CONNECTION_CLOSE (in the next ``datagrams_to_send``) so the server can let go."""
+        """Send CONNECTION_CLOSE (in the next ``datagrams_to_send``) so the server can let go
+        (after its draining period, three PTOs) instead of after the 60 s idle timeout."""
+        self._closed = True
         self.quic.close()
 
     def _send_request(self) -> None:
@@ -141,7 +143,7 @@ class QuicHttpClient:
             if isinstance(event, quic_events.HandshakeCompleted):
                 self._on_handshake_completed(event, now)
             elif isinstance(event, quic_events.ConnectionTerminated):
-                if self.response is None:
+                if self.response is None and not self._closed:
                     raise TlsError(
                         f"QUIC connection closed before the response: error 0x{event.error_code:x}"
                         f" {event.reason_phrase}".rstrip()

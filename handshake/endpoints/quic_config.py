@@ -15,15 +15,22 @@ from functools import cached_property
 from typing import TextIO
 
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.tls import SessionTicket, load_pem_private_key, load_pem_x509_certificates
+from aioquic.tls import CipherSuite, SessionTicket, load_pem_private_key, load_pem_x509_certificates
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ._files import create_private_file
 from .certs import CertChain
 from .http1 import DEFAULT_BODY_BYTES
 
+Address = tuple[str, int]
 ALPN_H3 = "h3"
 MAX_SERVER_TICKETS = 1024
 """Each connection leaves one ticket in the server store (one ever used); bound it."""
+
+
+INITIAL_RTT_S = 0.333
+"""RFC 9002 §6.2.2's kInitialRtt. aioquic defaults to 100 ms, which on any path slower than
+that fires probe timeouts before the first answer can arrive: spurious Initial probes."""
 
 
 def open_keylog(path: str | os.PathLike[str]) -> TextIO:
@@ -75,8 +82,9 @@ class QuicServerConfig(_KeylogOwner):
             alpn_protocols=[ALPN_H3],
             certificate=certificates[0],
             certificate_chain=certificates[1:],
-            private_key=load_pem_private_key(self.chain.leaf_key_pem),
+            private_key=_fixed_size_signatures(load_pem_private_key(self.chain.leaf_key_pem)),
             secrets_log_file=self.keylog_file,
+            initial_rtt=INITIAL_RTT_S,
         )
 
     def store_ticket(self, ticket: SessionTicket) -> None:
@@ -113,9 +121,73 @@ class QuicClientConfig(_KeylogOwner):
             cadata=self.ca_pem,
             secrets_log_file=self.keylog_file,
             session_ticket=session_ticket,
+            initial_rtt=INITIAL_RTT_S,
         )
+
+
+def cipher_name(suite: CipherSuite) -> str:
+    """aioquic's suite as OpenSSL names it (``TLS_AES_128_GCM_SHA256``)."""
+    return f"TLS_{suite.name}"
 
 
 def without_early_data(ticket: SessionTicket) -> SessionTicket:
     """The same ticket, no longer allowing 0-RTT: the ClientHello then offers no early_data."""
     return dataclasses.replace(ticket, max_early_data_size=None)
+
+
+class _FixedSizeEcdsaKey(ec.EllipticCurvePrivateKey):
+    """An ECDSA key whose signatures are always the longest DER encoding (72 bytes for P-256).
+
+    ECDSA signatures are random and their DER length varies with the top bits of r and s, so
+    the server's CertificateVerify, and its first flight, would differ by a byte or two from
+    run to run: enough to flip a chain that sits at the anti-amplification limit. Drawing
+    signatures until one has the full length (one in four does) keeps the flight size fixed;
+    any of them verifies. RSA-PSS signatures have a fixed size already.
+    """
+
+    MAX_DRAWS = 64
+    """One in 4**64 signings gives up and returns a shorter signature rather than loop on."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        self._key = key
+        bits = key.curve.key_size
+        integer = (bits + 7) // 8 + (bits % 8 == 0)  # a leading 0 keeps a top-bit-set r or s positive
+        content = 2 * (2 + integer)  # two INTEGERs: tag, length, value
+        self.max_signature_bytes = content + (2 if content < 128 else 3)  # SEQUENCE header
+
+    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+        for _ in range(self.MAX_DRAWS):
+            signature = self._key.sign(data, signature_algorithm)
+            if len(signature) >= self.max_signature_bytes:
+                break
+        return signature
+
+    def exchange(self, algorithm, peer_public_key):
+        return self._key.exchange(algorithm, peer_public_key)
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._key.public_key()
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return self._key.curve
+
+    @property
+    def key_size(self) -> int:
+        return self._key.key_size
+
+    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
+        return self._key.private_numbers()
+
+    def private_bytes(self, encoding, format, encryption_algorithm) -> bytes:
+        return self._key.private_bytes(encoding, format, encryption_algorithm)
+
+    def __copy__(self) -> _FixedSizeEcdsaKey:
+        return self
+
+    def __deepcopy__(self, memo) -> _FixedSizeEcdsaKey:
+        return self
+
+
+def _fixed_size_signatures(key):
+    return _FixedSizeEcdsaKey(key) if isinstance(key, ec.EllipticCurvePrivateKey) else key

@@ -30,19 +30,13 @@ from aioquic.quic.packet import (
 )
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.retry import QuicRetryTokenHandler
-from aioquic.tls import CipherSuite, Direction, Epoch
+from aioquic.tls import Direction, Epoch
 
 from .events import Event, HandshakeCompleted, RequestReceived
 from .http1 import response_body
-from .quic_config import QuicServerConfig
+from .quic_config import Address, QuicServerConfig, cipher_name
 
-Address = tuple[str, int]
 RETRY_CID_BYTES = 8
-
-
-def cipher_name(suite: CipherSuite) -> str:
-    """aioquic's suite as OpenSSL names it (``TLS_AES_128_GCM_SHA256``)."""
-    return f"TLS_{suite.name}"
 
 
 class _EarlyDataRefusingConnection(QuicConnection):

@@ -238,6 +238,11 @@ class Simulation:
         for arrival in direction.transmit(len(data), self.now):
             heapq.heappush(self._arrivals, (arrival, next(self._order), not from_client, data))
 
+    @property
+    def wire_is_quiet(self) -> bool:
+        """No packet is on its way (timers may still be armed)."""
+        return not self._arrivals
+
     def _pump(self) -> None:
         self.client.pump(self.now)
         self.server.pump(self.now)
