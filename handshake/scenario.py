@@ -83,6 +83,8 @@ class _Locator:
             stripped = line.strip()
             if stripped.startswith("[") and stripped.endswith("]"):
                 current = stripped.strip("[]").strip()
+                if section is None and current == key:
+                    return f"{self.origin}:{number}"  # a whole table named at the top level
             elif current == section and stripped.split("=")[0].strip() == key:
                 return f"{self.origin}:{number}"
         return self.origin

@@ -1,0 +1,59 @@
+"""Scenario files: every file in scenarios/ runs; a bad file gets one line with its location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handshake.cli import main
+from handshake.runner import compare
+from handshake.scenario import load_scenario
+
+SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml"))
+
+
+def test_there_are_scenarios():
+    assert len(SCENARIOS) >= 8
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_every_scenario_runs_and_its_knob_shows(path):
+    scenario = load_scenario(path)
+    rows = compare(scenario.variants, scenario.link, options=scenario.options)
+    assert rows and all(row.round_trips is not None for row in rows)
+    knobs_on = scenario.options != type(scenario.options)()
+    if knobs_on:
+        # Each scenario exists to show a cost: at least one of its variants pays it, by name.
+        assert any(row.causes for row in rows), [row.as_dict() for row in rows]
+
+
+def test_flags_override_the_scenario(capsys):
+    path = next(p for p in SCENARIOS if p.stem == "hello-retry")
+    assert main(["compare", "--scenario", str(path), "--variants", "tls13", "--rtt", "20ms", "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert '"rtt_ms": 20.0' in out and "HelloRetryRequest" in out and '"tls12"' not in out
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('[network]\nrtt = "fast"\n', ":2: [network] bad rtt 'fast'"),
+        ('[network]\nrtt = "10ms"\n\n[server]\nintermediates = -1\n', ":5: [server] intermediates must be"),
+        ('[client]\ndrop = ["first-fin"]\n', ":2: [client] unknown --drop selector 'first-fin'"),
+        ('variants = ["tls14"]\n', ":1: unknown variant 'tls14'"),
+        ('[netwrok]\nrtt = "1ms"\n', ":1: unknown field 'netwrok'"),
+        ("[network\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_scenario_is_one_line_with_its_location(tmp_path, capsys, text, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["compare", "--scenario", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and words in err[0], err
+
+
+def test_a_missing_scenario_file(capsys):
+    assert main(["compare", "--scenario", "/nonexistent/x.toml"]) == 2
+    assert "cannot read scenario" in capsys.readouterr().err
