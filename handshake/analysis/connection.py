@@ -103,18 +103,23 @@ class _Retransmissions:
         return None
 
     def causes(self, before: float | None) -> list[str]:
-        """One line per kind of retransmission that happened before ``before`` (None: at all)."""
-        out = []
-        for what, events in self.found.items():
-            delays = [delay for at, delay in events if before is None or at <= before]
-            if delays:
-                times = "" if len(delays) == 1 else f" {len(delays)} times"
-                if delays[0] is None:
-                    when = "its first copy was lost before the capture point"
-                else:
-                    when = f"first after {delays[0]:.3f} s"
-                out.append(f"{self.side} {what} retransmitted{times} ({when})")
-        return out
+        return retransmission_causes(self.side, self.found, before)
+
+
+def retransmission_causes(side: str, found: dict[str, list[tuple[float, float | None]]], before: float | None) -> list[str]:
+    """One line per kind of retransmission (what → [(when, delay after the first copy)]) that
+    happened before ``before`` (None: at all)."""
+    out = []
+    for what, events in found.items():
+        delays = [delay for at, delay in events if before is None or at <= before]
+        if delays:
+            times = "" if len(delays) == 1 else f" {len(delays)} times"
+            if delays[0] is None:
+                when = "its first copy was lost before the capture point"
+            else:
+                when = f"first after {delays[0]:.3f} s"
+            out.append(f"{side} {what} retransmitted{times} ({when})")
+    return out
 
 
 def _covered_since(ranges: list[tuple[int, int, float, int | None]], start: int, end: int) -> float | None:

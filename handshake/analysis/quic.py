@@ -18,7 +18,7 @@ import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .connection import ConnectionReport
+from .connection import ConnectionReport, retransmission_causes
 from .keylog import KeyLog
 from .quic_decode import DecodedDatagram, DecodedPacket, QuicDecoder
 from .quic_flows import QuicDatagram, QuicFlow, quic_flows
@@ -136,13 +136,7 @@ class _Resent:
                 self.found.setdefault(_WHAT[kind], []).append((time, time - first))
 
     def causes(self, before: float | None) -> list[str]:
-        out = []
-        for what, events in self.found.items():
-            delays = [delay for at, delay in events if before is None or at <= before]
-            if delays:
-                times = "" if len(delays) == 1 else f" {len(delays)} times"
-                out.append(f"{self.side} {what} retransmitted{times} (first after {delays[0]:.3f} s)")
-        return out
+        return retransmission_causes(self.side, self.found, before)
 
 
 _ACK_ONLY_PACKET_BYTES = 100
