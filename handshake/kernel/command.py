@@ -60,7 +60,7 @@ def run_shim(
     ready_timeout_s: float = SERVER_READY_TIMEOUT_S,
 ) -> int:
     """Run ``argv`` in the client namespace behind ``link``; return its exit status."""
-    with Topology(link, capture=capture) as topo:
+    with Topology(link, capture=capture, purpose="handshake shim") as topo:
         if server is not None:
             server_process = topo.popen("server", ["/bin/sh", "-c", server], stdin=subprocess.DEVNULL)
             _wait_until_listening(topo, server_process, ready_timeout_s)

@@ -29,7 +29,7 @@ def _effective_capabilities() -> int:
     return 0
 
 
-def check_privileges(what: str = "handshake shim") -> None:
+def check_privileges(what: str = "the kernel engine") -> None:
     """Raise KernelUnavailable naming the first missing piece: capabilities, TUN, ``ip``."""
     caps = _effective_capabilities()
     if not (caps >> _CAP_NET_ADMIN & 1 and caps >> _CAP_SYS_ADMIN & 1):

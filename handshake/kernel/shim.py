@@ -17,7 +17,9 @@ The child: ignores Ctrl-C and SIGHUP (the owner stops it), closes every descript
 TUNs, its control socket and the capture file (a copy of one of the caller's sockets would keep
 that socket open after the caller closed it), turns off the cyclic GC (no pauses; it builds no
 cycles), and exits as soon as its control socket reaches end of file, i.e. when its owner dies,
-even by SIGKILL. It never returns into the caller's code: it ends with ``os._exit``.
+even by SIGKILL. It never returns into the caller's code: it ends with ``os._exit``. Forking a
+process that has threads is safe here because the child only runs code imported before the
+fork and takes no lock another thread could have held (no imports, no logging, no dlopen).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -328,6 +331,8 @@ class ShimProcess(Shim):
                 _child_main(child.detach(), client_fd, server_fd, self._capture_fd, link,
                             keep_packets, drop, self.epoch_offset_s)
                 status = 0
+            except BaseException:  # noqa: BLE001 - say why on stderr, then go
+                traceback.print_exc()
             finally:
                 os._exit(status)
         self._pid = pid

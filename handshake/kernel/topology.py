@@ -140,7 +140,8 @@ class Topology:
     ``capture``: a pcap file of the client's view; ``keep_packets``: keep it in memory too
     (``shim.packets``, ``shim.take_packets()``); ``drop``: a hook consulted before the link
     model; ``isolate_shim``: run the forwarder in a forked process (the default; see
-    ``shim``) rather than a thread of this one.
+    ``shim``) rather than a thread of this one; ``purpose``: who is asking, for the error when
+    privileges are missing.
     """
 
     def __init__(
@@ -152,8 +153,11 @@ class Topology:
         drop: DropHook | None = None,
         isolate_shim: bool = True,
         tcp_fastopen: int = 3,
+        purpose: str = "the kernel engine",
     ) -> None:
         self.link = link
+        self.purpose = purpose
+        """Who needs the privileges, for the one-line error: "handshake shim needs root ..."."""
         self._isolate_shim = isolate_shim
         self._capture = capture
         self._keep_packets = keep_packets
@@ -186,7 +190,7 @@ class Topology:
 
     def open(self) -> None:
         started = time.perf_counter()
-        check_privileges()
+        check_privileges(self.purpose)
         cleanup.reap_leftovers()
         self._exit.enter_context(raise_on_termination())
         try:
@@ -298,6 +302,22 @@ class Topology:
                          start_new_session=own_group, **kwargs)
         self._processes.append((process, own_group))
         return process
+
+    def tcp_metrics(self, role: str = "client") -> str:
+        """``ip tcp_metrics show`` in ``role``'s namespace: cached RTT, cwnd and TFO cookies."""
+        return self._ip(role, "tcp_metrics", "show")
+
+    def flush_tcp_metrics(self, role: str = "client") -> None:
+        """Forget cached RTTs, windows and TFO cookies (``ip tcp_metrics flush all``): a cold
+        start without new namespaces."""
+        self._ip(role, "tcp_metrics", "flush", "all")
+
+    def _ip(self, role: str, *args: str) -> str:
+        name = self.side(role).namespace.name
+        result = subprocess.run(["ip", "-n", name, *args], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise OSError(f"ip {' '.join(args)} in {name}: {result.stderr.strip()}")
+        return result.stdout
 
     def listening(self, role: str) -> set[tuple[str, int]]:
         """("tcp"|"udp", port) of what listens in ``role``'s namespace (``ss -ltnu``)."""

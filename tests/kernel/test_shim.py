@@ -50,18 +50,23 @@ def echo_rtts_s(topo: Topology, n: int) -> list[float]:
 @pytest.mark.parametrize("rtt_ms, isolate", [(20, True), (100, True), (20, False)],
                          ids=["20ms-process", "100ms-process", "20ms-thread"])
 def test_a_round_trip_takes_the_configured_rtt(rtt_ms, isolate):
+    """Never less than the RTT, and a couple of ms more at most in the median. (Single samples
+    can be late by a scheduler's time slice on a loaded machine: that is this process waking
+    up late, which the shim's capture times do not include.)"""
     with Topology(LinkConfig.from_rtt(rtt_ms / 1e3), isolate_shim=isolate) as topo:
-        rtts_ms = [r * 1e3 for r in echo_rtts_s(topo, 12 if rtt_ms < 50 else 6)]
+        rtts_ms = [r * 1e3 for r in echo_rtts_s(topo, 15 if rtt_ms < 50 else 7)]
         assert rtt_ms <= min(rtts_ms)
         assert statistics.median(rtts_ms) < rtt_ms + 2
-        assert max(rtts_ms) < rtt_ms + 10  # a loaded machine may deschedule a sample
         # TCP: connect() returns when the SYN-ACK arrives, one round trip after the SYN.
         listener = topo.server_socket(port=443)
-        listener.listen()
-        client = topo.client_socket()
-        started = time.monotonic()
-        client.connect((SERVER_ADDR, 443))
-        assert rtt_ms <= (time.monotonic() - started) * 1e3 < rtt_ms + 10
+        listener.listen(8)
+        connects_ms = []
+        for _ in range(3):
+            client = topo.client_socket()
+            started = time.monotonic()
+            client.connect((SERVER_ADDR, 443))
+            connects_ms.append((time.monotonic() - started) * 1e3)
+        assert rtt_ms <= min(connects_ms) < rtt_ms + 2
 
 
 def test_loss_of_100_percent_drops_everything():
@@ -88,19 +93,23 @@ def test_duplicate_of_100_percent_delivers_every_packet_twice():
 
 
 def test_rate_spaces_packets_by_their_serialization_time():
+    """A burst of six 1000-byte packets at 1 Mbit/s: the k-th leaves the bottleneck k * 8 ms
+    after the burst, never earlier (kernel arrival stamps; a late shim can only add)."""
+    serialization_s = 1000 * 8 / 1e6
     with Topology(LinkConfig(rate_bps=1e6)) as topo:
         client, server = udp_pair(topo)
-        server.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # kernel arrival times
+        server.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        burst = time.time()
         for _ in range(6):
-            client.sendto(bytes(972), (SERVER_ADDR, PORT))  # 1000-byte IP packets: 8 ms at 1 Mbit/s
+            client.sendto(bytes(972), (SERVER_ADDR, PORT))  # 972 + 8 (UDP) + 20 (IP) = 1000 bytes
         arrivals = []
         for _ in range(6):
             _, ancillary, _, _ = server.recvmsg(2000, 64)
             sec, nsec = struct.unpack("@qq", ancillary[0][2][:16])
-            arrivals.append(sec + nsec / 1e9)
-        gaps_ms = [(b - a) * 1e3 for a, b in zip(arrivals, arrivals[1:])]
-        assert all(4 < gap < 12 for gap in gaps_ms), gaps_ms
-        assert 5 * 8 - 2 < (arrivals[-1] - arrivals[0]) * 1e3 < 5 * 8 + 4, gaps_ms
+            arrivals.append(sec + nsec / 1e9 - burst)
+        for k, arrival in enumerate(arrivals, start=1):
+            assert arrival >= k * serialization_s, arrivals
+        assert arrivals[-1] < 6 * serialization_s + 0.008, arrivals
 
 
 def tcp_exchange(topo: Topology) -> None:
@@ -115,7 +124,9 @@ def tcp_exchange(topo: Topology) -> None:
     assert client.recv(100).startswith(b"HTTP/1.1 200")
     client.close()
     conn.close()
-    time.sleep(0.1)  # let the FINs cross
+    deadline = time.monotonic() + 2  # until the client has seen both FINs
+    while sum(decode(p).transport.fin for _, p in topo.shim.packets) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @both_ways
@@ -125,7 +136,7 @@ def test_capture_is_the_clients_view_in_a_pcap_and_in_memory(tmp_path, isolate):
         tcp_exchange(topo)
         packets = topo.shim.take_packets()
         offset = topo.shim.epoch_offset_s
-    frames = list(iter_capture(path))
+    frames = list(iter_capture(path))[:len(packets)]  # the file may hold a late ACK more
     assert {f.linktype for f in frames} == {LINKTYPE_RAW}
     assert [f.data for f in frames] == [data for _, data in packets]
     assert all(abs(f.time - (t + offset)) < 2e-6 for f, (t, _) in zip(frames, packets))
@@ -135,7 +146,7 @@ def test_capture_is_the_clients_view_in_a_pcap_and_in_memory(tmp_path, isolate):
     assert (syn.src, syn.dst, syn.transport.syn, syn.transport.has_ack) == (CLIENT_ADDR, SERVER_ADDR, True, False)
     assert (synack.src, synack.transport.syn, synack.transport.has_ack) == (SERVER_ADDR, True, True)
     # The client sees its SYN leave and the SYN-ACK arrive one RTT later.
-    assert 0.020 <= frames[1].time - frames[0].time < 0.023
+    assert 0.020 <= frames[1].time - frames[0].time < 0.025
     assert sum(p.transport.fin for p in decoded) == 2
 
 
@@ -157,7 +168,7 @@ def test_a_drop_hook_sees_packets_before_the_link_and_a_lost_syn_costs_the_initi
         started = time.monotonic()
         client.connect((SERVER_ADDR, 443))
         elapsed = time.monotonic() - started
-        assert 1.0 + 0.01 <= elapsed < 1.1  # RFC 6298: the initial RTO is 1 s
+        assert 1.0 + 0.01 <= elapsed < 1.2  # RFC 6298: the initial RTO is 1 s
         assert topo.shim.stats.hooked == 1
         syns = [p for _, p in topo.shim.packets if decode(p).transport.syn and decode(p).src == CLIENT_ADDR]
         assert len(syns) == 2  # the client's view holds the SYN it sent and lost
@@ -189,7 +200,7 @@ def test_link_and_drop_hook_can_change_between_runs(isolate):
         started = time.monotonic()
         client.sendto(b"x", (SERVER_ADDR, PORT))
         data, peer = server.recvfrom(10)
-        assert 0.02 <= time.monotonic() - started < 0.025  # one way at the new delay
+        assert 0.02 <= time.monotonic() - started < 0.03  # one way at the new delay
         server.sendto(data, peer)
         client.settimeout(0.1)
         with pytest.raises(socket.timeout):

@@ -20,6 +20,8 @@ from handshake.net.link import LinkConfig
 
 from .conftest import namespaces
 
+TCP_FASTOPEN = getattr(socket, "TCP_FASTOPEN", 23)
+TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)
 _SIOCGSKNS = 0x894C  # ioctl: an fd for the network namespace a socket belongs to
 
 
@@ -72,6 +74,21 @@ def test_two_runs_at_once_get_different_namespaces():
             client.sendto(b"ping", (SERVER_ADDR, 9000))
             server.settimeout(2)
             assert server.recvfrom(10) == (b"ping", (CLIENT_ADDR, client.getsockname()[1]))
+
+
+def test_fastopen_cookies_are_cached_in_the_client_namespace_until_flushed():
+    with Topology(LinkConfig.from_rtt(0.002)) as topo:
+        listener = topo.server_socket(port=443)
+        listener.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 8)
+        listener.listen()
+        client = topo.client_socket()
+        client.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+        client.connect((SERVER_ADDR, 443))
+        client.send(b"x")
+        listener.accept()[0].recv(1)
+        assert "fo_cookie" in topo.tcp_metrics()
+        topo.flush_tcp_metrics()
+        assert topo.tcp_metrics() == ""
 
 
 # --- the wrong-namespace guard ---------------------------------------------------------------
@@ -163,7 +180,8 @@ def test_a_stray_process_inside_is_killed_at_teardown():
     with Topology(LinkConfig()) as topo:
         names = topo.names
         # A daemon that left its session: not a process we started, still inside the namespace.
-        shell = topo.popen("server", ["sh", "-c", "setsid sleep 30 >/dev/null 2>&1 & echo $!"], stdout=subprocess.PIPE, text=True)
+        script = "setsid sleep 30 >/dev/null 2>&1 & echo $!"
+        shell = topo.popen("server", ["sh", "-c", script], stdout=subprocess.PIPE, text=True)
         stray = int(shell.communicate(timeout=5)[0])
     assert not os.path.exists(f"/proc/{stray}") or open(f"/proc/{stray}/stat").read().split()[2] == "Z"
     assert not set(names) & namespaces()
