@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs", type=int, default=1, help="run each variant N times with seeds seed..seed+N-1 and show the spread"
     )
     _add_shim_parser(commands)
+    from handshake.teach.commands import add_parsers
+
+    add_parsers(commands, _add_network_flags, _add_knob_flags)
     return parser
 
 
@@ -197,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args)
         if args.command == "shim":
             return _shim(args)
+        from handshake.teach.commands import COMMANDS
+
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args, _scenario)
         raise UsageError(f"unknown command {args.command!r}")
     except UsageError as error:
         print(f"handshake: error: {error}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Teaching views on top of the engines: RTT budgets and sweeps of TTFB against RTT."""

@@ -1,0 +1,167 @@
+"""The teaching subcommands: `run SCENARIO`, `budget`, `sweep`. Parse, call, render — as cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from handshake.errors import UsageError
+
+
+def add_parsers(commands, add_network_flags, add_knob_flags) -> None:
+    run = commands.add_parser("run", help="run a scenario file (network, server, variants)")
+    run.add_argument("scenario_file", metavar="SCENARIO", help="a TOML scenario, e.g. scenarios/transatlantic.toml")
+    run.add_argument("--format", default="table", help="table (default), markdown, json or csv")
+    run.add_argument("--capture", metavar="DIR", help="write one pcap and one NSS key log per variant here")
+    run.add_argument("--runs", type=int, default=1, help="seeded repeats per variant, with the spread")
+
+    budget = commands.add_parser(
+        "budget",
+        help="which variants reach the first byte within a time budget",
+        description="Runs each variant and compares its time to first byte with the budget. With --rtt A:B, "
+        "finds the largest RTT in that range at which each variant still fits.",
+    )
+    add_network_flags(budget)
+    add_knob_flags(budget)
+    budget.add_argument("--budget", required=True, help="time to first byte allowed, e.g. 250ms")
+    budget.add_argument("--variants", help="comma-separated variant names (default: all)")
+    budget.add_argument("--format", default="table", help="table (default), json or csv")
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="TTFB against RTT for many runs, with a plot",
+        description="Runs every RTT × variant × seed in parallel processes; --plot draws TTFB against RTT.",
+    )
+    add_network_flags(sweep)
+    add_knob_flags(sweep)
+    sweep.add_argument("--variants", help="comma-separated variant names (default: all)")
+    sweep.add_argument("--seeds", type=int, default=1, help="runs per point, seeds seed..seed+N-1 (default 1)")
+    sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    sweep.add_argument("--plot", metavar="FILE.png", help="write a PNG of TTFB against RTT")
+    sweep.add_argument("--format", default="table", help="table (default), csv or json")
+
+
+def _split_rtt(args: argparse.Namespace, *, with_step: bool, required: bool):
+    from handshake.teach.ranges import parse_rtt_range
+
+    if args.rtt is None or ":" not in args.rtt:
+        if required:
+            raise UsageError("sweep needs --rtt A:B:STEP, e.g. --rtt 10ms:300ms:10ms")
+        return None
+    if args.delay is not None:
+        raise UsageError("give --rtt or --delay, not both")
+    low, high, step = parse_rtt_range(args.rtt, with_step=with_step)
+    args.rtt = f"{low * 1000:.6f}ms"  # the range's start stands for the rest of the network
+    return low, high, step
+
+
+def _run(args: argparse.Namespace, scenario_of) -> int:
+    from handshake.report.rows import FORMATS, render
+    from handshake.runner import compare
+
+    if args.format not in FORMATS:
+        raise UsageError(f"unknown format {args.format!r}: choose from " + ", ".join(FORMATS))
+    if not 1 <= args.runs <= 100_000:
+        raise UsageError(f"--runs must be from 1 to 100000, not {args.runs}")
+    from handshake.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario_file)
+    rows = compare(scenario.variants, scenario.link, options=scenario.options, capture_dir=args.capture, runs=args.runs)
+    print(render([row.as_dict() for row in rows], args.format, engine="sim", network=scenario.link.describe()))
+    return 0
+
+
+def _budget(args: argparse.Namespace, scenario_of) -> int:
+    from tabulate import tabulate
+
+    from handshake.teach.budget import at_rtt, largest_rtt
+    from handshake.units import parse_duration
+
+    if args.format not in ("table", "json", "csv"):
+        raise UsageError(f"unknown format {args.format!r}: choose from table, json, csv")
+    budget_s = parse_duration(args.budget, "budget")
+    rtt_range = _split_rtt(args, with_step=False, required=False)
+    scenario = scenario_of(args)
+    if rtt_range is None:
+        rows = at_rtt(scenario.variants, scenario.link, scenario.options, budget_s)
+    else:
+        rows = largest_rtt(scenario.variants, scenario.link, scenario.options, budget_s, rtt_range[0], rtt_range[1])
+    data = [row.as_dict() for row in rows]
+    if rtt_range is None:
+        for row in data:
+            del row["max_rtt_ms"]
+    if args.format == "json":
+        print(json.dumps({"budget_ms": budget_s * 1000, "network": scenario.link.describe(), "rows": data}, indent=2))
+        return 0
+    if args.format == "csv":
+        keys = list(data[0]) if data else []
+        print(",".join(keys))
+        for row in data:
+            print(",".join("" if row[k] is None else str(row[k]) for k in keys))
+        return 0
+    headers = ["variant", "fits", "TTFB ms", "margin ms", "RTTs"] + (["largest RTT ms"] if rtt_range else [])
+    body = [
+        [r["variant"], "yes" if r["fits"] else "no", _num(r["ttfb_ms"]), _num(r["margin_ms"]), _num(r["round_trips"])]
+        + ([_num(r["max_rtt_ms"])] if rtt_range else [])
+        for r in data
+    ]
+    where = f"RTT {rtt_range[0] * 1000:g}–{rtt_range[1] * 1000:g} ms" if rtt_range else f"RTT {scenario.link.rtt_s * 1000:g} ms"
+    print(f"budget {budget_s * 1000:g} ms to the first byte, {where}\n")
+    print(tabulate(body, headers=headers, disable_numparse=True))
+    return 0
+
+
+def _num(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def _sweep(args: argparse.Namespace, scenario_of) -> int:
+    from tabulate import tabulate
+
+    from handshake.teach.ranges import rtt_points
+    from handshake.teach.sweep import ProgressBar, series, sweep
+
+    if args.format not in ("table", "json", "csv"):
+        raise UsageError(f"unknown format {args.format!r}: choose from table, json, csv")
+    if not 1 <= args.seeds <= 10_000:
+        raise UsageError(f"--seeds must be from 1 to 10000, not {args.seeds}")
+    if args.jobs is not None and not 1 <= args.jobs <= 256:
+        raise UsageError(f"--jobs must be from 1 to 256, not {args.jobs}")
+    low, high, step = _split_rtt(args, with_step=True, required=True)
+    scenario = scenario_of(args)
+    points = sweep(
+        scenario.variants,
+        scenario.link,
+        scenario.options,
+        rtt_points(low, high, step),
+        seeds=args.seeds,
+        jobs=args.jobs,
+        progress=ProgressBar(),
+    )
+    lines = series(points)
+    if args.plot:
+        from handshake.report.plot import plot_ttfb
+
+        network = ", ".join(f"{k}={v}" for k, v in scenario.link.describe().items() if k not in ("rtt_ms", "delay_ms"))
+        plot_ttfb(lines, args.plot, title="TTFB against RTT" + (f" ({network})" if network else ""))
+    if args.format == "json":
+        print(json.dumps({"network": scenario.link.describe(), "series": lines, "runs": [p.as_dict() for p in points]}))
+    elif args.format == "csv":
+        print("variant,rtt_ms,seed,round_trips,ttfb_ms")
+        for p in points:
+            print(f"{p.variant},{p.rtt_ms:g},{p.seed},{_num(p.round_trips)},{_num(p.ttfb_ms)}")
+    else:
+        body = [
+            [variant, f"{r['rtt_ms']:g}", _num(r["ttfb_ms_median"]), f"{_num(r['ttfb_ms_min'])}–{_num(r['ttfb_ms_max'])}", f"{r['complete']}/{r['runs']}"]
+            for variant, rows in lines.items()
+            for r in rows
+        ]
+        print(tabulate(body, headers=["variant", "RTT ms", "TTFB ms (median)", "spread", "complete"], disable_numparse=True))
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
+COMMANDS = {"run": _run, "budget": _budget, "sweep": _sweep}
