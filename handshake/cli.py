@@ -25,6 +25,12 @@ def _add_network_flags(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--delay", help="one-way delay, e.g. 50ms (instead of --rtt)")
     net.add_argument("--jitter", help="delay variation, e.g. 5ms")
     net.add_argument("--jitter-distribution", help="uniform (default), normal, pareto or paretonormal")
+    net.add_argument(
+        "--jitter-reorders",
+        action="store_true",
+        default=None,
+        help="let jitter reorder packets as netem's does (default: packets keep their order)",
+    )
     net.add_argument("--loss", help="random loss each way, e.g. 1%%")
     net.add_argument("--rate", help="bottleneck rate each way, e.g. 10mbit")
     net.add_argument("--reorder", help="share of packets sent without delay, e.g. 5%%")
@@ -52,7 +58,9 @@ def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
 
 
 _FLAG_FIELDS = {
-    "network": ("rtt", "delay", "jitter", "jitter_distribution", "loss", "rate", "reorder", "duplicate", "seed"),
+    "network": (
+        "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
+    ),
     "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data"),
     "client": ("cold", "drop"),
 }

@@ -6,6 +6,7 @@ Both go through one mapping, so a file and the command line mean the same thing:
     rtt = "100ms"            # or delay = "50ms" (one way)
     jitter = "5ms"
     jitter_distribution = "normal"
+    jitter_reorders = false  # true: netem's own jitter, which reorders packets
     loss = "1%"
     rate = "10mbit"
     reorder = "0%"
@@ -46,7 +47,9 @@ KEY_TYPES = ("p256", "rsa2048")
 MAX_INTERMEDIATES = 32
 
 _SECTIONS: dict[str, set[str]] = {
-    "network": {"rtt", "delay", "jitter", "jitter_distribution", "loss", "rate", "reorder", "duplicate", "seed"},
+    "network": {
+        "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
+    },
     "server": {"key_type", "intermediates", "hrr", "retry", "accept_early_data"},
     "client": {"cold", "drop"},
 }
@@ -163,6 +166,7 @@ def _network(net: _Section) -> LinkConfig:
         delay_s=delay_s,
         jitter_s=net.get("jitter", _parsed(parse_duration), 0.0),
         jitter_distribution=net.get("jitter_distribution", _text, "uniform"),
+        jitter_reorders=net.get("jitter_reorders", _bool, False),
         loss=net.get("loss", _parsed(parse_percent), 0.0),
         rate_bps=net.get("rate", _parsed(parse_rate), float("inf")),
         reorder=net.get("reorder", _parsed(parse_percent), 0.0),

@@ -81,6 +81,11 @@ class LinkConfig:
     pareto and paretonormal scale netem's tables by it."""
     jitter_distribution: str = "uniform"
     """One of JITTER_DISTRIBUTIONS (netem ``distribution``)."""
+    jitter_reorders: bool = False
+    """netem draws each packet's delay on its own, so jitter lets a packet overtake the one sent
+    a microsecond before it — a SYN-ACK overtaken by the data behind it costs TFO an RTO. Real
+    queues keep order, so by default a packet never arrives before the one sent ahead of it
+    (what netem does once a ``rate`` is set). True restores netem's reordering jitter."""
     loss: float = 0.0
     """Bernoulli loss probability per packet (netem ``loss random``)."""
     ge_p: float | None = None
@@ -198,6 +203,8 @@ class LinkConfig:
         if self.jitter_s:
             out["jitter_ms"] = _round(self.jitter_s * 1e3)
             out["jitter_distribution"] = self.jitter_distribution
+            if self.jitter_reorders:
+                out["jitter_reorders"] = True
         ge_r = self.effective_ge_r
         if self.ge_p is not None and ge_r is not None:
             out["loss_model"] = "gemodel"
@@ -239,6 +246,7 @@ class LinkDirection:
         self._rng = random.Random(f"handshake.net.link/{config.seed}/{label}")
         self._ge_bad = False  # Gilbert-Elliott state; netem starts in the good state
         self._busy_until_s = -math.inf  # when the bottleneck has sent the last packet it took
+        self._last_arrival_s = -math.inf  # keeps order when jitter must not reorder
         self._ge_r = config.effective_ge_r or 0.0  # only read when ge_p is set
 
     def __repr__(self) -> str:
@@ -288,7 +296,11 @@ class LinkDirection:
             self._busy_until_s = departure_s
         if config.reorder and self._chance(config.reorder):
             return departure_s
-        return departure_s + self._sample_delay_s()
+        arrival_s = departure_s + self._sample_delay_s()
+        if not config.jitter_reorders:
+            arrival_s = max(arrival_s, self._last_arrival_s)
+            self._last_arrival_s = arrival_s
+        return arrival_s
 
     def _sample_delay_s(self) -> float:
         """netem's ``tabledist(latency, jitter, dist)``, continuous rather than a 4096-row table."""

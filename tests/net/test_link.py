@@ -137,12 +137,14 @@ def test_without_jitter_every_packet_takes_exactly_the_delay() -> None:
 
 
 def test_jitter_never_makes_a_delay_negative() -> None:
-    config = LinkConfig(delay_s=0.001, jitter_s=0.1, jitter_distribution="normal", seed=3)
+    config = LinkConfig(delay_s=0.001, jitter_s=0.1, jitter_distribution="normal", seed=3, jitter_reorders=True)
     arrivals = [a for (a,) in send_many(config, 2000)]
     assert min(a - i * 1e-3 for i, a in enumerate(arrivals)) == 0.0
 
 
 # --- jitter distributions -----------------------------------------------------------------------
+# These check netem's per-packet delay draw, so they let jitter reorder (jitter_reorders=True):
+# keeping order would lift some delays to the packet ahead's.
 
 
 def delays_of(config: LinkConfig, n: int = N) -> list[float]:
@@ -150,13 +152,13 @@ def delays_of(config: LinkConfig, n: int = N) -> list[float]:
 
 
 def test_uniform_jitter_spreads_evenly_over_delay_plus_or_minus_jitter() -> None:
-    samples = delays_of(LinkConfig(delay_s=0.1, jitter_s=0.01, seed=1))
+    samples = delays_of(LinkConfig(delay_s=0.1, jitter_s=0.01, seed=1, jitter_reorders=True))
     assert 0.09 <= min(samples) < 0.0901 and 0.0999 < max(samples) < 0.11
     assert statistics.fmean(samples) == pytest.approx(0.1, abs=5 * 0.01 / math.sqrt(3 * N))
 
 
 def test_normal_jitter_is_the_standard_deviation() -> None:
-    samples = delays_of(LinkConfig(delay_s=0.1, jitter_s=0.01, jitter_distribution="normal", seed=1))
+    samples = delays_of(LinkConfig(delay_s=0.1, jitter_s=0.01, jitter_distribution="normal", seed=1, jitter_reorders=True))
     assert statistics.fmean(samples) == pytest.approx(0.1, abs=5 * 0.01 / math.sqrt(N))
     assert statistics.stdev(samples) == pytest.approx(0.01, rel=0.05)
     assert 0.1 - NETEM_TABLE_MAX * 0.01 <= min(samples) and max(samples) <= 0.1 + NETEM_TABLE_MAX * 0.01
@@ -164,7 +166,7 @@ def test_normal_jitter_is_the_standard_deviation() -> None:
 
 @pytest.mark.parametrize("distribution", ["pareto", "paretonormal"])
 def test_pareto_jitter_has_mean_delay_and_a_long_right_tail(distribution: str) -> None:
-    config = LinkConfig(delay_s=0.1, jitter_s=0.01, jitter_distribution=distribution, seed=1)
+    config = LinkConfig(delay_s=0.1, jitter_s=0.01, jitter_distribution=distribution, seed=1, jitter_reorders=True)
     samples = delays_of(config)
     assert statistics.fmean(samples) == pytest.approx(0.1, abs=0.0005)
     assert statistics.median(samples) < 0.1  # skewed: most packets a little early, a few very late
@@ -175,10 +177,10 @@ def test_pareto_jitter_has_mean_delay_and_a_long_right_tail(distribution: str) -
 
 def test_pareto_jitter_is_never_earlier_than_two_thirds_of_the_jitter() -> None:
     # iproute2's pareto table is (u ** (-1/3) - 1.5) * 4/3, whose smallest value is -2/3.
-    assert LinkConfig(delay_s=0.1, jitter_s=0.03, jitter_distribution="pareto").delay_range_s()[0] == (
+    assert LinkConfig(delay_s=0.1, jitter_s=0.03, jitter_distribution="pareto", jitter_reorders=True).delay_range_s()[0] == (
         pytest.approx(0.1 + PARETO_MIN * 0.03)
     )
-    samples = delays_of(LinkConfig(delay_s=0.1, jitter_s=0.03, jitter_distribution="pareto", seed=2), 5000)
+    samples = delays_of(LinkConfig(delay_s=0.1, jitter_s=0.03, jitter_distribution="pareto", seed=2, jitter_reorders=True), 5000)
     assert min(samples) >= 0.08 - 1e-12
 
 
@@ -284,7 +286,7 @@ def test_a_reordered_packet_overtakes_the_ones_sent_before_it() -> None:
 
 MIXED = LinkConfig(
     delay_s=0.02, jitter_s=0.005, jitter_distribution="paretonormal", loss=0.05,
-    duplicate=0.05, reorder=0.05, rate_bps=5e6, seed=42,
+    duplicate=0.05, reorder=0.05, rate_bps=5e6, seed=42, jitter_reorders=True,
 )
 
 
@@ -365,7 +367,7 @@ def test_describe_always_gives_rtt_and_only_meaningful_keys() -> None:
     assert LinkConfig().describe() == {"rtt_ms": 0.0, "delay_ms": 0.0}
     assert LinkConfig.from_rtt(0.1).describe() == {"rtt_ms": 100.0, "delay_ms": 50.0}
     assert MIXED.describe() == {
-        "rtt_ms": 40.0, "delay_ms": 20.0, "jitter_ms": 5.0, "jitter_distribution": "paretonormal",
+        "rtt_ms": 40.0, "delay_ms": 20.0, "jitter_ms": 5.0, "jitter_distribution": "paretonormal", "jitter_reorders": True,
         "loss_pct": 5.0, "rate_mbit": 5.0, "reorder_pct": 5.0, "duplicate_pct": 5.0, "seed": 42,
     }
 
@@ -382,3 +384,16 @@ def test_describe_reports_the_gilbert_elliott_long_run_loss() -> None:
 def test_a_negative_packet_size_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         LinkDirection(LinkConfig(), "c2s").transmit(-1, 0.0)
+
+
+def test_jitter_keeps_packet_order_unless_asked_to_reorder():
+    from handshake.net.link import LinkConfig, LinkDirection
+
+    def arrivals(reorders: bool) -> list[float]:
+        link = LinkDirection(LinkConfig(delay_s=0.05, jitter_s=0.02, jitter_reorders=reorders, seed=3), "c2s")
+        return [link.transmit(100, i * 0.0001)[0] for i in range(500)]
+
+    in_order = arrivals(False)
+    assert in_order == sorted(in_order)
+    netem = arrivals(True)
+    assert netem != sorted(netem)  # netem's own jitter lets packets overtake each other
