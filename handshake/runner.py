@@ -11,6 +11,7 @@ import os
 import re
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,9 @@ def summarize_runs(rows: list[Row]) -> Row:
     return summary
 
 
+ENGINES = ("sim", "kernel")
+
+
 def compare(
     variants: list[Variant],
     link: LinkConfig,
@@ -338,17 +342,37 @@ def compare(
     options: RunOptions | None = None,
     capture_dir: str | os.PathLike[str] | None = None,
     runs: int = 1,
+    engine: str = "sim",
 ) -> list[Row]:
     """Run every variant on the same network and count each one's round trips.
 
     With ``runs`` > 1 each variant runs with seeds seed, seed+1, ... and its row gives medians
-    and the spread; captures are written for the first run only.
+    and the spread; captures are written for the first run only. ``engine``: "sim" (virtual
+    time) or "kernel" (real sockets in network namespaces behind the delay shim; needs root).
     """
+    if engine == "kernel":
+        from handshake.kernel.engine import KernelSession  # root-only machinery: loaded on demand
+
+        with KernelSession(link) as session:
+            return _compare(variants, link, session.run, options, capture_dir, runs)
+    if engine != "sim":
+        raise ValueError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    return _compare(variants, link, run_sim, options, capture_dir, runs)
+
+
+def _compare(
+    variants: list[Variant],
+    link: LinkConfig,
+    run_variant: Callable[[Variant, LinkConfig, RunOptions | None], VariantRun],
+    options: RunOptions | None,
+    capture_dir: str | os.PathLike[str] | None,
+    runs: int,
+) -> list[Row]:
     rows = []
     for variant in variants:
         per_seed = []
         for index in range(runs):
-            run = run_sim(variant, replace(link, seed=link.seed + index), options)
+            run = run_variant(variant, replace(link, seed=link.seed + index), options)
             if capture_dir is not None and index == 0:
                 write_capture(run, capture_dir)
             per_seed.append(row_from_run(run))

@@ -1,0 +1,556 @@
+"""The kernel engine: the variants over real sockets and the real Linux TCP and UDP stacks.
+
+The same sans-IO endpoints the simulator drives (``runner._Endpoints``), driven here by one
+event loop in the calling thread (``selectors`` and ``time.monotonic``) over non-blocking
+sockets of the topology's two namespaces (``kernel.topology``): a client socket in the client
+namespace, bound to 198.18.0.1 before it connects, and the server's listening (or UDP) socket
+in the server namespace. Every packet between them crosses the delay shim, which applies the
+link model and records the client's view; that view is the trace, counted by the same analysis
+as the simulator's (``runner.row_from_run``).
+
+    with KernelSession(LinkConfig.from_rtt(0.1)) as session:   # one pair of namespaces
+        run = session.run(CATALOG["tfo-tls13"], link, RunOptions())   # -> VariantRun
+    run_kernel(variant, link, options)                           # the same, namespaces of its own
+
+How the sockets are set up, and why:
+
+- TCP_NODELAY on both sides: a TLS flight must not wait on Nagle for the ACK of the last one.
+- TFO (RFC 7413): the server sets TCP_FASTOPEN before ``listen``; the client sets
+  TCP_FASTOPEN_CONNECT, so ``connect`` sends nothing and the first ``send`` leaves in the SYN.
+  With a cookie cached in the client namespace's tcp_metrics the data rides in the SYN; without
+  one the kernel sends a SYN with a cookie request and the non-blocking ``send`` fails with
+  EINPROGRESS: the data goes once the socket is writable, after the handshake.
+- Between variants both namespaces' tcp_metrics are flushed (TFO cookies, cached RTTs and
+  windows), the link model restarts from its seed and every socket and endpoint config is new,
+  so nothing a variant learned reaches the next; a warm variant warms up inside its own run.
+- The server's TLS context is built before it listens, not on the first connection.
+- Closing copies the simulator: the client shuts its side (FIN; QUIC: CONNECTION_CLOSE) once
+  the response is in, reads on until the server's FIN, and the trace is taken when the shim
+  has gone quiet.
+- The drop hook (``--drop``) runs in the shim's process; it reports what it dropped by
+  appending the selector's name to a file of the session's, read back after the run.
+
+Real Linux sends a few packets the modeled TCP folds into others -- the ACK of the SYN-ACK
+before the first data (a plain connect completes before the application writes), an immediate
+ACK of a request before the server's answer (quick-ACK mode at the start of a connection), the
+client's ACK of the response before its FIN -- so a kernel row has more ``packets`` than a sim
+row; the rounds are the same. Its TTFB also holds real computation, which virtual time has not:
+about 1-3 ms per TLS handshake, 8-13 ms for aioquic's pure-Python QUIC (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handshake.endpoints.events import Event, ResponseReceived
+from handshake.kernel.forwarder import ShimStats
+from handshake.kernel.topology import SERVER_ADDR, Topology
+from handshake.net.drops import PacketDropper
+from handshake.net.link import LinkConfig
+from handshake.runner import RunOptions, VariantRun, _Endpoints
+from handshake.trace.packet import PacketError, decode
+from handshake.trace.record import Trace, TracedPacket
+from handshake.variants import Variant
+
+__all__ = [
+    "RESPONSE_LIMIT_S", "CLOSE_LIMIT_S", "KernelSession", "KernelTimeout", "run_kernel",
+]
+
+RESPONSE_LIMIT_S = 30.0
+"""Real seconds a connection may take to get its response before the row is incomplete."""
+CLOSE_LIMIT_S = 5.0
+"""Real seconds for the close (FINs or CONNECTION_CLOSE, and the last ACK) to cross."""
+TICKET_LIMIT_S = 5.0
+"""QUIC: how long after the response a warm-up waits for the server's ticket."""
+QUIET_S = 0.005
+"""The wire counts as quiet once the shim has nothing scheduled and read nothing for this long."""
+_POLL_S = 0.002
+"""How often the loop asks the shim whether the wire is quiet, while waiting for that."""
+
+TCP_FASTOPEN = getattr(socket, "TCP_FASTOPEN", 23)
+TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)
+_TFO_QUEUE = 16  # pending TFO requests the listener takes (RFC 7413 §5.1's "limit")
+_RECV_BYTES = 65536
+
+
+class KernelTimeout(RuntimeError):
+    """A connection did not reach its goal within its real-time limit."""
+
+
+# --- the drop hook, in the shim's process ---------------------------------------------------
+
+@dataclass
+class _ReportingDropper:
+    """``PacketDropper`` as a shim drop hook: decodes the raw packet, and appends the name of
+    each selector that dropped one to ``report_path`` (the hook runs in the shim's process, so
+    its own state never comes back). Module level, so it pickles across."""
+
+    names: tuple[str, ...]
+    report_path: str
+    dropper: PacketDropper = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dropper = PacketDropper(self.names, armed=True)
+
+    def __call__(self, from_client: bool, data: bytes) -> bool:
+        if len(self.dropper.dropped) == len(self.names):
+            return False
+        try:
+            packet = decode(data)
+        except PacketError:
+            return False
+        if not self.dropper(from_client, packet):
+            return False
+        fd = os.open(self.report_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{self.dropper.dropped[-1]}\n".encode())
+        finally:
+            os.close(fd)
+        return True
+
+
+# --- the event loop -------------------------------------------------------------------------
+
+class _Channel:
+    """A socket the loop watches, and what to do when it is ready or its timer is due."""
+
+    sock: socket.socket
+    closed = False
+
+    def wants_write(self) -> bool:
+        return False
+
+    def on_readable(self, now: float) -> None: ...
+
+    def on_writable(self, now: float) -> None: ...
+
+    def timer(self) -> float | None:
+        return None
+
+    def on_timer(self, now: float) -> None: ...
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
+
+
+class _Loop:
+    """Every socket of a run, from both namespaces, driven from this one thread.
+
+    ``select()`` rather than epoll: QUIC timers are due to the microsecond, and epoll rounds
+    its timeout up to whole milliseconds. A run has a handful of sockets.
+    """
+
+    def __init__(self) -> None:
+        self._selector = selectors.SelectSelector()
+        self._masks: dict[_Channel, int] = {}
+
+    def add(self, channel: _Channel) -> None:
+        self._masks[channel] = 0
+
+    def close(self) -> None:
+        for channel in list(self._masks):
+            self._forget(channel)
+            with contextlib.suppress(OSError):
+                channel.close()
+        self._selector.close()
+
+    def _forget(self, channel: _Channel) -> None:
+        if self._masks.pop(channel, 0):
+            self._selector.unregister(channel.sock)
+
+    def _refresh(self) -> None:
+        for channel, old in list(self._masks.items()):
+            if channel.closed:
+                self._forget(channel)
+                continue
+            new = selectors.EVENT_READ | (selectors.EVENT_WRITE if channel.wants_write() else 0)
+            if new != old:
+                if old:
+                    self._selector.modify(channel.sock, new, channel)
+                else:
+                    self._selector.register(channel.sock, new, channel)
+                self._masks[channel] = new
+
+    def run(self, until: Callable[[], bool], limit_s: float, *, poll_s: float | None = None) -> bool:
+        """Serve sockets and timers until ``until()`` holds (True) or ``limit_s`` passes (False).
+
+        ``poll_s``: ask ``until`` at least this often, even when no socket or timer wakes the loop.
+        """
+        deadline = time.monotonic() + limit_s
+        while not until():
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            self._refresh()
+            wake = deadline if poll_s is None else min(deadline, now + poll_s)
+            for channel in self._masks:
+                timer = channel.timer()
+                if timer is not None and timer < wake:
+                    wake = timer
+            for key, mask in self._selector.select(max(0.0, wake - now)):
+                channel = key.data
+                now = time.monotonic()
+                if mask & selectors.EVENT_READ and not channel.closed:
+                    channel.on_readable(now)
+                if mask & selectors.EVENT_WRITE and not channel.closed:
+                    channel.on_writable(now)
+            now = time.monotonic()
+            for channel in list(self._masks):
+                timer = channel.timer()
+                if timer is not None and timer <= now and not channel.closed:
+                    channel.on_timer(now)
+            for channel in list(self._masks):
+                if channel.closed:
+                    self._forget(channel)
+        return True
+
+
+class _TcpConnection(_Channel):
+    """One TCP socket and the stream endpoint speaking over it."""
+
+    def __init__(self, sock: socket.socket, endpoint: Any, *, server: bool, connecting: bool) -> None:
+        self.sock = sock
+        self.endpoint = endpoint
+        self.server = server
+        self.connecting = connecting
+        """A plain client's connect() is in progress (TFO's deferred connect never is)."""
+        self.events: list[Event] = []
+        self.response: ResponseReceived | None = None
+        self.peer_closed = False
+        self.write_closed = False
+        self._out = bytearray()
+
+    def start(self, now: float) -> None:
+        self.endpoint.start(now)
+        self._pump()
+
+    def wants_write(self) -> bool:
+        return self.connecting or bool(self._out)
+
+    def on_writable(self, now: float) -> None:
+        if self.connecting:
+            error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise ConnectionError(error, f"connect to the server failed: {os.strerror(error)}")
+            self.connecting = False
+        self._flush()
+
+    def on_readable(self, now: float) -> None:
+        while not self.closed:
+            try:
+                data = self.sock.recv(_RECV_BYTES)
+            except BlockingIOError:
+                break
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                self.peer_closed = True
+                break
+            self.endpoint.receive(data, now)
+            self._pump()
+        if self.peer_closed and (self.server or self.write_closed):
+            # A server closes when its client does (as the simulator's does); a client that
+            # has sent its FIN is done once the server's arrives.
+            self.close()
+
+    def close_write(self) -> None:
+        """The client's close: FIN after whatever is still queued; keep reading until the server's FIN."""
+        self._flush()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        self.write_closed = True
+        if self.peer_closed:
+            self.close()
+
+    def _pump(self) -> None:
+        self._out += self.endpoint.data_to_send()
+        self._flush()
+        while (event := self.endpoint.next_event()) is not None:
+            self.events.append(event)
+            if isinstance(event, ResponseReceived) and self.response is None:
+                self.response = event
+
+    def _flush(self) -> None:
+        # A TFO client's first send puts the data in the SYN (cookie cached) or fails with
+        # EINPROGRESS after sending a cookie request; either way the rest waits for writable.
+        while self._out and not self.connecting and not self.write_closed:
+            try:
+                sent = self.sock.send(self._out)
+            except BlockingIOError:
+                return
+            del self._out[:sent]
+
+
+class _Listener(_Channel):
+    """The server's listening socket: each accepted connection gets a fresh server endpoint."""
+
+    def __init__(self, sock: socket.socket, loop: _Loop, factory: Callable[[], Any]) -> None:
+        self.sock = sock
+        self.loop = loop
+        self.factory = factory
+        self.connections: list[_TcpConnection] = []
+
+    def on_readable(self, now: float) -> None:
+        while True:
+            try:
+                sock, _ = self.sock.accept()
+            except BlockingIOError:
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = _TcpConnection(sock, self.factory(), server=True, connecting=False)
+            self.connections.append(connection)
+            self.loop.add(connection)
+            connection.start(now)
+            connection.on_readable(now)  # TFO: the SYN's data is already waiting
+
+    def close(self) -> None:
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.close()
+        super().close()
+
+
+class _UdpEndpoint(_Channel):
+    """A UDP socket and the datagram endpoint (QUIC) behind it."""
+
+    def __init__(self, sock: socket.socket, endpoint: Any) -> None:
+        self.sock = sock
+        self.endpoint = endpoint
+        self.events: list[Event] = []
+
+    def start(self, now: float) -> None:
+        self.endpoint.start(now)
+        self.flush(now)
+
+    def on_readable(self, now: float) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(_RECV_BYTES)
+            except BlockingIOError:
+                break
+            except ConnectionRefusedError:  # an ICMP port unreachable from the peer
+                continue
+            self.endpoint.receive_datagram(data, addr, now)
+        self.flush(now)
+
+    def timer(self) -> float | None:
+        return self.endpoint.get_timer()
+
+    def on_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
+        self.flush(now)
+
+    def flush(self, now: float) -> None:
+        for data, addr in self.endpoint.datagrams_to_send(now):
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, ConnectionRefusedError):
+                pass  # a full send buffer or an earlier ICMP error: the datagram is lost, QUIC resends
+        while (event := self.endpoint.next_event()) is not None:
+            self.events.append(event)
+
+
+# --- the wire -------------------------------------------------------------------------------
+
+def _in_flight(stats: ShimStats) -> int:
+    """Packets the shim has read and not yet delivered or dropped (a duplicate's second copy
+    may hide behind the first: close enough to tell a quiet wire)."""
+    done = stats.filtered + stats.hooked + stats.lost + stats.delivered + stats.write_errors
+    return stats.read_c2s + stats.read_s2c - done
+
+
+class _Quiet:
+    """``until`` for the loop: the shim has read nothing for QUIET_S and, with ``empty``, holds
+    nothing on its way either."""
+
+    def __init__(self, topology: Topology, *, empty: bool = True) -> None:
+        self._shim = topology.shim
+        self._empty = empty
+        self._reads: tuple[int, int] | None = None
+        self._since = 0.0
+
+    def __call__(self) -> bool:
+        stats = self._shim.stats
+        now = time.monotonic()
+        reads = (stats.read_c2s, stats.read_s2c)
+        if reads != self._reads or (self._empty and _in_flight(stats) > 0):
+            self._reads, self._since = reads, now
+            return False
+        return now - self._since >= QUIET_S
+
+
+# --- the session ----------------------------------------------------------------------------
+
+class KernelSession:
+    """One pair of namespaces and its shim, reused by every variant run in it.
+
+    Setting up costs about 10 ms and tearing down about 60 ms, so ``compare`` opens one
+    session for all its variants. ``run`` has ``runner.run_sim``'s signature.
+    """
+
+    def __init__(self, link: LinkConfig | None = None, *, response_limit_s: float = RESPONSE_LIMIT_S) -> None:
+        self.link = link or LinkConfig()
+        self.response_limit_s = response_limit_s
+        self.topology = Topology(self.link, keep_packets=True)
+        self._workdir: str | None = None
+
+    def __enter__(self) -> KernelSession:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self.topology.__exit__(exc_type, exc, tb)  # raises a shim failure nobody saw yet
+        finally:
+            self._remove_workdir()
+
+    def open(self) -> None:
+        """Build the namespaces and start the shim (``Topology.open``: it undoes itself on failure)."""
+        self.topology.open()
+        self._workdir = tempfile.mkdtemp(prefix="handshake-kernel-")
+
+    def close(self) -> None:
+        try:
+            self.topology.close()
+        finally:
+            self._remove_workdir()
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def run(self, variant: Variant, link: LinkConfig | None = None, options: RunOptions | None = None) -> VariantRun:
+        """Run one variant (its warm-up first, unless ``options.cold``) and return its trace."""
+        if self._workdir is None:
+            raise RuntimeError("open the KernelSession first (use it as a context manager)")
+        options = options or RunOptions()
+        topo, shim = self.topology, self.topology.shim
+        assert shim is not None
+        shim.set_drop(None)
+        shim.set_link(link or self.link)  # fresh random streams from the link's seed, as the sim's
+        for role in ("client", "server"):
+            topo.flush_tcp_metrics(role)  # no TFO cookie, RTT or window from an earlier variant
+        workdir = Path(tempfile.mkdtemp(dir=self._workdir))
+        keylog_path = workdir / "keys.log"
+        drop_report = workdir / "dropped"
+        endpoints = _Endpoints(variant, options, keylog_path)
+        loop = _Loop()
+        warmups = 0
+        error = None
+        try:
+            shim.take_packets()  # whatever an earlier run left on the wire is not this run's
+            exchange = self._quic_exchange if variant.transport == "quic" else self._tcp_exchange
+            self._serve(loop, variant, endpoints)
+            try:
+                ticket = None
+                if variant.warm and not options.cold:
+                    ticket = exchange(loop, endpoints, None, variant.resume, "warm-up")
+                    warmups = 1
+                if options.drops:
+                    shim.set_drop(_ReportingDropper(tuple(options.drops), str(drop_report)))
+                exchange(loop, endpoints, ticket, False, "measured")
+            except KernelTimeout as timeout:
+                error = str(timeout)
+            finally:
+                shim.set_drop(None)
+        finally:
+            loop.close()
+        packets = [TracedPacket(t, data) for t, data in shim.take_packets()]
+        dropped = tuple(drop_report.read_text().split()) if drop_report.exists() else ()
+        keylog = keylog_path.read_text() if keylog_path.exists() else ""
+        shutil.rmtree(workdir, ignore_errors=True)
+        return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options)
+
+    def _serve(self, loop: _Loop, variant: Variant, endpoints: _Endpoints) -> None:
+        _load_server_config(endpoints)
+        if variant.transport == "quic":
+            sock = self.topology.server_socket(socket.SOCK_DGRAM, endpoints.port)
+            sock.setblocking(False)
+            server: _Channel = _UdpEndpoint(sock, endpoints.quic_server())
+            server.start(time.monotonic())  # type: ignore[attr-defined]
+        else:
+            sock = self.topology.server_socket(socket.SOCK_STREAM, endpoints.port)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if variant.tfo:
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, _TFO_QUEUE)
+            sock.listen(16)
+            sock.setblocking(False)
+            server = _Listener(sock, loop, endpoints.server)
+        loop.add(server)
+
+    def _tcp_exchange(self, loop: _Loop, endpoints: _Endpoints, ticket: Any, want_ticket: bool,
+                      role: str) -> Any:
+        """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
+        sock = self.topology.client_socket(socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tfo = endpoints.variant.tfo
+        if tfo:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+        sock.setblocking(False)
+        status = sock.connect_ex((SERVER_ADDR, endpoints.port))  # TFO: 0, the SYN waits for data
+        connection = _TcpConnection(sock, endpoints.client(ticket), server=False, connecting=status != 0)
+        loop.add(connection)
+        connection.start(time.monotonic())
+        if not loop.run(lambda: connection.response is not None, self.response_limit_s):
+            connection.close()
+            loop.run(_Quiet(self.topology), CLOSE_LIMIT_S, poll_s=_POLL_S)
+            raise KernelTimeout(f"the {role} connection got no response in {self.response_limit_s:g} s")
+        connection.close_write()
+        loop.run(lambda: connection.closed, CLOSE_LIMIT_S)
+        # The server's FIN is in: all that is left is the client's last ACK, recorded once the
+        # shim reads it (its way to the server is no part of the client's view).
+        loop.run(_Quiet(self.topology, empty=False), CLOSE_LIMIT_S, poll_s=_POLL_S)
+        connection.close()  # a lossy link may leave the FIN exchange unfinished; the response is what counts
+        return connection.endpoint.session if want_ticket else None
+
+    def _quic_exchange(self, loop: _Loop, endpoints: _Endpoints, ticket: Any, want_ticket: bool,
+                       role: str) -> Any:
+        """One QUIC connection: wait for the response (and the ticket, which may come a round
+        trip later), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
+        sock = self.topology.client_socket(socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        client = endpoints.quic_client(ticket)
+        channel = _UdpEndpoint(sock, client)
+        loop.add(channel)
+        try:
+            channel.start(time.monotonic())
+            if not loop.run(lambda: client.response is not None, self.response_limit_s):
+                raise KernelTimeout(f"the {role} connection got no response in {self.response_limit_s:g} s")
+            if want_ticket:
+                loop.run(lambda: client.session_ticket is not None, TICKET_LIMIT_S)
+            client.close()
+            channel.flush(time.monotonic())
+            loop.run(_Quiet(self.topology), CLOSE_LIMIT_S, poll_s=_POLL_S)
+        finally:
+            channel.close()  # its timers must not run on into the next connection
+        return client.session_ticket if want_ticket else None
+
+
+def _load_server_config(endpoints: _Endpoints) -> None:
+    """Build the server's TLS context (certificate chain, keys) now, as a server does before it
+    listens; built lazily on the first connection, it would cost that handshake milliseconds of
+    file I/O and parsing that the simulator's virtual clock never sees."""
+    config = endpoints._server_config
+    for name in ("context", "quic_configuration"):
+        if config is not None and hasattr(type(config), name):
+            getattr(config, name)
+
+
+def run_kernel(variant: Variant, link: LinkConfig, options: RunOptions | None = None) -> VariantRun:
+    """Run one variant on the kernel engine, in namespaces of its own."""
+    with KernelSession(link) as session:
+        return session.run(variant, link, options)
