@@ -57,7 +57,7 @@ def test_warm_up_connection_requests_the_tfo_cookie():
 
 
 def test_a_lost_packet_is_retransmitted_and_the_run_is_reproducible():
-    link = LinkConfig.from_rtt(0.1, loss=0.15, seed=7)
+    link = LinkConfig.from_rtt(0.1, loss=0.25, seed=7)
     first = compare(select("tls13,tfo-tls12"), link)
     again = compare(select("tls13,tfo-tls12"), link)
     # Same seed, same network events. Only the bytes may differ a little: ECDSA signatures vary
@@ -69,7 +69,7 @@ def test_a_lost_packet_is_retransmitted_and_the_run_is_reproducible():
     for a, b in zip(first, again):
         assert abs(a.bytes_server - b.bytes_server) <= 8
     assert all(r.round_trips is not None for r in first)
-    assert any(r.causes for r in first)  # 15 % loss did cost something
+    assert any(r.causes for r in first)  # 25 % loss did cost something
 
 
 def test_every_packet_of_the_trace_decodes():

@@ -56,6 +56,8 @@ class Session:
     connected: bool = False
     peer_closed: bool = False
     close_when_peer_closes: bool = True
+    pending_write: bytes = b""
+    """A client's first bytes while a plain (non-TFO) connect is under way."""
 
     def close(self) -> None:
         self.tcp.close()
@@ -67,8 +69,13 @@ class Session:
         return self.peer_closed and tcp.state == TcpState.FIN_WAIT and tcp.snd_una == tcp.snd_nxt
 
     def pump(self, now: float) -> list[TcpSegment]:
-        """Carry bytes between TCP and the endpoint until neither has more to say."""
+        """Carry bytes between TCP and the endpoint until neither has more to say.
+
+        The stack speaks first, as a kernel does: what it owes the peer (an ACK of what just
+        arrived) leaves before the application has read the data and answered it.
+        """
         tcp, endpoint = self.tcp, self.endpoint
+        kernel_first = tcp.segments_to_send(now)
         while True:
             event = tcp.next_event()
             if event is None:
@@ -77,6 +84,8 @@ class Session:
                 endpoint.receive(event.data, now)
             elif isinstance(event, Connected):
                 self.connected = True
+                tcp.send(self.pending_write)  # the application writes once connect() returns
+                self.pending_write = b""
             elif isinstance(event, FastOpenCookieReceived):
                 self.host.fastopen_cookies[self.remote_addr] = event.cookie
             elif isinstance(event, PeerClosed):
@@ -87,7 +96,7 @@ class Session:
         tcp.send(endpoint.data_to_send())
         while (app_event := endpoint.next_event()) is not None:
             self.events.append(app_event)
-        return tcp.segments_to_send(now)
+        return kernel_first + tcp.segments_to_send(now)
 
 
 @dataclass
@@ -144,8 +153,14 @@ class Host:
             ts_offset=self.rng.getrandbits(32),
         )
         endpoint.start(now)
-        tcp.connect(now, endpoint.data_to_send(), self.fastopen_cookies.get(remote_addr))
+        first_bytes = endpoint.data_to_send()
         session = Session(self, remote_addr, tcp, endpoint, close_when_peer_closes=False)
+        if self.config.fastopen:
+            # TCP_FASTOPEN_CONNECT: the first write rides in the SYN when a cookie is cached.
+            tcp.connect(now, first_bytes, self.fastopen_cookies.get(remote_addr))
+        else:
+            tcp.connect(now)  # connect(), then the write once the handshake is done
+            session.pending_write = first_bytes
         self.sessions[(local_port, remote_addr, remote_port)] = session
         return session
 

@@ -55,6 +55,8 @@ class TcpConfig:
     min_rto_s: float = 0.2
     max_rto_s: float = 120.0
     delayed_ack_s: float = 0.04
+    quickack_segments: int = 16
+    """Data segments ACKed at once at the start of a connection (Linux TCP_MAX_QUICKACKS)."""
     syn_retries: int = 6
     receive_window: int = 4 * 1024 * 1024
     window_scale: int = 7
@@ -158,6 +160,7 @@ class TcpConnection:
         self.rcv_nxt = 0
         self._out_of_order: dict[int, bytes] = {}
         self._unacked_segments = 0
+        self._quickacks = config.quickack_segments
         self._ack_now = False
         self._ack_deadline: float | None = None
         self._peer_fin_seq: int | None = None
@@ -354,15 +357,16 @@ class TcpConnection:
         self._rto_deadline = now + self._rto_s if self._bytes_in_flight > 0 else None
 
     def _sample_rtt(self, rtt_s: float) -> None:
-        """RFC 6298 §2: smoothed RTT and variance give the RTO, floored at Linux's 200 ms."""
+        """RFC 6298 §2 smoothing, with Linux's floor: RTO = SRTT + max(4·RTTVAR, 200 ms)
+        (``tcp_set_rto``: the minimum bounds the variance term, not the sum)."""
         if self._srtt_s is None:
             self._srtt_s = rtt_s
             self._rttvar_s = rtt_s / 2
         else:
             self._rttvar_s = 0.75 * self._rttvar_s + 0.25 * abs(self._srtt_s - rtt_s)
             self._srtt_s = 0.875 * self._srtt_s + 0.125 * rtt_s
-        rto = self._srtt_s + max(4 * self._rttvar_s, 0.001)
-        self._rto_s = min(max(rto, self.config.min_rto_s), self.config.max_rto_s)
+        rto = self._srtt_s + max(4 * self._rttvar_s, self.config.min_rto_s)
+        self._rto_s = min(rto, self.config.max_rto_s)
 
     def _grow_cwnd(self, acked: int) -> None:
         if self.cwnd < self.ssthresh:
@@ -388,14 +392,25 @@ class TcpConnection:
                     self._deliver(self._out_of_order.pop(self.rcv_nxt))
                 self._drain_out_of_order()
                 self._unacked_segments += 1
-                if self._out_of_order or self._unacked_segments >= 2:
+                if self._quickacks > 0:
+                    # Linux starts a connection in quick-ACK mode: each data segment is ACKed at
+                    # once, by the kernel, before the application has read it.
+                    self._quickacks -= 1
+                    self._ack_now = True
+                elif self._out_of_order or self._unacked_segments >= 2:
                     self._ack_now = True
                 elif self._ack_deadline is None:
                     self._ack_deadline = now + self.config.delayed_ack_s
         if segment.fin:
             fin_seq = seq_add(seq, len(payload))
             self._peer_fin_seq = fin_seq
-            self._ack_now = True
+            if self.state == TcpState.ESTABLISHED:
+                # Linux's tcp_fin enters ping-pong mode: the ACK waits a little, so the
+                # application's close() usually carries it on its own FIN.
+                if self._ack_deadline is None:
+                    self._ack_deadline = now + self.config.delayed_ack_s
+            else:
+                self._ack_now = True  # our FIN is out: ACK theirs at once (FIN-WAIT → TIME-WAIT)
         if self._peer_fin_seq is not None and self._peer_fin_seq == self.rcv_nxt:
             self.rcv_nxt = seq_add(self.rcv_nxt, 1)
             self._peer_fin_seq = None
