@@ -71,7 +71,7 @@ def test_sweep_writes_a_plot_and_the_data_behind_it(tmp_path, capsys):
     for variant, points in data["series"].items():
         assert [p["rtt_ms"] for p in points] == [20, 40, 60, 80, 100]
         for p in points:
-            assert p["ttfb_ms_min"] <= p["ttfb_ms_median"] <= p["ttfb_ms_max"]
+            assert p["ttfb_ms_min"] <= p["ttfb_ms_p10"] <= p["ttfb_ms_median"] <= p["ttfb_ms_p90"] <= p["ttfb_ms_max"]
     clean_tls13 = [p for p in data["runs"] if p["variant"] == "tls13" and p["rtt_ms"] == 40 and p["ttfb_ms"] == 120.0]
     assert clean_tls13  # runs without a loss take exactly three round trips
     width, height = _png_size(png)

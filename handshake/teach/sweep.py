@@ -105,11 +105,23 @@ def series(points: list[SweepPoint]) -> dict[str, list[dict]]:
                     "complete": len(ttfbs),
                     "ttfb_ms_median": statistics.median(ttfbs) if ttfbs else None,
                     "ttfb_ms_min": ttfbs[0] if ttfbs else None,
+                    "ttfb_ms_p10": _percentile(ttfbs, 0.10),
+                    "ttfb_ms_p90": _percentile(ttfbs, 0.90),
                     "ttfb_ms_max": ttfbs[-1] if ttfbs else None,
                 }
             )
         out[variant] = rows
     return out
+
+
+def _percentile(ordered: list[float], fraction: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), on sorted data."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 class ProgressBar:
