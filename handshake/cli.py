@@ -106,15 +106,46 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--variants", help="comma-separated variant names (default: all)")
     compare.add_argument("--format", default="table", help="table (default), markdown, json or csv")
     compare.add_argument("--capture", metavar="DIR", help="write one pcap and one NSS key log per variant here")
-    compare.add_argument("--engine", default="sim", help="sim (virtual time, the default)")
+    compare.add_argument(
+        "--engine",
+        default="sim",
+        help="sim (virtual time, the default) or kernel (real Linux TCP/UDP in network namespaces "
+        "behind the delay shim; needs root)",
+    )
     compare.add_argument(
         "--runs", type=int, default=1, help="run each variant N times with seeds seed..seed+N-1 and show the spread"
     )
     _add_shim_parser(commands)
+    _add_inspect_parser(commands)
     from handshake.teach.commands import add_parsers
 
     add_parsers(commands, _add_network_flags, _add_knob_flags)
     return parser
+
+
+def _add_inspect_parser(commands) -> None:
+    inspect = commands.add_parser(
+        "inspect",
+        help="explain the handshakes in a capture: per connection, what was negotiated and its round trips",
+        description="Read a pcap or pcapng file (as a stream) and report, per TCP and QUIC connection, the TLS "
+        "facts and the round trips to the first response byte, counted by the same rules as compare.",
+    )
+    inspect.add_argument("file", metavar="FILE", help="pcap or pcapng capture")
+    inspect.add_argument("--keylog", metavar="FILE", help="NSS key log (SSLKEYLOGFILE): decrypts TLS 1.3 and QUIC")
+    inspect.add_argument("--format", default="table", help="table (default), markdown, json or csv")
+    inspect.add_argument("--ladder", action="store_true", help="draw each connection's packets as a ladder")
+    inspect.add_argument("--jobs", type=int, help="worker processes (default: one per CPU for captures over 4 MB)")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from handshake.inspect import inspect_file, render
+    from handshake.report.inspect_view import FORMATS
+
+    if args.format not in FORMATS:
+        raise UsageError(f"unknown format {args.format!r}: choose from " + ", ".join(FORMATS))
+    inspection = inspect_file(args.file, args.keylog, steps=args.ladder, jobs=args.jobs)
+    print(render(inspection, args.format, ladder=args.ladder, name=args.file))
+    return 0
 
 
 def _add_shim_parser(commands) -> None:
@@ -159,20 +190,30 @@ def _shim(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from handshake.report.rows import FORMATS, render
-    from handshake.runner import compare
+    from handshake.runner import ENGINES, compare
 
     if args.format not in FORMATS:
         raise UsageError(f"unknown format {args.format!r}: choose from " + ", ".join(FORMATS))
-    if args.engine != "sim":
-        raise UsageError(f"unknown engine {args.engine!r}: this build has the sim engine")
+    if args.engine not in ENGINES:
+        raise UsageError(f"unknown engine {args.engine!r}: choose from " + ", ".join(ENGINES))
     if not 1 <= args.runs <= 100_000:
         raise UsageError(f"--runs must be from 1 to 100000, not {args.runs}")
     scenario = _scenario(args)
-    rows = compare(
-        scenario.variants, scenario.link, options=scenario.options, capture_dir=args.capture, runs=args.runs
-    )
+    terminated: tuple[type[BaseException], ...] = ()
+    if args.engine == "kernel":
+        from handshake.kernel.signals import Terminated
+
+        terminated = (Terminated,)
+    try:
+        rows = compare(
+            scenario.variants, scenario.link, options=scenario.options, capture_dir=args.capture,
+            runs=args.runs, engine=args.engine,
+        )
+    except terminated as stop:  # SIGTERM / SIGHUP during a kernel run: torn down, then this
+        print(f"handshake: {stop}", file=sys.stderr)
+        return stop.exit_status
     network = scenario.link.describe()
-    print(render([row.as_dict() for row in rows], args.format, engine="sim", network=network))
+    print(render([row.as_dict() for row in rows], args.format, engine=args.engine, network=network))
     return 0
 
 
@@ -208,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args)
         if args.command == "shim":
             return _shim(args)
+        if args.command == "inspect":
+            return _inspect(args)
         from handshake.teach.commands import COMMANDS
 
         if args.command in COMMANDS:

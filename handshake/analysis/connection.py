@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from handshake.analysis.flows import StreamAssembler, TcpFlow
+from handshake.analysis.flows import FlowPacket, StreamAssembler, TcpFlow
+from handshake.analysis.intervals import FirstSeenRanges, RecentSet
 from handshake.analysis.keylog import KeyLog
 from handshake.analysis.roundtrips import TcpRoundCounter
-from handshake.analysis.tls import TlsConversation, TlsFacts
+from handshake.analysis.steps import LadderStep, http1_label
+from handshake.analysis.tls import TlsConversation, TlsFacts, TlsMessage
 from handshake.net.tcp import seq_diff
 
 _TLS_HANDSHAKE_RECORD = 0x16
@@ -29,9 +31,14 @@ class ConnectionReport:
     tls_version: str | None = None
     sni: str | None = None
     cipher: str | None = None
+    alpn: str | None = None
+    """The application protocol the server selected (TLS 1.3 and QUIC: needs the key log)."""
     resumed: bool | None = False
     early_data: str = "none"
+    """"accepted", "rejected", "sent" (offered; acceptance unknown without the key log), "none", or
+    "unknown" (no ClientHello in the capture)."""
     tfo: str = "none"
+    """"data" (SYN with a cookie and data), "cookie-request", "none", or "unknown" (no SYN seen)."""
     hrr: bool = False
     round_trips: int | None = None
     setup_round_trips: int | None = None
@@ -51,59 +58,67 @@ class _Retransmissions:
     """Spots a side sending sequence space it already sent: a retransmission (loss or a late ACK).
 
     Seen from one capture point, packets may also arrive out of order; only a range that was
-    wholly seen before counts as sent again.
+    wholly seen before counts as sent again. What was seen is kept as merged ranges
+    (``FirstSeenRanges``), so a long connection costs bounded memory.
     """
 
     def __init__(self, side: str) -> None:
         self.side = side
         self._base: int | None = None
-        self._seen: list[tuple[int, int, float, int | None]] = []  # (start, end, time, TSval) as seen
-        self._seen_tsvals: set[tuple[int, int]] = set()
+        self._seen: FirstSeenRanges[int] = FirstSeenRanges()  # tag: the TSval of the first copy
+        self._seen_tsvals = RecentSet()
         self.found: dict[str, list[tuple[float, float | None]]] = {}
         """What was retransmitted ("SYN", "data", ...) → (when, how long after its first copy)."""
 
-    def check(self, segment, time: float) -> bool:
+    def check(self, segment, time: float, timestamps=None) -> bool:
+        """Whether ``segment`` (whose TCP timestamps the caller read) resends what was seen."""
         if self._base is None:
             self._base = segment.seq
-        if not segment.seq_len:
+        seq_len = segment.seq_len
+        if not seq_len:
             return False
         start = seq_diff(segment.seq, self._base)
-        end = start + segment.seq_len
-        timestamps = segment.timestamps
+        end = start + seq_len
         if timestamps is not None:
             key = (start, timestamps[0])
             if key in self._seen_tsvals:
                 return False  # the very same packet twice: the link duplicated it
             self._seen_tsvals.add(key)
-        first = _covered_since(self._seen, start, end)
+        first = self._seen.covered_since(start, end)
         if first is None and timestamps is not None:
             first = self._fills_gap_late(start, timestamps[0])
-        self._seen.append((start, end, time, timestamps[0] if timestamps else None))
+        self._seen.add(start, end, time, timestamps[0] if timestamps else None)
         if first is None:
             return False
         if segment.syn:
             what = "SYN-ACK" if segment.has_ack else "SYN"
         else:
             what = "data" if segment.payload else "FIN"
-        self.found.setdefault(what, []).append((time, time - first))
+        self._found(what, time, time - first)
         return True
 
     def note_unseen_original(self, segment, time: float) -> None:
         """Count a retransmission recognised by other means (its first copy was never seen here)."""
-        what = "data" if segment.payload else "FIN"
-        self.found.setdefault(what, []).append((time, None))
+        self._found("data" if segment.payload else "FIN", time, None)
+
+    def _found(self, what: str, time: float, delay: float | None) -> None:
+        events = self.found.setdefault(what, [])
+        if len(events) < _MAX_EVENTS:
+            events.append((time, delay))
 
     def _fills_gap_late(self, start: int, tsval: int) -> float | None:
         """A segment below data already seen, sent (by its TSval) after that data: the copy that
         went missing before the capture point is being resent. Returns when the later data was
         first seen; None for plain reordering (an older TSval)."""
-        for r_start, _, r_time, r_tsval in self._seen:
-            if r_start > start and r_tsval is not None and seq_diff(tsval, r_tsval) > 0:
-                return r_time
-        return None
+        return self._seen.earliest_above(start, lambda r_tsval: r_tsval is not None and seq_diff(tsval, r_tsval) > 0)
 
     def causes(self, before: float | None) -> list[str]:
         return retransmission_causes(self.side, self.found, before)
+
+
+_MAX_EVENTS = 1 << 16
+"""Retransmissions remembered per kind and side (for the counts in the causes)."""
+_KEPT_ROUNDS = 256
 
 
 def retransmission_causes(side: str, found: dict[str, list[tuple[float, float | None]]], before: float | None) -> list[str]:
@@ -122,32 +137,19 @@ def retransmission_causes(side: str, found: dict[str, list[tuple[float, float | 
     return out
 
 
-def _covered_since(ranges: list[tuple[int, int, float, int | None]], start: int, end: int) -> float | None:
-    """When [start, end) had been wholly seen already, the time its first byte was first seen."""
-    covered_until = start
-    first_time = None
-    for r_start, r_end, r_time, _ in sorted(ranges, key=lambda r: r[:2]):
-        if r_start > covered_until:
-            break
-        if r_end > covered_until:
-            if r_start <= start < r_end and first_time is None:
-                first_time = r_time
-            covered_until = r_end
-        if covered_until >= end:
-            return first_time
-    return None
-
-
 def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
     report.tls_version = facts.tls_version
     report.sni = facts.sni
     report.cipher = facts.cipher_suite
     report.hrr = facts.hrr
     report.resumed = facts.resumed
+    report.alpn = facts.alpn_selected
     if facts.early_data == "sent":
         report.early_data = "sent"
     elif facts.early_data in ("accepted", "rejected"):
         report.early_data = facts.early_data
+    elif facts.early_data is None:
+        report.early_data = "unknown"  # no ClientHello in the capture: it cannot tell
     if facts.hrr:
         report.causes.append("HelloRetryRequest: the server asked for another key share")
     if facts.early_data == "rejected":
@@ -160,100 +162,271 @@ def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
 
 def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionReport:
     """Count the round trips of one TCP connection, from its packets (and key log, for TLS 1.3)."""
-    report = ConnectionReport(
-        transport="tcp",
-        client=TcpFlow.endpoint_text(flow.client),
-        server=TcpFlow.endpoint_text(flow.server),
-        start_time=flow.packets[0].time if flow.packets else 0.0,
-    )
-    counter = TcpRoundCounter()
-    opened_here = bool(flow.packets) and flow.packets[0].segment.syn
-    streams = {True: StreamAssembler(expect_syn=opened_here), False: StreamAssembler(expect_syn=opened_here)}
-    retransmissions = {True: _Retransmissions("client"), False: _Retransmissions("server")}
-    conversation: TlsConversation | None = None
-    is_tls: bool | None = None
-    syn_data_end: int | None = None
-    stall_seen = False
-    server_data_rounds: dict[int, int] = {}  # round -> server payload bytes first sent in it
-    request_rounds = {"early_data": _NEVER, "app_data": _NEVER}  # TLS: first client request record of each kind
+    analyzer = TcpConnectionAnalyzer(flow.client, flow.server, keylog)
     for packet in flow.packets:
+        analyzer.add(packet)
+    return analyzer.report()
+
+
+def on_microseconds(time: float) -> float:
+    """A capture time on the microsecond grid of a classic pcap.
+
+    The analyzers count on this grid, so a run's in-memory trace and the pcap written from it
+    (microsecond timestamps) give the same TTFB and the same delays to the last digit.
+    """
+    try:
+        return round(time * 1_000_000) / 1_000_000
+    except (ValueError, OverflowError):  # NaN or infinity: nothing to round
+        return time
+
+
+STALL_CAUSE = "server flight over the initial congestion window: it waited for ACKs"
+TFO_BARE_RESEND_CAUSE = "TFO SYN resent without its data: the data waited for the handshake"
+TFO_REFUSED_CAUSE = "TFO data refused by the server: sent again after the handshake"
+TFO_COOKIE_REQUEST_CAUSE = "TFO cookie request: no cookie cached yet, so the data waited for the handshake"
+
+
+class TcpConnectionAnalyzer:
+    """One TCP connection's verdict, fed packet by packet in capture order (sans-IO).
+
+    Holds the connection's state (stream reassembly, TLS, round counter, what was seen once, in
+    bounded structures), never its packets. With ``steps=True`` each ``add`` also returns the
+    packet as a ladder step.
+    """
+
+    def __init__(self, client: tuple[str, int], server: tuple[str, int], keylog: KeyLog | None = None,
+                 *, steps: bool = False) -> None:
+        self.report_so_far = ConnectionReport(
+            transport="tcp", client=TcpFlow.endpoint_text(client), server=TcpFlow.endpoint_text(server), start_time=0.0
+        )
+        self._keylog = keylog
+        self._steps = steps
+        self._counter = TcpRoundCounter()
+        self._streams: dict[bool, StreamAssembler] | None = None
+        self._retransmissions = {True: _Retransmissions("client"), False: _Retransmissions("server")}
+        self._conversation: TlsConversation | None = None
+        self._is_tls: bool | None = None
+        self._syn_data_end: int | None = None
+        self._stall_seen = False
+        self._answered = False
+        self._syn_seen = False
+        self._server_data_rounds: dict[int, int] = {}  # round -> server payload bytes first sent in it
+        self._request_rounds = {"early_data": _NEVER, "app_data": _NEVER}  # TLS: first client request record of each kind
+        self._plain_labels = {True: False, False: False}  # plain HTTP: first bytes of each side labelled
+        self._verdict_time: float | None = None
+        self._released: tuple | None = None
+        """(retransmission causes, TLS facts) once the rest of the state was let go."""
+        """Set once the verdict cannot change any more (the response's time; not for ladders)."""
+
+    def add(self, packet: FlowPacket) -> LadderStep | None:
+        """Count one packet of the connection."""
+        report = self.report_so_far
+        time = on_microseconds(packet.time)
+        if time != packet.time:
+            packet = FlowPacket(time, packet.from_client, packet.segment, packet.wire_bytes)
+        if self._verdict_time is not None and time > self._verdict_time:
+            # Past the first response byte nothing but the counts changes the verdict: the
+            # facts are settled, later retransmissions are not its causes, rounds are not asked.
+            if self._released is None:
+                self._release()
+            if packet.from_client:
+                report.bytes_client += packet.wire_bytes
+            else:
+                report.bytes_server += packet.wire_bytes
+            report.packets += 1
+            return None
         segment = packet.segment
-        retransmission = retransmissions[packet.from_client].check(segment, packet.time)
-        placed = counter.place(packet)
+        if self._streams is None:
+            report.start_time = packet.time
+            opened_here = segment.syn
+            self._streams = {True: StreamAssembler(expect_syn=opened_here), False: StreamAssembler(expect_syn=opened_here)}
+        marks: list[str] = []
+        timestamps = segment.timestamps
+        retransmission = self._retransmissions[packet.from_client].check(segment, packet.time, timestamps)
+        placed = self._counter.place(packet, timestamps)
         rnd = placed.round_by_ack if retransmission else placed.round
         if not packet.from_client and segment.payload and not retransmission and placed.round > placed.round_by_ack:
-            if server_data_rounds.get(placed.round - 1):
+            if self._server_data_rounds.get(placed.round - 1):
                 # New data that could only leave once the client's ACKs arrived: the flight had
                 # begun in the round before and the congestion window was full.
-                if not answered and not stall_seen:
-                    stall_seen = True
-                    report.causes.append("server flight over the initial congestion window: it waited for ACKs")
+                if not self._answered and not self._stall_seen:
+                    self._stall_seen = True
+                    report.causes.append(STALL_CAUSE)
+                    marks.append(STALL_CAUSE)
             else:
                 # No flight to have stalled: a timer resent data whose first copy never reached
                 # the capture point, and the echo merely shows what arrived meanwhile.
                 rnd = placed.round_by_ack
-                retransmissions[False].note_unseen_original(segment, packet.time)
-        counter.record(packet, rnd)
+                self._retransmissions[False].note_unseen_original(segment, packet.time)
+                retransmission = True
+        self._counter.record(packet, rnd, timestamps)
         if not packet.from_client and segment.payload:
-            server_data_rounds[rnd] = server_data_rounds.get(rnd, 0) + len(segment.payload)
+            rounds = self._server_data_rounds
+            rounds[rnd] = rounds.get(rnd, 0) + len(segment.payload)
+            if len(rounds) > _KEPT_ROUNDS:  # only the latest rounds are ever looked up
+                newest = max(rounds)
+                for old in [r for r in rounds if r < newest - _KEPT_ROUNDS // 2]:
+                    del rounds[old]
         if packet.from_client:
             report.bytes_client += packet.wire_bytes
         else:
             report.bytes_server += packet.wire_bytes
         report.packets += 1
-        answered = report.round_trips is not None
+        answered = self._answered = report.round_trips is not None
+        carries = _flag_labels(segment, packet.from_client) if self._steps else []
+        if retransmission:
+            marks.append("retransmission")
 
         if segment.syn and not segment.has_ack and packet.from_client:
+            self._syn_seen = True
             cookie = segment.fastopen_cookie
             if segment.payload and cookie:
                 report.tfo = "data"
             elif cookie == b"" and report.tfo == "none":
                 report.tfo = "cookie-request"
-            if syn_data_end is not None and not segment.payload and not answered:
+            if self._syn_data_end is not None and not segment.payload and not answered:
                 # Linux resends a timed-out TFO SYN bare; its data waits for the handshake.
-                report.causes.append("TFO SYN resent without its data: the data waited for the handshake")
-            syn_data_end = segment.seq + 1 + len(segment.payload) if segment.payload else None
-        if segment.syn and segment.has_ack and not packet.from_client and syn_data_end is not None:
-            if seq_diff(segment.ack, syn_data_end % (1 << 32)) < 0 and not answered:
-                report.causes.append("TFO data refused by the server: sent again after the handshake")
-            syn_data_end = None
+                report.causes.append(TFO_BARE_RESEND_CAUSE)
+                marks.append(TFO_BARE_RESEND_CAUSE)
+            self._syn_data_end = segment.seq + 1 + len(segment.payload) if segment.payload else None
+        if segment.syn and segment.has_ack and not packet.from_client and self._syn_data_end is not None:
+            if seq_diff(segment.ack, self._syn_data_end % (1 << 32)) < 0 and not answered:
+                report.causes.append(TFO_REFUSED_CAUSE)
+                marks.append(TFO_REFUSED_CAUSE)
+            self._syn_data_end = None
 
+        data = self._streams[packet.from_client].feed(segment)
+        if data:
+            self._data(packet, data, rnd, carries, marks)
+            if report.round_trips is not None and not self._steps and self._settled():
+                self._verdict_time = report.start_time + report.ttfb_s
+        if segment.payload and not data and self._steps:
+            carries.append(f"{len(segment.payload)} bytes" + (" again" if retransmission else " (held: out of order)"))
+        if not self._steps:
+            return None
+        if not carries:
+            carries.append("ACK" if segment.has_ack else "(no flags)")
+        return LadderStep(packet.time - report.start_time, packet.from_client, rnd, tuple(carries), tuple(marks),
+                          packet.wire_bytes)
 
-        data = streams[packet.from_client].feed(segment)
-        if not data:
-            continue
-        if is_tls is None:
-            is_tls = data[0] == _TLS_HANDSHAKE_RECORD and len(data) > 1 and data[1] == 3
-            if is_tls:
-                conversation = TlsConversation(keylog)
+    def _data(self, packet: FlowPacket, data: bytes, rnd: int, carries: list[str], marks: list[str]) -> None:
+        report = self.report_so_far
+        if self._is_tls is None:
+            self._is_tls = data[0] == _TLS_HANDSHAKE_RECORD and len(data) > 1 and data[1] == 3
+            if self._is_tls:
+                self._conversation = TlsConversation(self._keylog)
+        conversation = self._conversation
         if conversation is None:
             # Plain HTTP: the first client byte is the request, the first server byte the response.
             if packet.from_client and report.setup_round_trips is None:
                 report.setup_round_trips = rnd
-            if not packet.from_client and not answered:
+            if not packet.from_client and report.round_trips is None:
                 report.round_trips = rnd
                 report.ttfb_s = packet.time - report.start_time
-            continue
+                marks.append(_first_byte_mark(rnd))
+            if self._steps:
+                label = None if self._plain_labels[packet.from_client] else http1_label(data)
+                self._plain_labels[packet.from_client] = True
+                carries.append(label or f"{len(data)} bytes")
+            return
+        before = conversation.facts
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
-            if packet.from_client and message.kind in request_rounds:
-                request_rounds[message.kind] = min(request_rounds[message.kind], rnd)
+            if packet.from_client and message.kind in self._request_rounds:
+                self._request_rounds[message.kind] = min(self._request_rounds[message.kind], rnd)
             elif not packet.from_client and message.kind == "app_data" and report.round_trips is None:
                 report.round_trips = rnd
                 report.ttfb_s = packet.time - report.start_time
+                marks.append(_first_byte_mark(rnd))
+            if self._steps:
+                carries.append(_tls_label(message))
+        if self._steps:
+            after = conversation.facts
+            if after.hrr and not before.hrr:
+                marks.append("cause: HelloRetryRequest")
+            if after.early_data != before.early_data and after.early_data in ("accepted", "rejected"):
+                marks.append(f"0-RTT {after.early_data}")
+            if after.resumed and not before.resumed:
+                marks.append("resumed")
 
-    response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
-    for side in (True, False):
-        report.causes.extend(retransmissions[side].causes(before=response_time))
-    if report.tfo == "data":
-        report.notes.append("TFO cookie used")
-    elif report.tfo == "cookie-request":
-        report.causes.append("TFO cookie request: no cookie cached yet, so the data waited for the handshake")
-    if conversation is not None:
-        _apply_tls_facts(report, conversation.facts)
-        # The request that got answered: the early one unless the server refused early data.
-        early, late = request_rounds["early_data"], request_rounds["app_data"]
-        first = late if report.early_data == "rejected" else min(early, late)
-        report.setup_round_trips = None if first == _NEVER else first
-        if report.round_trips is None and not conversation.facts.keys_found and report.tls_version == "1.3":
-            report.notes.append("TLS 1.3 response not found: give the key log to tell it from tickets")
-    return report
+    def _settled(self) -> bool:
+        """Nothing after the response can change the facts: plain HTTP, or TLS whose handshake
+        said all it will (1.2 after the response; 1.3 once the server's keys opened it)."""
+        conversation = self._conversation
+        if conversation is None:
+            return True
+        facts = conversation.facts
+        return facts.tls_version is not None and facts.resumed is not None and facts.early_data != "sent"
+
+    def _release(self) -> None:
+        """Keep what the verdict needs and let the rest go: a capture of many connections then
+        holds, per finished one, little more than its report."""
+        response_time = self._verdict_time
+        conversation = self._conversation
+        self._released = (
+            [cause for side in (True, False) for cause in self._retransmissions[side].causes(before=response_time)],
+            conversation.facts if conversation is not None else None,
+        )
+        self._retransmissions = self._counter = self._server_data_rounds = None
+        self._conversation = None
+        self._streams = {}
+
+    def report(self) -> ConnectionReport:
+        """The verdict on the packets added so far (call once, at the end)."""
+        report = self.report_so_far
+        response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
+        if self._released is not None:
+            retransmitted, facts = self._released
+        else:
+            retransmitted = [cause for side in (True, False)
+                             for cause in self._retransmissions[side].causes(before=response_time)]
+            facts = self._conversation.facts if self._conversation is not None else None
+        report.causes.extend(retransmitted)
+        if report.tfo == "data":
+            report.notes.append("TFO cookie used")
+        elif report.tfo == "cookie-request":
+            report.causes.append(TFO_COOKIE_REQUEST_CAUSE)
+        elif not self._syn_seen and report.packets:
+            report.tfo = "unknown"
+            report.notes.append("the capture began after the client's SYN")
+        if facts is not None:
+            _apply_tls_facts(report, facts)
+            # The request that got answered: the early one unless the server refused early data.
+            early, late = self._request_rounds["early_data"], self._request_rounds["app_data"]
+            first = late if report.early_data == "rejected" else min(early, late)
+            report.setup_round_trips = None if first == _NEVER else first
+            if report.round_trips is None and not facts.keys_found and report.tls_version == "1.3":
+                report.notes.append("TLS 1.3 response not found: give the key log to tell it from tickets")
+        return report
+
+
+def _first_byte_mark(rnd: int) -> str:
+    return f"first response byte: {rnd} round trip{'s' * (rnd != 1)}"
+
+
+def _flag_labels(segment, from_client: bool) -> list[str]:
+    out = []
+    if segment.syn:
+        out.append("SYN-ACK" if segment.has_ack else "SYN")
+        cookie = segment.fastopen_cookie
+        if cookie == b"":
+            out.append("TFO cookie request")
+        elif cookie:
+            out.append("TFO cookie")
+    if segment.flags & 0x04:
+        out.append("RST")
+    if segment.fin:
+        out.append("FIN")
+    return out
+
+
+def _tls_label(message: TlsMessage) -> str:
+    if message.kind in ("app_data", "early_data"):
+        what = http1_label(message.preview) if message.preview else None
+        if message.kind == "early_data":
+            return f"early data: {what}" if what else f"early data ({message.length} bytes)"
+        return what or f"ApplicationData ({message.length} bytes)"
+    if message.kind == "encrypted":
+        return f"encrypted record ({message.length} bytes)"
+    if message.kind == "garbage":
+        return "not TLS"
+    return message.name

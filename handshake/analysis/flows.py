@@ -30,6 +30,10 @@ class TcpFlow:
     client: tuple[str, int]
     server: tuple[str, int]
     packets: list[FlowPacket] = field(default_factory=list)
+    """Filled by ``tcp_flows``; the streaming ``TcpFlowTracker`` keeps none."""
+    first_seq: int | None = None
+    """Sequence number of the connection's first segment: a new SYN from the client with another
+    one is a fresh connection reusing the 4-tuple."""
 
     @staticmethod
     def endpoint_text(endpoint: tuple[str, int]) -> str:
@@ -43,29 +47,30 @@ def _flow_key(packet: IpPacket, segment: TcpSegment) -> tuple:
     return (a, b) if a <= b else (b, a)
 
 
-def tcp_flows(packets: Iterable[TracedPacket]) -> list[TcpFlow]:
-    """Group TCP packets into connections, in order of first appearance.
+class TcpFlowTracker:
+    """Places TCP segments on connections one at a time, in capture order (sans-IO).
 
-    A new SYN on a 4-tuple whose connection already finished starts a new connection (port reuse).
-    Packets that do not decode are skipped: analysis never fails on one bad packet.
+    Keeps one small record per open 4-tuple and none of the packets, so a caller that feeds a
+    capture through it and on to per-connection analyzers needs memory for connections only.
     """
-    flows: list[TcpFlow] = []
-    open_flows: dict[tuple, TcpFlow] = {}
-    for traced in packets:
-        try:
-            packet = decode(traced.data)
-        except PacketError:
-            continue
-        segment = packet.transport
-        if not isinstance(segment, TcpSegment):
-            continue
+
+    def __init__(self) -> None:
+        self._open: dict[tuple, TcpFlow] = {}
+
+    def place(self, time: float, packet: IpPacket, segment: TcpSegment,
+              wire_bytes: int) -> tuple[TcpFlow, FlowPacket, bool]:
+        """(connection, the packet on its side, whether this packet started the connection).
+
+        A new SYN on a 4-tuple whose connection already started with another sequence number
+        starts a new connection (port reuse); the old one then gets no more packets.
+        """
         key = _flow_key(packet, segment)
-        flow = open_flows.get(key)
+        flow = self._open.get(key)
         is_new_syn = segment.syn and not segment.has_ack
-        if flow is not None and is_new_syn and flow.packets:
-            first = flow.packets[0].segment
-            if (packet.src, segment.sport) != flow.client or seq_diff(segment.seq, first.seq) != 0:
+        if flow is not None and is_new_syn:
+            if (packet.src, segment.sport) != flow.client or seq_diff(segment.seq, flow.first_seq or 0) != 0:
                 flow = None  # a fresh connection reusing the 4-tuple
+        started = flow is None
         if flow is None:
             if is_new_syn:
                 client, server = (packet.src, segment.sport), (packet.dst, segment.dport)
@@ -75,12 +80,39 @@ def tcp_flows(packets: Iterable[TracedPacket]) -> list[TcpFlow]:
                 client, server = (packet.dst, segment.dport), (packet.src, segment.sport)
             else:
                 client, server = (packet.src, segment.sport), (packet.dst, segment.dport)
-            flow = TcpFlow(client=client, server=server)
-            flows.append(flow)
-            open_flows[key] = flow
+            flow = TcpFlow(client=client, server=server, first_seq=segment.seq)
+            self._open[key] = flow
         from_client = (packet.src, segment.sport) == flow.client
-        flow.packets.append(FlowPacket(traced.time, from_client, segment, len(traced.data)))
+        return flow, FlowPacket(time, from_client, segment, wire_bytes), started
+
+
+def tcp_flows(packets: Iterable[TracedPacket]) -> list[TcpFlow]:
+    """Group TCP packets into connections, in order of first appearance.
+
+    A new SYN on a 4-tuple whose connection already finished starts a new connection (port reuse).
+    Packets that do not decode are skipped: analysis never fails on one bad packet.
+    """
+    flows: list[TcpFlow] = []
+    tracker = TcpFlowTracker()
+    for traced in packets:
+        try:
+            packet = decode(traced.data)
+        except PacketError:
+            continue
+        segment = packet.transport
+        if not isinstance(segment, TcpSegment):
+            continue
+        flow, flow_packet, started = tracker.place(traced.time, packet, segment, len(traced.data))
+        if started:
+            flows.append(flow)
+        flow.packets.append(flow_packet)
     return flows
+
+
+MAX_STREAM_GAP = 1 << 22
+"""Segments starting further than this (4 MiB) past the delivered end are not held."""
+MAX_PENDING_BYTES = 1 << 22
+"""Out-of-order bytes held per direction; beyond that new out-of-order segments are dropped."""
 
 
 class StreamAssembler:
@@ -89,6 +121,7 @@ class StreamAssembler:
     def __init__(self, *, expect_syn: bool = False) -> None:
         self._next: int | None = None
         self._pending: dict[int, bytes] = {}
+        self._pending_bytes = 0
         self._expect_syn = expect_syn
         self.offset = 0
         """Stream bytes delivered so far."""
@@ -108,7 +141,18 @@ class StreamAssembler:
             self._next = seq  # capture began mid-stream: start where we first see data
         if not segment.payload:
             return b""
-        self._pending.setdefault(seq, segment.payload)
+        if not self._pending and seq == self._next:  # in order: the common case
+            self._next = (seq + len(segment.payload)) % (1 << 32)
+            self.offset += len(segment.payload)
+            return segment.payload
+        if seq_diff(seq, self._next) > MAX_STREAM_GAP or (
+                self._pending_bytes > MAX_PENDING_BYTES and seq not in self._pending):
+            # Past a hole this wide the missing bytes are not coming (a capture that dropped
+            # them, or a corrupt sequence number): holding more would only grow memory.
+            return b""
+        if seq not in self._pending:
+            self._pending[seq] = segment.payload
+            self._pending_bytes += len(segment.payload)
         out = bytearray()
         progressed = True
         while progressed:
@@ -119,6 +163,7 @@ class StreamAssembler:
                 if skip < 0:
                     continue
                 del self._pending[start]
+                self._pending_bytes -= len(payload)
                 if skip < len(payload):
                     out += payload[skip:]
                     self._next = (self._next + len(payload) - skip) % (1 << 32)

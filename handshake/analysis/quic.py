@@ -14,19 +14,21 @@ alone; ``round_trips`` is then None and the notes say why (DESIGN §3: unknown, 
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .connection import ConnectionReport, retransmission_causes
+from .connection import ConnectionReport, on_microseconds, retransmission_causes
+from .intervals import FirstSeenRanges
 from .keylog import KeyLog
 from .quic_decode import DecodedDatagram, DecodedPacket, QuicDecoder
-from .quic_flows import QuicDatagram, QuicFlow, quic_flows
+from .quic_flows import QuicDatagram, QuicFlow, QuicFlowTracker, quic_flows
 from .quic_frames import (
     AckFrame,
     ConnectionCloseFrame,
     CryptoFrame,
     HandshakeDoneFrame,
+    NewConnectionIdFrame,
+    NewTokenFrame,
     OtherFrame,
     PaddingFrame,
     PingFrame,
@@ -34,10 +36,11 @@ from .quic_frames import (
 )
 from .quic_packets import version_name
 from .quic_rounds import DatagramRound, QuicRoundCounter
+from .steps import LadderStep, h3_label
 from .tls_messages import FINISHED
 
 __all__ = [
-    "QuicConnectionReport", "QuicDatagram", "QuicDatagramRound", "QuicFlow", "QuicFlowReader", "analyze_quic_flow",
+    "QuicConnectionAnalyzer", "QuicConnectionReport", "QuicFlowTracker", "QuicDatagram", "QuicDatagramRound", "QuicFlow", "QuicFlowReader", "analyze_quic_flow",
     "quic_datagram_rounds", "quic_flows",
 ]
 
@@ -61,8 +64,6 @@ class QuicConnectionReport(ConnectionReport):
     retry: bool = False
     """The server sent a Retry (one more round trip)."""
     version_negotiation: bool = False
-    alpn: str | None = None
-    """The application protocol EncryptedExtensions selected (needs the key log), e.g. "h3"."""
 
 
 _ORDERLY_CLOSE = {0x0, 0x0C, 0x100}
@@ -75,49 +76,20 @@ def _client_bidi(stream_id: int | None) -> bool:
     return stream_id is not None and stream_id & 0x03 == 0
 
 
-class _FirstSent:
-    """The byte ranges of one stream (CRYPTO or STREAM) sent so far, each with when it was first sent."""
-
-    def __init__(self) -> None:
-        self._pieces: list[tuple[int, int, float]] = []  # disjoint, sorted: (start, end, first sent)
-
-    def add(self, start: int, end: int, time: float) -> float | None:
-        """Record [start, end); when all of it had been sent before, return when its first byte was."""
-        pieces = self._pieces
-        index = bisect.bisect_right(pieces, (start, float("inf"), float("inf"))) - 1
-        if index < 0 or pieces[index][1] <= start:
-            index += 1
-        position, first_time, gaps = start, None, []
-        while index < len(pieces) and pieces[index][0] < end:
-            piece_start, piece_end, piece_time = pieces[index]
-            if piece_start > position:
-                gaps.append((position, piece_start))
-            elif position == start:
-                first_time = piece_time
-            position = max(position, piece_end)
-            index += 1
-        if position < end:
-            gaps.append((position, end))
-        if not gaps:
-            return first_time
-        for gap_start, gap_end in gaps:
-            bisect.insort(pieces, (gap_start, gap_end, time))
-        return None
-
-
 class _Resent:
     """Spots a side sending CRYPTO or STREAM bytes again in a new packet (loss or PTO, RFC 9002 §6)."""
 
     def __init__(self, side: str) -> None:
         self.side = side
-        self._sent: dict[tuple, _FirstSent] = {}
+        self._sent: dict[tuple, FirstSeenRanges] = {}
         self.found: dict[str, list[tuple[float, float]]] = {}
 
-    def check(self, packet: DecodedPacket, time: float, attempt: int) -> None:
-        """``attempt``: after a Retry or Version Negotiation the client starts its handshake
-        over, which is the Retry's cost, not a retransmission."""
+    def check(self, packet: DecodedPacket, time: float, attempt: int) -> bool:
+        """Whether the packet resent data. ``attempt``: after a Retry or Version Negotiation
+        the client starts its handshake over, which is the Retry's cost, not a retransmission."""
         if packet.frames is None or packet.duplicate:
-            return
+            return False
+        resent = False
         kind = packet.packet.packet_type
         for frame in packet.frames:
             if isinstance(frame, CryptoFrame):
@@ -130,14 +102,27 @@ class _Resent:
                 continue
             sent = self._sent.get(key)
             if sent is None:
-                sent = self._sent[key] = _FirstSent()
-            first = sent.add(frame.offset, frame.offset + len(frame.data), time)
+                if len(self._sent) >= _MAX_STREAMS:
+                    continue
+                sent = self._sent[key] = FirstSeenRanges()
+            start, end = frame.offset, frame.offset + len(frame.data)
+            first = sent.covered_since(start, end)
+            sent.add(start, end, time)
             if first is not None:
-                self.found.setdefault(_WHAT[kind], []).append((time, time - first))
+                resent = True
+                events = self.found.setdefault(_WHAT[kind], [])
+                if len(events) < _MAX_EVENTS:
+                    events.append((time, time - first))
+        return resent
 
     def causes(self, before: float | None) -> list[str]:
         return retransmission_causes(self.side, self.found, before)
 
+
+_MAX_STREAMS = 4096
+"""Streams (and CRYPTO levels) whose sent ranges are kept; data on more is not checked."""
+_MAX_EVENTS = 1 << 16
+_MAX_ERRORS = 20
 
 _ACK_ONLY_PACKET_BYTES = 100
 """An unopened Handshake packet larger than this carries more than an ACK (a long header with
@@ -220,7 +205,8 @@ class _Evidence:
             early = packet.packet.packet_type == "0rtt"
             for frame in packet.frames or ():
                 stream_id = getattr(frame, "stream_id", None)
-                if _client_bidi(stream_id) and (stream_id, early) not in self.client_streams:
+                if (_client_bidi(stream_id) and (stream_id, early) not in self.client_streams
+                        and len(self.client_streams) < _MAX_STREAMS):
                     self.client_streams[(stream_id, early)] = rnd
                     self._opened_round.clear()
 
@@ -242,7 +228,8 @@ class QuicDatagramRound:
 
 
 class QuicFlowReader:
-    """A connection's datagrams, opened and counted, in capture order (iterate it once)."""
+    """A connection's datagrams, opened and counted, in capture order: ``add`` them one by one,
+    or iterate once over ``flow.datagrams``."""
 
     def __init__(self, flow: QuicFlow, keylog: KeyLog | None = None) -> None:
         self.flow = flow
@@ -254,17 +241,22 @@ class QuicFlowReader:
 
     def __iter__(self) -> Iterator[QuicDatagramRound]:
         for datagram in self.flow.datagrams:
-            try:
-                decoded = self.decoder.decode(datagram)
-            except Exception as error:  # noqa: BLE001 - one unreadable datagram must not hide the rest
+            yield self.add(datagram)
+
+    def add(self, datagram: QuicDatagram) -> QuicDatagramRound:
+        """Open and count the connection's next datagram."""
+        try:
+            decoded = self.decoder.decode(datagram)
+        except Exception as error:  # noqa: BLE001 - one unreadable datagram must not hide the rest
+            if len(self.errors) < _MAX_ERRORS:
                 self.errors.append(f"datagram at {datagram.time:.6f} s not read: {type(error).__name__}: {error}")
-                decoded = DecodedDatagram(datagram, (), len(datagram.payload))
-            rnd = self._count(decoded)
-            if datagram.from_client:
-                self.evidence.after_client(decoded, rnd.round)
-            else:
-                self.evidence.after_server(decoded, rnd.round)
-            yield QuicDatagramRound(decoded, rnd)
+            decoded = DecodedDatagram(datagram, (), len(datagram.payload))
+        rnd = self._count(decoded)
+        if datagram.from_client:
+            self.evidence.after_client(decoded, rnd.round)
+        else:
+            self.evidence.after_server(decoded, rnd.round)
+        return QuicDatagramRound(decoded, rnd)
 
     def _count(self, decoded: DecodedDatagram) -> DatagramRound:
         counter, decoder = self.counter, self.decoder
@@ -296,23 +288,49 @@ def quic_datagram_rounds(flow: QuicFlow, keylog: KeyLog | None = None) -> list[Q
 
 def analyze_quic_flow(flow: QuicFlow, keylog: KeyLog | None = None) -> QuicConnectionReport:
     """Count the round trips of one QUIC connection, from its datagrams (and key log)."""
-    report = QuicConnectionReport(
-        transport="quic",
-        client=QuicFlow.endpoint_text(flow.client),
-        server=QuicFlow.endpoint_text(flow.server),
-        start_time=flow.start_time,
-        tls_version="1.3",
-        quic_version=version_name(flow.version),
-    )
-    reader = QuicFlowReader(flow, keylog)
-    resent = {True: _Resent("client"), False: _Resent("server")}
-    request_round: dict[bool, int] = {}  # sent in 0-RTT? → round of the first request datagram
-    stalled = False
-    closes: list[str] = []
-    probes: dict[str, list[float]] = {}  # "client Handshake" → times of PING-only probes
-    for item in reader:
+    analyzer = QuicConnectionAnalyzer(flow, keylog)
+    for datagram in flow.datagrams:
+        analyzer.add(datagram)
+    return analyzer.report()
+
+
+class QuicConnectionAnalyzer:
+    """One QUIC connection's verdict, fed datagram by datagram in capture order (sans-IO).
+
+    ``flow`` gives the endpoints and connection IDs (``QuicFlowTracker`` keeps it up to date);
+    its ``datagrams`` list is not read. With ``steps=True`` each ``add`` also returns the
+    datagram as a ladder step.
+    """
+
+    def __init__(self, flow: QuicFlow, keylog: KeyLog | None = None, *, steps: bool = False) -> None:
+        self.report_so_far = QuicConnectionReport(
+            transport="quic",
+            client=QuicFlow.endpoint_text(flow.client),
+            server=QuicFlow.endpoint_text(flow.server),
+            start_time=flow.start_time,
+            tls_version="1.3",
+            quic_version=version_name(flow.version),
+        )
+        self._reader = QuicFlowReader(flow, keylog)
+        self._steps = steps
+        self._started = False
+        self._resent = {True: _Resent("client"), False: _Resent("server")}
+        self._request_round: dict[bool, int] = {}  # sent in 0-RTT? → round of the first request datagram
+        self._stalled = False
+        self._closes: dict[str, None] = {}
+        self._probes: dict[str, list] = {}  # "client Handshake" → [count, time of the first] of PING-only probes
+
+    def add(self, datagram: QuicDatagram) -> LadderStep | None:
+        """Count one datagram of the connection."""
+        report = self.report_so_far
+        time = on_microseconds(datagram.time)
+        if time != datagram.time:
+            datagram = QuicDatagram(time, datagram.from_client, datagram.payload, datagram.wire_bytes)
+        if not self._started:
+            self._started = True
+            report.start_time = datagram.time
+        item = self._reader.add(datagram)
         decoded, rnd = item.decoded, item.round
-        datagram = decoded.datagram
         from_client = datagram.from_client
         answered = report.round_trips is not None
         if from_client:
@@ -320,42 +338,121 @@ def analyze_quic_flow(flow: QuicFlow, keylog: KeyLog | None = None) -> QuicConne
         else:
             report.bytes_server += datagram.wire_bytes
         report.packets += 1
+        marks: list[str] = []
 
-        if not from_client and rnd.round > rnd.round_by_evidence and not stalled and not answered:
+        if not from_client and rnd.round > rnd.round_by_evidence and not self._stalled and not answered:
             # Only the 3x bound proves this datagram waited for the client, and it goes on with
             # the handshake: the server's flight had stopped at the anti-amplification limit.
             if any(_continues_flight(packet) for packet in decoded.packets):
-                stalled = True
+                self._stalled = True
                 report.causes.append(AMPLIFICATION_CAUSE)
+                marks.append(AMPLIFICATION_CAUSE)
 
+        side = "client" if from_client else "server"
         for packet in decoded.packets:
-            resent[from_client].check(packet, datagram.time, reader.decoder.attempt)
+            if self._resent[from_client].check(packet, datagram.time, self._reader.decoder.attempt):
+                marks.append(f"{_WHAT[packet.packet.packet_type]} resent")
             if not answered and _is_probe(packet):
-                side = "client" if from_client else "server"
-                probes.setdefault(f"{side} {_WHAT[packet.packet.packet_type]}", []).append(datagram.time)
+                what = f"{side} {_WHAT[packet.packet.packet_type]}"
+                probe = self._probes.setdefault(what, [0, datagram.time])
+                probe[0] += 1
+                marks.append("PTO probe")
             for frame in packet.frames or ():
                 if isinstance(frame, ConnectionCloseFrame) and frame.error_code not in _ORDERLY_CLOSE:
-                    side = "client" if from_client else "server"
                     reason = f" ({frame.reason})" if frame.reason else ""
-                    closes.append(f"closed by the {side}: error 0x{frame.error_code:x}{reason}")
+                    if len(self._closes) < _MAX_ERRORS:
+                        self._closes[f"closed by the {side}: error 0x{frame.error_code:x}{reason}"] = None
                 if not isinstance(frame, StreamFrame) or not _client_bidi(frame.stream_id) or not frame.data:
                     continue
                 if from_client:
-                    request_round.setdefault(packet.packet.packet_type == "0rtt", rnd.round)
+                    self._request_round.setdefault(packet.packet.packet_type == "0rtt", rnd.round)
                 elif report.round_trips is None:
                     report.round_trips = rnd.round
                     report.ttfb_s = datagram.time - report.start_time
+                    marks.append(f"first response byte: {rnd.round} round trip{'s' * (rnd.round != 1)}")
+        if not self._steps:
+            return None
+        return _quic_step(report, item, marks, self._reader.decoder)
 
-    _apply_facts(report, reader.decoder, request_round)
-    response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
-    for side in (True, False):
-        report.causes.extend(resent[side].causes(before=response_time))
-    for what, times in probes.items():
-        count = "" if len(times) == 1 else f" {len(times)} times"
-        report.causes.append(f"{what} PTO probe{count} (first at {times[0] - report.start_time:.3f} s)")
-    report.notes.extend(dict.fromkeys(closes))
-    report.notes.extend(reader.errors)
-    return report
+    def report(self) -> QuicConnectionReport:
+        """The verdict on the datagrams added so far (call once, at the end)."""
+        report = self.report_so_far
+        reader = self._reader
+        _apply_facts(report, reader.decoder, self._request_round)
+        response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
+        for side in (True, False):
+            report.causes.extend(self._resent[side].causes(before=response_time))
+        for what, (count, first) in self._probes.items():
+            times = "" if count == 1 else f" {count} times"
+            report.causes.append(f"{what} PTO probe{times} (first at {first - report.start_time:.3f} s)")
+        report.notes.extend(self._closes)
+        report.notes.extend(reader.errors)
+        return report
+
+
+_PACKET_NAMES = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT", "1rtt": "1-RTT",
+                 "retry": "Retry", "version_negotiation": "Version Negotiation", "unknown_version": "unknown version"}
+
+
+def _quic_step(report: QuicConnectionReport, item: QuicDatagramRound, marks: list[str],
+               decoder: QuicDecoder) -> LadderStep:
+    decoded = item.decoded
+    carries = [_packet_label(packet) for packet in decoded.packets]
+    trailing = decoded.trailing_bytes
+    if trailing:
+        zeros = not decoded.datagram.payload[-trailing:].strip(b"\0")
+        carries.append(f"{trailing} bytes of padding" if zeros else f"{trailing} bytes that are no packet")
+    for packet in decoded.packets:
+        kind = packet.packet.packet_type
+        if kind == "retry" and decoder.retry is packet.packet:
+            marks.append(RETRY_CAUSE)
+        elif kind == "version_negotiation" and decoder.version_negotiation is packet.packet:
+            marks.append(VERSION_NEGOTIATION_CAUSE)
+        for message in packet.messages:
+            if message.name == "HelloRetryRequest":
+                marks.append(HRR_CAUSE)
+            elif message.name == "EncryptedExtensions" and decoder.tls.facts.early_data in ("accepted", "rejected"):
+                marks.append(f"0-RTT {decoder.tls.facts.early_data}")
+    datagram = decoded.datagram
+    return LadderStep(datagram.time - report.start_time, datagram.from_client, item.round.round,
+                      tuple(carries) or ("(empty)",), tuple(marks), datagram.wire_bytes)
+
+
+_FRAME_NAMES = ((AckFrame, "ACK"), (PaddingFrame, "PADDING"), (PingFrame, "PING"), (HandshakeDoneFrame, "HANDSHAKE_DONE"),
+                (NewTokenFrame, "NEW_TOKEN"), (NewConnectionIdFrame, "NEW_CONNECTION_ID"),
+                (ConnectionCloseFrame, "CONNECTION_CLOSE"))
+
+
+def _packet_label(packet: DecodedPacket) -> str:
+    """"Initial[CRYPTO ClientHello, PADDING]": the packet type, then its frames as opened; the
+    first CRYPTO frame names the TLS messages the packet completed."""
+    name = _PACKET_NAMES.get(packet.packet.packet_type, packet.packet.packet_type)
+    if packet.packet.packet_type in ("retry", "version_negotiation", "unknown_version"):
+        return name
+    if packet.frames is None:
+        return f"{name} (not opened)"
+    messages = [m.name for m in packet.messages]
+    parts: list[str] = []
+    for frame in packet.frames:
+        if isinstance(frame, CryptoFrame):
+            parts.append("CRYPTO " + "+".join(messages) if messages else "CRYPTO")
+            messages = []
+        elif isinstance(frame, StreamFrame):
+            h3 = h3_label(frame.data) if frame.offset == 0 and _client_bidi(frame.stream_id) else None
+            what = f" {h3}" if h3 else (f" ({len(frame.data)} B)" if frame.data else "")
+            parts.append(f"STREAM {frame.stream_id}{what}{' FIN' if frame.fin else ''}")
+        else:
+            parts.append(next((label for kind, label in _FRAME_NAMES if isinstance(frame, kind)),
+                              f"frame 0x{frame.frame_type:x}"))
+    if not packet.frames_complete:
+        parts.append("...")
+    folded: list[list] = []  # runs of the same frame (three ACKs) read better counted
+    for part in parts:
+        if folded and folded[-1][0] == part:
+            folded[-1][1] += 1
+        else:
+            folded.append([part, 1])
+    return f"{name}[{', '.join(part if n == 1 else f'{part} x{n}' for part, n in folded)}]"
 
 
 def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_round: dict[bool, int]) -> None:

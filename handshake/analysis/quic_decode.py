@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .intervals import NumberSet
 from .keylog import KeyLog
 from .quic_crypto import PacketProtection, initial_protections, retry_tag_valid
 from .quic_flows import QuicDatagram, QuicFlow
@@ -79,7 +80,8 @@ class QuicDecoder:
         self._initial_keys: dict[tuple[bytes, int], tuple[PacketProtection, PacketProtection]] = {}
         self._keys: dict[tuple[bool, str, int], PacketProtection] = {}
         self._largest: dict[tuple[bool, Space], int] = {}
-        self._seen: set[tuple[bool, Space, int]] = set()
+        self._seen: dict[tuple[bool, Space], NumberSet] = {}
+        """Packet numbers each side sent in each space, as merged runs (bounded memory)."""
         self._server_cid_length: int | None = None
         self.unopened = 0
         """Protected packets no key opened."""
@@ -132,8 +134,11 @@ class QuicDecoder:
                 self._server_cid_length = len(packet.scid)
         number = opened.packet_number
         self._largest[(from_client, space)] = max(largest, number)
-        duplicate = (from_client, space, number) in self._seen
-        self._seen.add((from_client, space, number))
+        seen = self._seen.get((from_client, space))
+        if seen is None:
+            seen = self._seen[(from_client, space)] = NumberSet()
+        duplicate = number in seen
+        seen.add(number)
         parsed = parse_frames(opened.payload)
         messages: list[QuicHandshakeMessage] = []
         epoch = _CRYPTO_EPOCHS.get(kind)
@@ -196,7 +201,7 @@ class QuicDecoder:
         # packet numbers go on (RFC 9000 §17.2.5.3).
         for key in [key for key in self._largest if not key[0]]:
             del self._largest[key]
-        self._seen = {key for key in self._seen if key[0]}
+        self._seen = {key: numbers for key, numbers in self._seen.items() if key[0]}
 
     def _initial(self, dcid: bytes, version: int) -> tuple[PacketProtection, PacketProtection]:
         keys = self._initial_keys.get((dcid, version))

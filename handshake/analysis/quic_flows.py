@@ -51,16 +51,21 @@ class QuicFlow:
     """The DCID of the client's first Initial: the Initial keys come from it (RFC 9001 §5.2)."""
     client_scid: bytes
     datagrams: list[QuicDatagram] = field(default_factory=list)
+    """Filled by ``quic_flows``; the streaming ``QuicFlowTracker`` keeps none."""
     server_cids: set[bytes] = field(default_factory=set)
     """SCIDs the server's long headers (and Retry) named."""
     version_negotiation_seen: bool = False
     """A Version Negotiation packet answered the client."""
     version_negotiated: bool = False
     """... and the client tried again in another version."""
+    first_time: float | None = None
+    """Capture time of the connection's first datagram."""
 
     @property
     def start_time(self) -> float:
-        return self.datagrams[0].time if self.datagrams else 0.0
+        if self.datagrams:
+            return self.datagrams[0].time
+        return 0.0 if self.first_time is None else self.first_time
 
     @staticmethod
     def endpoint_text(endpoint: tuple[str, int]) -> str:
@@ -85,6 +90,75 @@ def _client_initial(packet: QuicPacket | None) -> bool:
     )
 
 
+class QuicFlowTracker:
+    """Places UDP datagrams on QUIC connections one at a time, in capture order (sans-IO).
+
+    Keeps one small record per connection and none of its datagrams (only, per 4-tuple, a few
+    first attempts in an unknown version until a Version Negotiation packet claims them).
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[tuple, QuicFlow] = {}
+        self._unanswered: dict[tuple, list[tuple[QuicDatagram, QuicPacket]]] = {}
+        """Client datagrams in a version this reader does not know, kept until a Version
+        Negotiation packet shows they were a connection's first attempt."""
+
+    def place(self, time: float, src: str, dst: str, datagram: UdpDatagram,
+              wire_bytes: int) -> list[tuple[QuicFlow, QuicDatagram, bool]]:
+        """The (connection, datagram on its side, whether it started the connection) this UDP
+        datagram makes known: none for UDP that is not QUIC, several when a Version
+        Negotiation packet claims the attempts it answers."""
+        if not datagram.payload:
+            return []
+        source, destination = (src, datagram.sport), (dst, datagram.dport)
+        key = (source, destination) if source <= destination else (destination, source)
+        flow = self._current.get(key)
+        packet = first_packet(datagram.payload)
+        record = QuicDatagram(time, True, bytes(datagram.payload), wire_bytes)
+        may_start = flow is None or (source == flow.client and not _continues(flow, packet))
+        out: list[tuple[QuicFlow, QuicDatagram, bool]] = []
+        if may_start and _client_initial(packet) and _opens_as_initial(packet):
+            flow = QuicFlow(client=source, server=destination, version=packet.version,
+                            original_dcid=packet.dcid, client_scid=packet.scid or b"", first_time=time)
+            self._current[key] = flow
+            out.append((flow, record, True))
+            record = None
+        elif may_start and _unknown_version_attempt(packet):
+            pending = self._unanswered.get(key)
+            if pending is None:
+                pending = self._unanswered[key] = []
+                if len(self._unanswered) > _MAX_UNANSWERED_TUPLES:
+                    del self._unanswered[next(iter(self._unanswered))]
+            if len(pending) < _MAX_UNANSWERED and (not pending or pending[0][1].dcid == packet.dcid):
+                pending.append((record, packet))
+            return []
+        elif packet is not None and packet.packet_type == "version_negotiation" and key in self._unanswered:
+            attempts = self._unanswered.pop(key)
+            first_record, first = attempts[0]
+            # RFC 9000 §17.2.1: the VN packet echoes the client's connection IDs, swapped.
+            if packet.dcid == first.scid and packet.scid == first.dcid:
+                flow = QuicFlow(client=destination, server=source, version=first.version,
+                                original_dcid=first.dcid, client_scid=first.scid or b"", first_time=first_record.time)
+                self._current[key] = flow
+                out.extend((flow, attempt, index == 0) for index, (attempt, _) in enumerate(attempts))
+        if flow is None:
+            return out
+        from_client = source == flow.client
+        if packet is not None and not from_client and packet.scid:
+            if packet.packet_type == "version_negotiation":
+                if packet.dcid == flow.client_scid:
+                    flow.version_negotiation_seen = True
+            elif packet.packet_type in ("initial", "handshake", "retry") and len(flow.server_cids) < _MAX_SERVER_CIDS:
+                flow.server_cids.add(packet.scid)
+        if (from_client and flow.version_negotiation_seen and packet is not None
+                and packet.packet_type == "initial" and packet.version != flow.version):
+            flow.version_negotiated = True
+        if record is None:  # the Initial that started the connection
+            return out
+        out.append((flow, QuicDatagram(time, from_client, record.payload, record.wire_bytes), False))
+        return out
+
+
 def quic_flows(packets: Iterable[TracedPacket]) -> list[QuicFlow]:
     """Group QUIC datagrams into connections, in order of first appearance.
 
@@ -92,60 +166,24 @@ def quic_flows(packets: Iterable[TracedPacket]) -> list[QuicFlow]:
     on a bad packet.
     """
     flows: list[QuicFlow] = []
-    current: dict[tuple, QuicFlow] = {}
-    unanswered: dict[tuple, list[tuple[QuicDatagram, QuicPacket]]] = {}
-    """Client datagrams in a version this reader does not know, kept until a Version
-    Negotiation packet shows they were a connection's first attempt."""
+    tracker = QuicFlowTracker()
     for traced in packets:
         try:
             ip = decode(traced.data)
         except PacketError:
             continue
         datagram = ip.transport
-        if not isinstance(datagram, UdpDatagram) or not datagram.payload:
+        if not isinstance(datagram, UdpDatagram):
             continue
-        source, destination = (ip.src, datagram.sport), (ip.dst, datagram.dport)
-        key = (source, destination) if source <= destination else (destination, source)
-        flow = current.get(key)
-        packet = first_packet(datagram.payload)
-        record = QuicDatagram(traced.time, True, bytes(datagram.payload), len(traced.data))
-        may_start = flow is None or (source == flow.client and not _continues(flow, packet))
-        if may_start and _client_initial(packet) and _opens_as_initial(packet):
-            flow = QuicFlow(client=source, server=destination, version=packet.version,
-                            original_dcid=packet.dcid, client_scid=packet.scid or b"")
-            flows.append(flow)
-            current[key] = flow
-        elif may_start and _unknown_version_attempt(packet):
-            pending = unanswered.setdefault(key, [])
-            if len(pending) < _MAX_UNANSWERED and (not pending or pending[0][1].dcid == packet.dcid):
-                pending.append((record, packet))
-            continue
-        elif packet is not None and packet.packet_type == "version_negotiation" and key in unanswered:
-            attempts = unanswered.pop(key)
-            first_record, first = attempts[0]
-            # RFC 9000 §17.2.1: the VN packet echoes the client's connection IDs, swapped.
-            if packet.dcid == first.scid and packet.scid == first.dcid:
-                flow = QuicFlow(client=destination, server=source, version=first.version,
-                                original_dcid=first.dcid, client_scid=first.scid or b"")
-                flow.datagrams.extend(record for record, _ in attempts)
+        for flow, placed, started in tracker.place(traced.time, ip.src, ip.dst, datagram, len(traced.data)):
+            if started:
                 flows.append(flow)
-                current[key] = flow
-        if flow is None:
-            continue
-        from_client = source == flow.client
-        if packet is not None and not from_client and packet.scid:
-            if packet.packet_type == "version_negotiation":
-                if packet.dcid == flow.client_scid:
-                    flow.version_negotiation_seen = True
-            elif packet.packet_type in ("initial", "handshake", "retry"):
-                flow.server_cids.add(packet.scid)
-        if (from_client and flow.version_negotiation_seen and packet is not None
-                and packet.packet_type == "initial" and packet.version != flow.version):
-            flow.version_negotiated = True
-        flow.datagrams.append(QuicDatagram(traced.time, from_client, record.payload, record.wire_bytes))
+            flow.datagrams.append(placed)
     return flows
 
 
+_MAX_UNANSWERED_TUPLES = 4096
+_MAX_SERVER_CIDS = 64
 _MAX_UNANSWERED = 8
 
 

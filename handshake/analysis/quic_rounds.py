@@ -29,8 +29,11 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .intervals import NumberSet
+
 AMPLIFICATION_FACTOR = 3
 """RFC 9000 §8.1."""
+_MAX_UNACKNOWLEDGED = 1 << 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,27 +49,39 @@ class _Side:
     """What one side sent, indexed by what the other side can acknowledge."""
 
     def __init__(self) -> None:
-        self.sent: dict[str, dict[int, int]] = {}  # space → packet number → round
+        self.sent: dict[str, dict[int, int]] = {}  # space → unacknowledged packet number → round
         self.unacknowledged: dict[str, list[int]] = {}  # space → sorted packet numbers
+        self.acknowledged: dict[str, NumberSet] = {}  # space → numbers acknowledged (merged runs)
         self.known = -1
         """Highest round of this side's datagrams the other side provably had."""
 
     def record(self, space: str, packet_number: int, rnd: int) -> None:
         numbers = self.sent.setdefault(space, {})
-        if packet_number not in numbers:
-            numbers[packet_number] = rnd
-            bisect.insort(self.unacknowledged.setdefault(space, []), packet_number)
+        if packet_number in numbers or packet_number in self.acknowledged.get(space, ()):
+            return  # a duplicated datagram: the first copy's round stands
+        numbers[packet_number] = rnd
+        pending = self.unacknowledged.setdefault(space, [])
+        bisect.insort(pending, packet_number)
+        if len(pending) > _MAX_UNACKNOWLEDGED:  # never acknowledged (a one-sided capture)
+            del numbers[pending.pop(0)]
 
     def acknowledge(self, space: str, ranges: Iterable[tuple[int, int]]) -> None:
         pending = self.unacknowledged.get(space)
         if not pending:
             return
         numbers = self.sent[space]
+        done = self.acknowledged.get(space)
+        if done is None:
+            done = self.acknowledged[space] = NumberSet()
         for low, high in ranges:
             start = bisect.bisect_left(pending, low)
             end = bisect.bisect_right(pending, high)
             if start < end:
-                self.known = max(self.known, max(numbers[n] for n in pending[start:end]))
+                acked = pending[start:end]
+                self.known = max(self.known, max(numbers[n] for n in acked))
+                for n in acked:
+                    del numbers[n]
+                    done.add(n)
                 del pending[start:end]
 
 

@@ -11,11 +11,11 @@ EndOfEarlyData (§8.3), and accepts 0-RTT exactly when EncryptedExtensions carri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from .keylog import ConnectionSecrets, KeyLog
-from .tls import TlsFacts
+from .tls import TlsFacts, updated_facts
 from .tls_messages import (
     CLIENT_HELLO,
     ENCRYPTED_EXTENSIONS,
@@ -179,4 +179,4 @@ class QuicTlsReader:
         return "ServerHello"
 
     def _update(self, **changes: object) -> None:
-        self.facts = replace(self.facts, **changes)
+        self.facts = updated_facts(self.facts, changes)

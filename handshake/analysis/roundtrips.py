@@ -34,6 +34,13 @@ class PacketRound:
     """The same, from ACK numbers alone (a lower value means the timestamp echo showed a wait for pure ACKs)."""
 
 
+_MAX_UNACKNOWLEDGED = 1 << 13
+"""Packets a side's index holds before it forgets the oldest (a peer that never answers)."""
+_TRIM_ECHOED = 1024
+_FROM_SEGMENT = object()
+"""``timestamps`` not given: read them from the segment (callers that have them pass them)."""
+
+
 class _Side:
     """What one side sent, indexed by what the other side can acknowledge."""
 
@@ -54,6 +61,18 @@ class _Side:
         if self.ts_base is None:
             self.ts_base = tsval
         return seq_diff(tsval, self.ts_base)
+
+    def trim_tsvals(self) -> None:
+        """Forget echoed TSvals (all but the last, which tells the first of its tick), and the
+        oldest ones when the other side never echoes: memory stays bounded."""
+        entries = self.by_tsval
+        if self.ts_cursor > _TRIM_ECHOED:
+            del entries[:self.ts_cursor - 1]
+            self.ts_cursor = 1
+        elif len(entries) > _MAX_UNACKNOWLEDGED:
+            drop = len(entries) // 2
+            del entries[:drop]
+            self.ts_cursor = max(self.ts_cursor - drop, 0)
 
     def acknowledge(self, ack: int) -> None:
         if self.seq_base is None:
@@ -86,7 +105,7 @@ class TcpRoundCounter:
         self._client = _Side()
         self._server = _Side()
 
-    def place(self, packet: FlowPacket) -> PacketRound:
+    def place(self, packet: FlowPacket, timestamps: tuple[int, int] | None | object = _FROM_SEGMENT) -> PacketRound:
         """Learn what this packet's ACK and timestamp echo prove, and where that places it.
 
         Nothing is recorded for the packet itself until ``record``: the caller may place a
@@ -96,7 +115,8 @@ class TcpRoundCounter:
         mine, theirs = (self._client, self._server) if packet.from_client else (self._server, self._client)
         if mine.seq_base is None:
             mine.seq_base = segment.seq
-        timestamps = segment.timestamps
+        if timestamps is _FROM_SEGMENT:
+            timestamps = segment.timestamps
         if segment.has_ack:
             theirs.acknowledge(segment.ack)
             if timestamps is not None and timestamps[1]:
@@ -105,16 +125,22 @@ class TcpRoundCounter:
         by_ack = max(theirs.known_by_ack + step, 0)
         return PacketRound(max(by_ack, theirs.known_by_ts + step), by_ack)
 
-    def record(self, packet: FlowPacket, rnd: int) -> None:
+    def record(self, packet: FlowPacket, rnd: int,
+               timestamps: tuple[int, int] | None | object = _FROM_SEGMENT) -> None:
         """Remember the packet at round ``rnd`` so that the other side's ACKs and echoes can name it."""
         segment = packet.segment
         mine = self._client if packet.from_client else self._server
         if segment.syn or segment.fin or segment.payload:
             end = mine.rel_seq(segment.seq) + segment.seq_len
-            heapq.heappush(mine.by_seq_end, (end, rnd))
-        timestamps = segment.timestamps
+            heap = mine.by_seq_end
+            heapq.heappush(heap, (end, rnd))
+            if len(heap) > _MAX_UNACKNOWLEDGED:  # never acknowledged (a one-sided capture)
+                heapq.heappop(heap)
+        if timestamps is _FROM_SEGMENT:
+            timestamps = segment.timestamps
         if timestamps is not None:
             mine.by_tsval.append((mine.rel_ts(timestamps[0]), rnd))
+            mine.trim_tsvals()
 
     def add(self, packet: FlowPacket, *, retransmission: bool = False) -> PacketRound:
         """Place and record a packet. A retransmission is sent by a timer, not in answer to what

@@ -13,7 +13,7 @@ message and is ignored from then on; a truncated record just waits for more byte
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from .keylog import ConnectionSecrets, KeyLog, parse_keylog
@@ -51,6 +51,7 @@ Direction = Literal["c2s", "s2c"]
 MessageKind = Literal["handshake", "ccs", "alert", "app_data", "early_data", "encrypted", "garbage"]
 
 TLS13 = 0x0304
+PREVIEW_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class TlsMessage:
     length: int
     """Plaintext bytes: handshake header + body, alert, application data. Where the plaintext
     cannot be known (no key, TLS 1.2 CBC) the record's fragment length instead."""
+    preview: bytes = b""
+    """Application data whose plaintext is known: its first bytes (e.g. an HTTP request line)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,21 @@ class TlsFacts:
     None while unknown (TLS 1.3 without the key log)."""
     keys_found: bool = False
     """The key log held secrets for this connection's client random."""
+
+
+def updated_facts(facts: TlsFacts, changes: dict[str, object]) -> TlsFacts:
+    """``dataclasses.replace`` for TlsFacts at a twentieth of its cost (it runs on every
+    handshake message of every connection of a capture)."""
+    unknown = changes.keys() - _FACT_FIELDS
+    if unknown:
+        raise TypeError(f"TlsFacts has no field {sorted(unknown)[0]!r}")
+    new = object.__new__(TlsFacts)
+    new.__dict__.update(facts.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
+_FACT_FIELDS = frozenset(TlsFacts.__dataclass_fields__)
 
 
 # TLS 1.3 key stages of one side, in the order RFC 8446 §7.1 has them change keys.
@@ -187,7 +205,8 @@ class TlsConversation:
         if kind == ALERT:
             return [_message(side, record, "alert", "Alert", len(record.fragment))]
         if self._is_tls12():
-            return [_message(side, record, "app_data", "ApplicationData", len(record.fragment))]
+            return [_message(side, record, "app_data", "ApplicationData", len(record.fragment),
+                             record.fragment[:PREVIEW_BYTES])]
         return self._tls13_protected(side, record)
 
     def _change_cipher_spec(self, side: _Side, record: TlsRecord) -> TlsMessage:
@@ -235,7 +254,7 @@ class TlsConversation:
                 return [_message(side, record, "alert", "Alert", len(content))]
             if inner_type == APPLICATION_DATA:
                 kind: MessageKind = "early_data" if epoch.stage == EARLY else "app_data"
-                return [_message(side, record, kind, "ApplicationData", len(content))]
+                return [_message(side, record, kind, "ApplicationData", len(content), content[:PREVIEW_BYTES])]
             # RFC 8446 §5: no other inner type may be protected (not even CCS).
             return [_message(side, record, "garbage", f"ContentType{inner_type}", len(content))]
         return [_message(side, record, "encrypted", "EncryptedRecord", len(record.fragment))]
@@ -379,7 +398,7 @@ class TlsConversation:
             self._update(server_flight_bytes=end_offset - self._flight_start)
 
     def _update(self, **changes: object) -> None:
-        self._facts = replace(self._facts, **changes)
+        self._facts = updated_facts(self._facts, changes)
 
 
 def _advance(side: _Side, past: int) -> None:
@@ -401,7 +420,8 @@ def _key_update(side: _Side, epoch: _Epoch) -> None:
         side.current_epoch = len(side.epochs) - 1
 
 
-def _message(side: _Side, record: TlsRecord, kind: MessageKind, name: str, length: int) -> TlsMessage:
+def _message(side: _Side, record: TlsRecord, kind: MessageKind, name: str, length: int,
+             preview: bytes = b"") -> TlsMessage:
     return TlsMessage(
         direction=side.direction,
         start_offset=record.start_offset,
@@ -410,6 +430,7 @@ def _message(side: _Side, record: TlsRecord, kind: MessageKind, name: str, lengt
         kind=kind,
         name=name,
         length=length,
+        preview=bytes(preview),
     )
 
 

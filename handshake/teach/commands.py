@@ -1,4 +1,4 @@
-"""The teaching subcommands: `run SCENARIO`, `budget`, `sweep`. Parse, call, render — as cli.py."""
+"""The teaching subcommands: `run SCENARIO`, `explain`, `budget`, `sweep`. Parse, call, render — as cli.py."""
 
 from __future__ import annotations
 
@@ -14,6 +14,17 @@ def add_parsers(commands, add_network_flags, add_knob_flags) -> None:
     run.add_argument("--format", default="table", help="table (default), markdown, json or csv")
     run.add_argument("--capture", metavar="DIR", help="write one pcap and one NSS key log per variant here")
     run.add_argument("--runs", type=int, default=1, help="seeded repeats per variant, with the spread")
+
+    explain = commands.add_parser(
+        "explain",
+        help="run one variant and draw its ladder from the trace",
+        description="Runs VARIANT on the virtual-time engine and draws the measured connection: every "
+        "packet with its time, round and what it carries, read from the trace.",
+    )
+    explain.add_argument("variant", metavar="VARIANT", help="a variant name, e.g. tls13-0rtt")
+    add_network_flags(explain)
+    add_knob_flags(explain)
+    explain.add_argument("--mermaid", action="store_true", help="print a Mermaid sequence diagram instead")
 
     budget = commands.add_parser(
         "budget",
@@ -68,6 +79,24 @@ def _run(args: argparse.Namespace, scenario_of) -> int:
     scenario = load_scenario(args.scenario_file)
     rows = compare(scenario.variants, scenario.link, options=scenario.options, capture_dir=args.capture, runs=args.runs)
     print(render([row.as_dict() for row in rows], args.format, engine="sim", network=scenario.link.describe()))
+    return 0
+
+
+def _explain(args: argparse.Namespace, scenario_of) -> int:
+    from handshake.report.ladder import render_ladder
+    from handshake.report.mermaid import render_mermaid
+    from handshake.teach.explain import explain, summary
+
+    args.variants = args.variant
+    scenario = scenario_of(args)
+    explanation = explain(scenario.variants[0], scenario.link, scenario.options)
+    if args.mermaid:
+        title = f"{explanation.row.variant} at {scenario.link.rtt_s * 1000:g} ms RTT"
+        print(render_mermaid(explanation.connection, title))
+    else:
+        print(summary(explanation))
+        print()
+        print(render_ladder(explanation.connection))
     return 0
 
 
@@ -164,4 +193,4 @@ def _sweep(args: argparse.Namespace, scenario_of) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "budget": _budget, "sweep": _sweep}
+COMMANDS = {"run": _run, "explain": _explain, "budget": _budget, "sweep": _sweep}

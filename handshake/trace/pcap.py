@@ -182,10 +182,19 @@ class _Reader:
         self.frames = 0
 
     def read(self, size: int) -> bytes:
+        """``size`` bytes, fewer only at the end of the file (a pipe or socket may return
+        less than asked before that: read on)."""
         try:
             data = self.file.read(size)
+            while data is not None and 0 < len(data) < size:
+                more = self.file.read(size - len(data))
+                if not more:
+                    break
+                data += more
         except OSError as exc:
             raise CaptureError(f"cannot read capture: {exc.strerror or exc}") from None
+        if data is None:  # a non-blocking source with nothing ready: treat as its end
+            data = b""
         self.offset += len(data)
         return data
 

@@ -1,0 +1,298 @@
+"""A capture file in, one verdict per connection out: the streaming pipeline behind `inspect`.
+
+    frames (trace.pcap, a generator) → IP packets (trace.packet) → TCP / QUIC connections
+    (flows.TcpFlowTracker, quic_flows.QuicFlowTracker) → one analyzer per connection
+    (connection.TcpConnectionAnalyzer, quic.QuicConnectionAnalyzer) → reports
+
+Every stage takes one packet at a time and keeps per-connection state only, so memory does not
+grow with the file (``parallel`` shares the connections among worker processes). The analyzers are the ones `compare` counts its rows with (through the
+``analyze_tcp_flow`` / ``analyze_quic_flow`` wrappers), so a simulated run and a stranger's
+capture are judged by the same rules.
+
+Problems with the file are ``CaptureError``s with a one-line message; what can be reported
+despite them (a truncated tail, frames of a link type we cannot read, packets that do not
+decode) becomes a note instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from handshake.trace.packet import PacketError, TcpSegment, UdpDatagram, decode
+from handshake.trace.pcap import (
+    SUPPORTED_LINKTYPES,
+    CaptureError,
+    TruncatedCapture,
+    UnsupportedLinkType,
+    ip_payload,
+    iter_capture,
+)
+
+from .connection import ConnectionReport, TcpConnectionAnalyzer, on_microseconds
+from .flows import TcpFlow, TcpFlowTracker
+from .keylog import KeyLog
+from .quic import QuicConnectionAnalyzer
+from .quic_flows import QuicFlowTracker
+from .steps import LadderStep
+
+__all__ = ["CaptureError", "CaptureInspection", "CaptureAnalyzer", "InspectedConnection", "NoConnections",
+           "inspect_capture", "inspect_packets"]
+
+MAX_STEPS = 2000
+"""Ladder steps kept per connection (with ``steps=True``); later packets are only counted."""
+
+
+class NoConnections(CaptureError):
+    """The capture holds no TCP connection and no QUIC connection."""
+
+
+@dataclass
+class InspectedConnection:
+    report: ConnectionReport
+    steps: list[LadderStep] = field(default_factory=list)
+    """The ladder (with ``steps=True``): the first ``MAX_STEPS`` packets."""
+    steps_left_out: int = 0
+    """Packets after those."""
+
+
+@dataclass
+class CaptureInspection:
+    connections: list[InspectedConnection]
+    """Ordered by the time of each connection's first packet."""
+    frames: int
+    """Frames read from the file."""
+    notes: list[str] = field(default_factory=list)
+    """What about the file itself limits the answer (truncation, skipped frames)."""
+
+
+class _Entry:
+    __slots__ = ("order", "analyzer", "connection", "failed")
+
+    def __init__(self, order: int, analyzer) -> None:
+        self.order = order
+        self.analyzer = analyzer
+        self.connection: InspectedConnection | None = None
+        self.failed = ""
+
+
+class CaptureAnalyzer:
+    """Feed IP packets in capture order; ``finish`` gives the connections (sans-IO)."""
+
+    def __init__(self, keylog: KeyLog | None = None, *, steps: bool = False) -> None:
+        self._keylog = keylog
+        self._steps = steps
+        self._tcp = TcpFlowTracker()
+        self._quic = QuicFlowTracker()
+        self._entries: dict[int, _Entry] = {}  # id(flow) → its analyzer, while it may get packets
+        self._latest: dict[tuple, int] = {}  # transport + 4-tuple → id(flow) of its newest connection
+        self._flows: dict[int, object] = {}  # id(flow) → flow (keeps the ids valid)
+        self._done: list[_Entry] = []
+        self._order = 0
+        self._position: int | None = None
+        self.undecodable = 0
+        """IP packets that did not decode."""
+        self.other_udp = 0
+        """UDP datagrams that belong to no QUIC connection."""
+
+    def add(self, time: float, ip: bytes, *, cut: bool = False, wire_bytes: int | None = None,
+            position: int | None = None) -> None:
+        """One IP packet. ``cut``: the snap length shortened it (its transport payload is then
+        what was captured); ``wire_bytes``: its length on the wire, if not ``len(ip)``;
+        ``position``: its index in the capture (orders connections that start at the same time,
+        when several analyzers share a capture)."""
+        self._position = position
+        try:
+            packet = decode(ip, allow_truncated=cut)
+        except PacketError:
+            self.undecodable += 1
+            return
+        size = len(ip) if wire_bytes is None else wire_bytes
+        transport = packet.transport
+        if isinstance(transport, TcpSegment):
+            flow, flow_packet, started = self._tcp.place(time, packet, transport, size)
+            entry = self._start(flow) if started else self._entries[id(flow)]
+            self._feed(entry, flow_packet)
+        elif isinstance(transport, UdpDatagram):
+            placed = self._quic.place(time, packet.src, packet.dst, transport, size)
+            if not placed:
+                self.other_udp += 1
+            for flow, datagram, started in placed:
+                self._feed(self._start(flow) if started else self._entries[id(flow)], datagram)
+
+    def _start(self, flow) -> _Entry:
+        """A new connection; an older one on the same 4-tuple gets no more packets."""
+        flow_id = id(flow)
+        is_tcp = isinstance(flow, TcpFlow)
+        key = (is_tcp, *sorted((flow.client, flow.server)))
+        old = self._latest.get(key)
+        if old is not None and old in self._entries:
+            # Port reuse: the older connection on this 4-tuple gets no more packets.
+            self._finish(self._entries.pop(old))
+            self._flows.pop(old, None)
+        if is_tcp:
+            analyzer = TcpConnectionAnalyzer(flow.client, flow.server, self._keylog, steps=self._steps)
+        else:
+            analyzer = QuicConnectionAnalyzer(flow, self._keylog, steps=self._steps)
+        self._entries[flow_id] = _Entry(self._order if self._position is None else self._position, analyzer)
+        self._flows[flow_id] = flow
+        self._latest[key] = flow_id
+        self._order += 1
+        return self._entries[flow_id]
+
+    def _feed(self, entry: _Entry, item) -> None:
+        if entry.failed:
+            return
+        try:
+            step = entry.analyzer.add(item)
+        except Exception as error:  # noqa: BLE001 - a bug on one packet must not hide the other connections
+            entry.failed = f"analysis failed at the packet of {item.time:.6f} s ({type(error).__name__}: {error}); " \
+                           "the figures stop there"
+            return
+        if step is None:
+            return
+        if entry.connection is None:
+            entry.connection = InspectedConnection(entry.analyzer.report_so_far)
+        connection = entry.connection
+        if len(connection.steps) < MAX_STEPS:
+            connection.steps.append(step)
+        else:
+            connection.steps_left_out += 1
+
+    def _finish(self, entry: _Entry) -> None:
+        try:
+            report = entry.analyzer.report()
+        except Exception as error:  # noqa: BLE001 - as in _feed
+            report = entry.analyzer.report_so_far
+            entry.failed = entry.failed or f"analysis failed at the end ({type(error).__name__}: {error})"
+        if entry.failed:
+            report.notes.append(entry.failed)
+        if entry.connection is None:
+            entry.connection = InspectedConnection(report)
+        entry.connection.report = report
+        entry.analyzer = None
+        self._done.append(entry)
+
+    def finish(self) -> list[InspectedConnection]:
+        """Every connection's verdict, ordered by its first packet's time (call once)."""
+        return [connection for _, _, connection in self.finish_ordered()]
+
+    def finish_ordered(self) -> list[tuple[float, int, InspectedConnection]]:
+        """(start time, order, verdict) of every connection, sorted (call once)."""
+        for entry in self._entries.values():
+            self._finish(entry)
+        self._entries.clear()
+        self._flows.clear()
+        done = sorted(((e.connection.report.start_time, e.order, e.connection) for e in self._done),
+                      key=lambda item: item[:2])
+        self._done = []
+        return done
+
+
+def _wire_bytes(ip: bytes, captured_frame: int, orig_frame: int) -> int:
+    """The IP packet's own length: its header says it (link padding excluded), and a packet the
+    snap length cut is as long as the wire frame minus the link header."""
+    if len(ip) >= 4 and ip[0] >> 4 == 4:
+        total = int.from_bytes(ip[2:4], "big")
+        if total:
+            return total
+    elif len(ip) >= 6 and ip[0] >> 4 == 6:
+        payload = int.from_bytes(ip[4:6], "big")
+        if payload:
+            return 40 + payload
+    return len(ip) + max(orig_frame - captured_frame, 0)
+
+
+def inspect_capture(source: str | os.PathLike | BinaryIO, keylog: KeyLog | None = None, *,
+                    steps: bool = False, name: str | None = None, jobs: int = 1) -> CaptureInspection:
+    """Read a pcap or pcapng capture as a stream and judge every TCP and QUIC connection in it.
+
+    ``jobs`` > 1 shares the connections among that many worker processes (``parallel``); the
+    verdicts are the same. Raises ``CaptureError`` (one line) when nothing can be reported: the
+    file cannot be read, is not a capture, holds no frame of a link type we read, or no
+    connection.
+    """
+    label = name or (os.fsdecode(source) if isinstance(source, (str, bytes, os.PathLike)) else "the capture")
+    if jobs > 1:
+        from .parallel import ShardedAnalyzer, available
+
+        analyzer = ShardedAnalyzer(keylog, steps=steps, jobs=jobs) if available() else CaptureAnalyzer(keylog, steps=steps)
+    else:
+        analyzer = CaptureAnalyzer(keylog, steps=steps)
+    try:
+        return _inspect(source, analyzer, label)
+    finally:
+        close = getattr(analyzer, "close", None)
+        if close is not None:
+            close()
+
+
+def _inspect(source, analyzer, label: str) -> CaptureInspection:
+    notes: list[str] = []
+    frames = 0
+    read_link = 0
+    unsupported: dict[int, int] = {}
+    cut = 0
+    last_time = 0.0
+    try:
+        for frame in iter_capture(source):
+            frames += 1
+            linktype = frame.linktype
+            if linktype not in SUPPORTED_LINKTYPES:
+                unsupported[linktype] = unsupported.get(linktype, 0) + 1
+                continue
+            read_link += 1
+            data = frame.data
+            ip = ip_payload(linktype, data)
+            if ip is None:
+                continue  # ARP, LLDP, ...: not IP
+            time = frame.time
+            if math.isnan(time):
+                time = last_time  # a pcapng Simple Packet Block has no timestamp
+            else:
+                time = on_microseconds(time)  # the analyzers' grid, once here rather than per analyzer
+            last_time = time
+            shortened = frame.orig_len > len(data)
+            cut += shortened
+            analyzer.add(time, ip, cut=shortened, wire_bytes=_wire_bytes(ip, len(data), frame.orig_len))
+    except TruncatedCapture as error:
+        if not frames:
+            raise CaptureError(f"{label}: {error}") from None
+        notes.append(f"{error}: reported the {frames} frames before it")
+    except CaptureError as error:
+        if not frames:
+            raise CaptureError(_with_label(label, error)) from None
+        notes.append(f"{error}: reported the {frames} frames before it")
+    if frames and not read_link:
+        raise CaptureError(f"{label}: {UnsupportedLinkType(min(unsupported))}")
+    for linktype, count in sorted(unsupported.items()):
+        notes.append(f"{count} frames of unsupported link type {linktype} skipped")
+    if cut:
+        notes.append(f"{cut} packets were cut short by the snap length: their contents may be incomplete")
+    if analyzer.undecodable:
+        notes.append(f"{analyzer.undecodable} packets did not decode as IPv4/IPv6 and were skipped")
+    connections = analyzer.finish()
+    if not connections:
+        what = "an empty capture" if not frames else f"{frames} frames"
+        raise NoConnections(f"no TCP or QUIC connections in {label} ({what})")
+    return CaptureInspection(connections, frames, notes)
+
+
+def _with_label(label: str, error: CaptureError) -> str:
+    message = str(error)
+    if message.startswith("cannot open"):
+        return message
+    return f"{label}: {message}"
+
+
+
+def inspect_packets(packets: Iterable[tuple[float, bytes]], keylog: KeyLog | None = None, *,
+                    steps: bool = False) -> list[InspectedConnection]:
+    """The same verdicts for IP packets already in memory (a ``Trace``'s (time, data) pairs)."""
+    analyzer = CaptureAnalyzer(keylog, steps=steps)
+    for time, data in packets:
+        analyzer.add(on_microseconds(time), data)
+    return analyzer.finish()

@@ -1,0 +1,124 @@
+"""Render `inspect` verdicts: a table a person reads at a glance, or JSON / CSV / Markdown for scripts.
+
+The JSON shape is a contract (DESIGN.md §3): {"connections": [CONN, ...]}, connections in the
+order they started; each CONN has transport, client, server, tls_version, resumed, early_data,
+tfo, round_trips, ttfb_ms and causes, and more besides.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from tabulate import tabulate
+
+from handshake.analysis.capture import CaptureInspection
+from handshake.analysis.connection import ConnectionReport
+
+from .ladder import render_ladder, step_dict
+
+FORMATS = ("table", "markdown", "json", "csv")
+
+
+def conn_dict(report: ConnectionReport) -> dict[str, Any]:
+    """The CONN object of DESIGN.md §3 (field names as in `compare` rows where both have them)."""
+    return {
+        "transport": report.transport,
+        "client": report.client,
+        "server": report.server,
+        "start_time": report.start_time,
+        "tls_version": report.tls_version,
+        "sni": report.sni,
+        "alpn": report.alpn,
+        "cipher": report.cipher,
+        "resumed": report.resumed,
+        "early_data": report.early_data,
+        "tfo": report.tfo,
+        "hrr": report.hrr,
+        "quic_version": getattr(report, "quic_version", None),
+        "retry": getattr(report, "retry", False),
+        "round_trips": report.round_trips,
+        "setup_round_trips": report.setup_round_trips,
+        "ttfb_ms": report.ttfb_ms,
+        "bytes_client": report.bytes_client,
+        "bytes_server": report.bytes_server,
+        "packets": report.packets,
+        "causes": list(report.causes),
+        "notes": list(report.notes),
+    }
+
+
+_COLUMNS = (
+    ("index", "#"),
+    ("transport", "transport"),
+    ("endpoints", "client → server"),
+    ("tls", "TLS"),
+    ("sni", "SNI"),
+    ("resumed", "resumed"),
+    ("early_data", "0-RTT"),
+    ("tfo", "TFO"),
+    ("setup_round_trips", "setup RTT"),
+    ("round_trips", "RTTs to 1st byte"),
+    ("ttfb_ms", "TTFB ms"),
+    ("bytes", "bytes c→s / s→c"),
+    ("packets", "pkts"),
+    ("notes", "notes"),
+)
+
+
+def _cell(index: int, conn: dict[str, Any], key: str) -> Any:
+    if key == "index":
+        return index
+    if key == "endpoints":
+        return f"{conn['client']} → {conn['server']}"
+    if key == "bytes":
+        return f"{conn['bytes_client']} / {conn['bytes_server']}"
+    if key == "tls":
+        version = conn["tls_version"] or "-"
+        return f"{version} QUIC v{conn['quic_version']}" if conn["quic_version"] else version
+    if key == "resumed":
+        return {True: "yes", False: "no", None: "?"}[conn["resumed"]]
+    if key == "ttfb_ms":
+        return "-" if conn["ttfb_ms"] is None else f"{conn['ttfb_ms']:.1f}"
+    if key == "notes":
+        return "; ".join(conn["notes"] + [f"cause: {c}" for c in conn["causes"]])
+    value = conn.get(key)
+    return "-" if value is None else value
+
+
+def render_inspection(inspection: CaptureInspection, fmt: str, *, ladder: bool = False, name: str = "") -> str:
+    connections = [conn_dict(c.report) for c in inspection.connections]
+    if fmt == "json":
+        if ladder:
+            for conn, inspected in zip(connections, inspection.connections):
+                conn["ladder"] = [step_dict(step) for step in inspected.steps]
+                if inspected.steps_left_out:
+                    conn["ladder_left_out"] = inspected.steps_left_out
+        return json.dumps({"connections": connections, "notes": list(inspection.notes)}, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        fields = list(connections[0]) if connections else []
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for conn in connections:
+            writer.writerow({k: ("; ".join(v) if isinstance(v, list) else v) for k, v in conn.items()})
+        return out.getvalue().rstrip("\n")
+    headers = [title for _, title in _COLUMNS]
+    body = [[_cell(i, conn, key) for key, _ in _COLUMNS] for i, conn in enumerate(connections, 1)]
+    table = tabulate(body, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
+                     disable_numparse=True)
+    parts = []
+    if fmt == "table":
+        count = len(connections)
+        parts.append(f"{name}: {inspection.frames} frames, {count} connection{'s' * (count != 1)}")
+    parts.append(table)
+    if inspection.notes:
+        parts.append("\n".join(("- " if fmt == "markdown" else "note: ") + note for note in inspection.notes))
+    if ladder:
+        for index, inspected in enumerate(inspection.connections, 1):
+            text = render_ladder(inspected, index)
+            parts.append(f"```\n{text}\n```" if fmt == "markdown" else text)
+    return "\n\n".join(parts)
+
