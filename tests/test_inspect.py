@@ -210,12 +210,24 @@ def test_a_missing_or_unreadable_key_log(capsys, tmp_path, tls13_capture, make):
     assert "cannot read key log" in line and str(keylog) in line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
-def test_a_key_log_without_permission(capsys, tmp_path, tls13_capture):
+def test_a_key_log_without_permission(capsys, monkeypatch, tmp_path, tls13_capture):
     keylog = tmp_path / "keys.log"
     keylog.write_text("")
     keylog.chmod(0)
-    assert "Permission denied" in _one_line_error(capsys, ["inspect", str(tls13_capture.pcap), "--keylog", str(keylog)])
+    if os.geteuid() == 0:
+        # Root reads any file, so make the open fail the way it fails for everyone else.
+        import builtins
+
+        real_open = builtins.open
+
+        def open_without_permission(file, *args, **kwargs):
+            if os.fspath(file) == str(keylog):
+                raise PermissionError(13, "Permission denied", str(keylog))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", open_without_permission)
+    line = _one_line_error(capsys, ["inspect", str(tls13_capture.pcap), "--keylog", str(keylog)])
+    assert "Permission denied" in line and str(keylog) in line
 
 
 def test_a_key_log_that_is_not_one(capsys, tls13_capture):
