@@ -7,8 +7,6 @@ tfo, round_trips, ttfb_ms and causes, and more besides.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
@@ -16,6 +14,7 @@ from tabulate import tabulate
 
 from handshake.analysis.capture import CaptureInspection
 from handshake.analysis.connection import ConnectionReport
+from handshake.report.csv_out import records_to_csv
 
 from .ladder import render_ladder, step_dict
 
@@ -98,13 +97,7 @@ def render_inspection(inspection: CaptureInspection, fmt: str, *, ladder: bool =
                     conn["ladder_left_out"] = inspected.steps_left_out
         return json.dumps({"connections": connections, "notes": list(inspection.notes)}, indent=2)
     if fmt == "csv":
-        out = io.StringIO()
-        fields = list(connections[0]) if connections else []
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for conn in connections:
-            writer.writerow({k: ("; ".join(v) if isinstance(v, list) else v) for k, v in conn.items()})
-        return out.getvalue().rstrip("\n")
+        return records_to_csv(connections)
     headers = [title for _, title in _COLUMNS]
     body = [[_cell(i, conn, key) for key, _ in _COLUMNS] for i, conn in enumerate(connections, 1)]
     table = tabulate(body, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",

@@ -5,12 +5,12 @@ The JSON shape is a contract (DESIGN.md §3): {"engine", "network", "rows": [ROW
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
 from tabulate import tabulate
+
+from handshake.report.csv_out import records_to_csv
 
 FORMATS = ("table", "markdown", "json", "csv")
 
@@ -53,13 +53,7 @@ def render(rows: list[dict[str, Any]], fmt: str, *, engine: str, network: dict[s
     if fmt == "json":
         return json.dumps({"engine": engine, "network": network, "rows": rows}, indent=2)
     if fmt == "csv":
-        out = io.StringIO()
-        fields = list(rows[0]) if rows else []
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("; ".join(v) if isinstance(v, list) else v) for k, v in row.items()})
-        return out.getvalue().rstrip("\n")
+        return records_to_csv(rows)
     headers = [title for _, title in _COLUMNS]
     body = [[_cell(row, key) for key, _ in _COLUMNS] for row in rows]
     table = tabulate(body, headers=headers, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)

@@ -123,10 +123,9 @@ def _budget(args: argparse.Namespace, scenario_of) -> int:
         print(json.dumps({"budget_ms": budget_s * 1000, "network": scenario.link.describe(), "rows": data}, indent=2))
         return 0
     if args.format == "csv":
-        keys = list(data[0]) if data else []
-        print(",".join(keys))
-        for row in data:
-            print(",".join("" if row[k] is None else str(row[k]) for k in keys))
+        from handshake.report.csv_out import records_to_csv
+
+        print(records_to_csv(data))
         return 0
     headers = ["variant", "fits", "TTFB ms", "margin ms", "RTTs"] + (["largest RTT ms"] if rtt_range else [])
     body = [
