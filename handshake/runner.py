@@ -112,7 +112,7 @@ class Row:
         return out
 
 
-class _Endpoints:
+class VariantEndpoints:
     """Makes the client and server endpoints of one variant, sharing the configs that tie sessions together."""
 
     def __init__(self, variant: Variant, options: RunOptions, keylog_path: Path) -> None:
@@ -169,7 +169,7 @@ def _got_response(session: Session) -> bool:
     return any(isinstance(e, ResponseReceived) for e in session.events)
 
 
-def _tcp_exchange(sim: Simulation, endpoints: _Endpoints, ticket: Any, want_ticket: bool) -> Any:
+def _tcp_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
     """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
     session = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(ticket))
     sim.run(lambda: _got_response(session), RESPONSE_LIMIT_S)
@@ -181,7 +181,7 @@ def _tcp_exchange(sim: Simulation, endpoints: _Endpoints, ticket: Any, want_tick
     return session.endpoint.session if want_ticket else None  # type: ignore[attr-defined]
 
 
-def _quic_exchange(sim: Simulation, endpoints: _Endpoints, ticket: Any, want_ticket: bool) -> Any:
+def _quic_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
     """One QUIC connection: wait for the response (and the ticket, which may come a round trip
     later, DESIGN.md §4), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
     client = endpoints.quic_client(ticket)
@@ -204,7 +204,7 @@ def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = Non
     dropper = PacketDropper(options.drops)
     with tempfile.TemporaryDirectory(prefix="handshake-") as workdir:
         keylog_path = Path(workdir) / "keys.log"
-        endpoints = _Endpoints(variant, options, keylog_path)
+        endpoints = VariantEndpoints(variant, options, keylog_path)
         tcp = TcpConfig(fastopen=variant.tfo)
         sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=dropper, seed=link.seed)
         if variant.transport == "quic":
@@ -256,7 +256,7 @@ def row_from_run(run: VariantRun) -> Row:
         notes.append("--hrr: aioquic has no HelloRetryRequest (client or server), so QUIC cannot show it")
     for selector in run.dropped:
         notes.append(f"dropped {selector}")
-    for selector in set(run.options.drops) - set(run.dropped):
+    for selector in [s for s in run.options.drops if s not in run.dropped]:
         notes.append(f"--drop {selector}: no such packet in this variant")
     if run.error:
         notes.append(f"incomplete: {run.error}")

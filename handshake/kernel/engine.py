@@ -1,6 +1,6 @@
 """The kernel engine: the variants over real sockets and the real Linux TCP and UDP stacks.
 
-The same sans-IO endpoints the simulator drives (``runner._Endpoints``), driven here by one
+The same sans-IO endpoints the simulator drives (``runner.VariantEndpoints``), driven here by one
 event loop in the calling thread (``selectors`` and ``time.monotonic``) over non-blocking
 sockets of the topology's two namespaces (``kernel.topology``): a client socket in the client
 namespace, bound to 198.18.0.1 before it connects, and the server's listening (or UDP) socket
@@ -57,7 +57,7 @@ from handshake.kernel.forwarder import ShimStats
 from handshake.kernel.topology import SERVER_ADDR, Topology
 from handshake.net.drops import PacketDropper
 from handshake.net.link import LinkConfig
-from handshake.runner import RunOptions, VariantRun, _Endpoints
+from handshake.runner import RunOptions, VariantEndpoints, VariantRun
 from handshake.trace.packet import PacketError, decode
 from handshake.trace.record import Trace, TracedPacket
 from handshake.variants import Variant
@@ -447,7 +447,7 @@ class KernelSession:
         workdir = Path(tempfile.mkdtemp(dir=self._workdir))
         keylog_path = workdir / "keys.log"
         drop_report = workdir / "dropped"
-        endpoints = _Endpoints(variant, options, keylog_path)
+        endpoints = VariantEndpoints(variant, options, keylog_path)
         loop = _Loop()
         warmups = 0
         error = None
@@ -475,7 +475,7 @@ class KernelSession:
         shutil.rmtree(workdir, ignore_errors=True)
         return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options)
 
-    def _serve(self, loop: _Loop, variant: Variant, endpoints: _Endpoints) -> None:
+    def _serve(self, loop: _Loop, variant: Variant, endpoints: VariantEndpoints) -> None:
         _load_server_config(endpoints)
         if variant.transport == "quic":
             sock = self.topology.server_socket(socket.SOCK_DGRAM, endpoints.port)
@@ -492,7 +492,7 @@ class KernelSession:
             server = _Listener(sock, loop, endpoints.server)
         loop.add(server)
 
-    def _tcp_exchange(self, loop: _Loop, endpoints: _Endpoints, ticket: Any, want_ticket: bool,
+    def _tcp_exchange(self, loop: _Loop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
                       role: str) -> Any:
         """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
         sock = self.topology.client_socket(socket.SOCK_STREAM)
@@ -517,7 +517,7 @@ class KernelSession:
         connection.close()  # a lossy link may leave the FIN exchange unfinished; the response is what counts
         return connection.endpoint.session if want_ticket else None
 
-    def _quic_exchange(self, loop: _Loop, endpoints: _Endpoints, ticket: Any, want_ticket: bool,
+    def _quic_exchange(self, loop: _Loop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
                        role: str) -> Any:
         """One QUIC connection: wait for the response (and the ticket, which may come a round
         trip later), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
@@ -540,7 +540,7 @@ class KernelSession:
         return client.session_ticket if want_ticket else None
 
 
-def _load_server_config(endpoints: _Endpoints) -> None:
+def _load_server_config(endpoints: VariantEndpoints) -> None:
     """Build the server's TLS context (certificate chain, keys) now, as a server does before it
     listens; built lazily on the first connection, it would cost that handshake milliseconds of
     file I/O and parsing that the simulator's virtual clock never sees."""
