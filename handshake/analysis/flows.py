@@ -6,8 +6,9 @@ falls back to the side talking to the lower port, the usual server port).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from handshake.net.tcp import seq_diff
 from handshake.trace.packet import IpPacket, PacketError, TcpSegment, decode
@@ -86,6 +87,21 @@ class TcpFlowTracker:
         return flow, FlowPacket(time, from_client, segment, wire_bytes), started
 
 
+T = TypeVar("T")
+
+
+def packets_carrying(packets: Iterable[TracedPacket], kind: type[T]) -> Iterator[tuple[TracedPacket, IpPacket, T]]:
+    """The packets whose transport decodes as ``kind`` (a TCP segment, a UDP datagram); the
+    rest — other protocols, bytes that do not decode — are skipped, never raised."""
+    for traced in packets:
+        try:
+            packet = decode(traced.data)
+        except PacketError:
+            continue
+        if isinstance(packet.transport, kind):
+            yield traced, packet, packet.transport
+
+
 def tcp_flows(packets: Iterable[TracedPacket]) -> list[TcpFlow]:
     """Group TCP packets into connections, in order of first appearance.
 
@@ -94,14 +110,7 @@ def tcp_flows(packets: Iterable[TracedPacket]) -> list[TcpFlow]:
     """
     flows: list[TcpFlow] = []
     tracker = TcpFlowTracker()
-    for traced in packets:
-        try:
-            packet = decode(traced.data)
-        except PacketError:
-            continue
-        segment = packet.transport
-        if not isinstance(segment, TcpSegment):
-            continue
+    for traced, packet, segment in packets_carrying(packets, TcpSegment):
         flow, flow_packet, started = tracker.place(traced.time, packet, segment, len(traced.data))
         if started:
             flows.append(flow)

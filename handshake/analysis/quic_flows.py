@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from handshake.trace.packet import PacketError, UdpDatagram, decode
+from handshake.trace.packet import UdpDatagram
 from handshake.trace.record import TracedPacket
 
+from .flows import packets_carrying
 from .quic_crypto import initial_protections
 from .quic_packets import KNOWN_VERSIONS, MAX_CID_BYTES, MIN_CLIENT_DCID_BYTES, QuicPacket, first_packet
 
@@ -167,14 +168,7 @@ def quic_flows(packets: Iterable[TracedPacket]) -> list[QuicFlow]:
     """
     flows: list[QuicFlow] = []
     tracker = QuicFlowTracker()
-    for traced in packets:
-        try:
-            ip = decode(traced.data)
-        except PacketError:
-            continue
-        datagram = ip.transport
-        if not isinstance(datagram, UdpDatagram):
-            continue
+    for traced, ip, datagram in packets_carrying(packets, UdpDatagram):
         for flow, placed, started in tracker.place(traced.time, ip.src, ip.dst, datagram, len(traced.data)):
             if started:
                 flows.append(flow)
