@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handshake.analysis.connection import ConnectionReport, analyze_tcp_flow
 from handshake.analysis.flows import tcp_flows
@@ -23,9 +23,6 @@ from handshake.analysis.quic import analyze_quic_flow, quic_flows
 from handshake.endpoints.certs import make_chain
 from handshake.endpoints.events import ResponseReceived, StreamEndpoint
 from handshake.endpoints.http1 import HttpClient, HttpServer
-from handshake.endpoints.quic_client import QuicHttpClient
-from handshake.endpoints.quic_config import QuicClientConfig, QuicServerConfig
-from handshake.endpoints.quic_server import QuicHttpServer
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
 from handshake.net.link import LinkConfig
@@ -42,6 +39,10 @@ from handshake.net.sim import (
 from handshake.net.tcp import TcpConfig
 from handshake.trace.record import Trace
 from handshake.variants import Variant
+
+if TYPE_CHECKING:  # aioquic costs ~0.12 s to import: only QUIC variants load it
+    from handshake.endpoints.quic_client import QuicHttpClient
+    from handshake.endpoints.quic_server import QuicHttpServer
 
 RESPONSE_LIMIT_S = 300.0
 """Virtual seconds a connection may take to get its response (six SYN retries take 127 s)."""
@@ -123,6 +124,8 @@ class VariantEndpoints:
         self._server_config: Any = None
         self._client_config: Any = None
         if variant.transport == "quic":
+            from handshake.endpoints.quic_config import QuicClientConfig, QuicServerConfig
+
             self._server_config = QuicServerConfig(
                 chain, retry=options.retry, accept_early_data=options.accept_early_data
             )
@@ -153,9 +156,13 @@ class VariantEndpoints:
         return TlsHttpClient(self._client_config, session)
 
     def quic_server(self) -> QuicHttpServer:
+        from handshake.endpoints.quic_server import QuicHttpServer
+
         return QuicHttpServer(self._server_config)
 
     def quic_client(self, ticket: Any = None) -> QuicHttpClient:
+        from handshake.endpoints.quic_client import QuicHttpClient
+
         return QuicHttpClient(
             self._client_config,
             ticket,
