@@ -45,8 +45,8 @@ def _netns_list() -> str:
 @pytest.fixture(scope="module")
 def kernel_100ms():
     """`handshake compare --engine kernel --rtt 100ms --runs 3 --format json`, and `ip netns list`
-    around it. Three runs a variant, so a row's TTFB is a median: real time on a shared 2-core
-    machine has hiccups (a first call into a code path, another process) that one sample shows."""
+    around it. Three runs a variant: real time on a shared 2-core machine has hiccups (a first
+    call into a code path, another process) that a single sample would show."""
     before = _netns_list()
     run = subprocess.run(
         [sys.executable, "-m", "handshake", "compare", "--engine", "kernel", "--rtt", "100ms", "--runs", "3",
@@ -91,7 +91,9 @@ def test_counts_match_the_catalog(rtt_ms):
 
 
 def test_ttfb_agrees_with_the_sim_at_100ms(kernel_100ms):
-    kernel = {r["variant"]: r["ttfb_ms"] for r in json.loads(kernel_100ms[0].stdout)["rows"]}
+    # The fastest of three runs: machine noise (another process, a first call into a code path)
+    # only ever delays a real-time run, so the minimum is the run the network and the code allow.
+    kernel = {r["variant"]: r["spread"]["ttfb_ms"][0] for r in json.loads(kernel_100ms[0].stdout)["rows"]}
     sim = {r.variant: r.ttfb_ms for r in compare(select(None), LinkConfig.from_rtt(0.1))}
     table = "\n".join(
         f"  {name:15} sim {sim[name]:7.1f} ms   kernel {kernel[name]:7.1f} ms   "
