@@ -22,7 +22,7 @@ from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.quic import analyze_quic_flow, quic_flows
 from handshake.endpoints.certs import make_chain
 from handshake.endpoints.events import ResponseReceived, StreamEndpoint
-from handshake.endpoints.http1 import HttpClient, HttpServer
+from handshake.endpoints.http1 import DEFAULT_BODY_BYTES, HttpClient, HttpServer
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
 from handshake.net.link import LinkConfig
@@ -67,6 +67,9 @@ class RunOptions:
     """Warm variants skip their warm-up: no ticket, no TFO cookie (a first visit)."""
     drops: tuple[str, ...] = ()
     """Packets of the measured connection to drop once each (``net.drops`` selectors)."""
+    response_bytes: int = DEFAULT_BODY_BYTES
+    """Size of the HTTP response body: the first byte's round trips do not depend on it, the
+    transfer after it (and a capture's packet count) does."""
 
 
 @dataclass
@@ -127,7 +130,8 @@ class VariantEndpoints:
             from handshake.endpoints.quic_config import QuicClientConfig, QuicServerConfig
 
             self._server_config = QuicServerConfig(
-                chain, retry=options.retry, accept_early_data=options.accept_early_data
+                chain, retry=options.retry, accept_early_data=options.accept_early_data,
+                body_bytes=options.response_bytes,
             )
             self._client_config = QuicClientConfig.for_chain(chain, keylog_path=keylog_path)
         elif variant.early_data:
@@ -142,11 +146,13 @@ class VariantEndpoints:
             )
 
     def server(self) -> StreamEndpoint:
+        body_bytes = self.options.response_bytes
         if self.variant.tls_version is None:
-            return HttpServer()
+            return HttpServer(body_bytes)
         if self.variant.early_data:
-            return EarlyHttpServer(self._server_config, accept_early_data=self.options.accept_early_data)
-        return TlsHttpServer(self._server_config)
+            return EarlyHttpServer(self._server_config, accept_early_data=self.options.accept_early_data,
+                                   body_bytes=body_bytes)
+        return TlsHttpServer(self._server_config, body_bytes)
 
     def client(self, session: Any = None) -> StreamEndpoint:
         if self.variant.tls_version is None:

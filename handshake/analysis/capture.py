@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -70,13 +71,50 @@ class CaptureInspection:
 
 
 class _Entry:
-    __slots__ = ("order", "analyzer", "connection", "failed")
+    __slots__ = ("order", "analyzer", "connection", "failed", "late_keys")
 
     def __init__(self, order: int, analyzer) -> None:
         self.order = order
         self.analyzer = analyzer
         self.connection: InspectedConnection | None = None
         self.failed = ""
+        self.late_keys: tuple[bytes, bytes] | None = None
+        """A settled TCP connection's two ``_late_tcp_key``s (client→server, server→client)."""
+
+
+def _late_tcp_key(ip: bytes) -> bytes | None:
+    """Source and destination address, source and destination port, as the packet carries them,
+    of a whole TCP segment without SYN; None for anything else (which takes the full path).
+
+    A SYN may start a new connection on the 4-tuple, so it is always decoded; fragments and
+    segments whose header does not fit are left to ``decode`` to judge.
+    """
+    if len(ip) < 40:
+        return None
+    version = ip[0] >> 4
+    if version == 4:
+        ihl = (ip[0] & 0x0F) * 4
+        if ip[9] != 6 or ihl < 20 or (ip[6] & 0x3F) or ip[7] or len(ip) < ihl + 20:
+            return None
+        header = ihl
+        key = ip[12:20] + ip[ihl:ihl + 4]
+    elif version == 6:
+        if ip[6] != 6 or len(ip) < 60:
+            return None
+        header = 40
+        key = ip[8:44]
+    else:
+        return None
+    offset = (ip[header + 12] >> 4) * 4
+    if ip[header + 13] & 0x02 or offset < 20 or len(ip) < header + offset:
+        return None
+    return key
+
+
+def _raw_endpoint(endpoint: tuple[str, int]) -> tuple[bytes, bytes]:
+    address, port = endpoint
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return socket.inet_pton(family, address), port.to_bytes(2, "big")
 
 
 class CaptureAnalyzer:
@@ -93,6 +131,9 @@ class CaptureAnalyzer:
         self._done: list[_Entry] = []
         self._order = 0
         self._position: int | None = None
+        self._late: dict[bytes, tuple[_Entry, bool]] = {}
+        """``_late_tcp_key`` → (settled TCP connection, from the client?): the fast path for
+        packets that can only add to a verdict's counts — most packets of a long transfer."""
         self.undecodable = 0
         """IP packets that did not decode."""
         self.other_udp = 0
@@ -105,6 +146,15 @@ class CaptureAnalyzer:
         ``position``: its index in the capture (orders connections that start at the same time,
         when several analyzers share a capture)."""
         self._position = position
+        if self._late:
+            key = _late_tcp_key(ip)
+            late = None if key is None else self._late.get(key)
+            if late is not None:
+                entry, from_client = late
+                analyzer = entry.analyzer
+                if time > analyzer.settled_at:
+                    analyzer.count_late(from_client, len(ip) if wire_bytes is None else wire_bytes)
+                    return
         try:
             packet = decode(ip, allow_truncated=cut)
         except PacketError:
@@ -116,6 +166,8 @@ class CaptureAnalyzer:
             flow, flow_packet, started = self._tcp.place(time, packet, transport, size)
             entry = self._start(flow) if started else self._entries[id(flow)]
             self._feed(entry, flow_packet)
+            if entry.late_keys is None and not entry.failed and entry.analyzer.settled_at is not None:
+                self._settle(entry, flow)
         elif isinstance(transport, UdpDatagram):
             placed = self._quic.place(time, packet.src, packet.dst, transport, size)
             if not placed:
@@ -143,6 +195,13 @@ class CaptureAnalyzer:
         self._order += 1
         return self._entries[flow_id]
 
+    def _settle(self, entry: _Entry, flow: TcpFlow) -> None:
+        """From now on this connection's packets only count: find them by their raw 4-tuple."""
+        (client, client_port), (server, server_port) = _raw_endpoint(flow.client), _raw_endpoint(flow.server)
+        entry.late_keys = (client + server + client_port + server_port, server + client + server_port + client_port)
+        self._late[entry.late_keys[0]] = (entry, True)
+        self._late[entry.late_keys[1]] = (entry, False)
+
     def _feed(self, entry: _Entry, item) -> None:
         if entry.failed:
             return
@@ -163,6 +222,10 @@ class CaptureAnalyzer:
             connection.steps_left_out += 1
 
     def _finish(self, entry: _Entry) -> None:
+        if entry.late_keys is not None:
+            for key in entry.late_keys:
+                if self._late.get(key, (None,))[0] is entry:
+                    del self._late[key]
         try:
             report = entry.analyzer.report()
         except Exception as error:  # noqa: BLE001 - as in _feed

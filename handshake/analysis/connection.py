@@ -225,15 +225,7 @@ class TcpConnectionAnalyzer:
         if time != packet.time:
             packet = FlowPacket(time, packet.from_client, packet.segment, packet.wire_bytes)
         if self._verdict_time is not None and time > self._verdict_time:
-            # Past the first response byte nothing but the counts changes the verdict: the
-            # facts are settled, later retransmissions are not its causes, rounds are not asked.
-            if self._released is None:
-                self._release()
-            if packet.from_client:
-                report.bytes_client += packet.wire_bytes
-            else:
-                report.bytes_server += packet.wire_bytes
-            report.packets += 1
+            self.count_late(packet.from_client, packet.wire_bytes)
             return None
         segment = packet.segment
         if self._streams is None:
@@ -308,6 +300,25 @@ class TcpConnectionAnalyzer:
             carries.append("ACK" if segment.has_ack else "(no flags)")
         return LadderStep(packet.time - report.start_time, packet.from_client, rnd, tuple(carries), tuple(marks),
                           packet.wire_bytes)
+
+    @property
+    def settled_at(self) -> float | None:
+        """The time after which packets only add to the counts (``count_late``): set once the
+        first response byte is in and the facts cannot change; never with ladder steps."""
+        return self._verdict_time
+
+    def count_late(self, from_client: bool, wire_bytes: int) -> None:
+        """A packet after ``settled_at``: past the first response byte nothing but the counts
+        changes the verdict (the facts are settled, later retransmissions are not its causes,
+        rounds are not asked), so its contents need not even be decoded."""
+        if self._released is None:
+            self._release()
+        report = self.report_so_far
+        if from_client:
+            report.bytes_client += wire_bytes
+        else:
+            report.bytes_server += wire_bytes
+        report.packets += 1
 
     def _data(self, packet: FlowPacket, data: bytes, rnd: int, carries: list[str], marks: list[str]) -> None:
         report = self.report_so_far

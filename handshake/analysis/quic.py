@@ -245,18 +245,22 @@ class QuicFlowReader:
 
     def add(self, datagram: QuicDatagram) -> QuicDatagramRound:
         """Open and count the connection's next datagram."""
-        try:
-            decoded = self.decoder.decode(datagram)
-        except Exception as error:  # noqa: BLE001 - one unreadable datagram must not hide the rest
-            if len(self.errors) < _MAX_ERRORS:
-                self.errors.append(f"datagram at {datagram.time:.6f} s not read: {type(error).__name__}: {error}")
-            decoded = DecodedDatagram(datagram, (), len(datagram.payload))
+        decoded = self.open(datagram)
         rnd = self._count(decoded)
         if datagram.from_client:
             self.evidence.after_client(decoded, rnd.round)
         else:
             self.evidence.after_server(decoded, rnd.round)
         return QuicDatagramRound(decoded, rnd)
+
+    def open(self, datagram: QuicDatagram) -> DecodedDatagram:
+        """Open the connection's next datagram without counting its round (``add`` does both)."""
+        try:
+            return self.decoder.decode(datagram)
+        except Exception as error:  # noqa: BLE001 - one unreadable datagram must not hide the rest
+            if len(self.errors) < _MAX_ERRORS:
+                self.errors.append(f"datagram at {datagram.time:.6f} s not read: {type(error).__name__}: {error}")
+            return DecodedDatagram(datagram, (), len(datagram.payload))
 
     def _count(self, decoded: DecodedDatagram) -> DatagramRound:
         counter, decoder = self.counter, self.decoder
@@ -329,6 +333,9 @@ class QuicConnectionAnalyzer:
         if not self._started:
             self._started = True
             report.start_time = datagram.time
+        if report.round_trips is not None and not self._steps:
+            self._add_late(datagram)
+            return None
         item = self._reader.add(datagram)
         decoded, rnd = item.decoded, item.round
         from_client = datagram.from_client
@@ -358,10 +365,8 @@ class QuicConnectionAnalyzer:
                 probe[0] += 1
                 marks.append("PTO probe")
             for frame in packet.frames or ():
-                if isinstance(frame, ConnectionCloseFrame) and frame.error_code not in _ORDERLY_CLOSE:
-                    reason = f" ({frame.reason})" if frame.reason else ""
-                    if len(self._closes) < _MAX_ERRORS:
-                        self._closes[f"closed by the {side}: error 0x{frame.error_code:x}{reason}"] = None
+                if isinstance(frame, ConnectionCloseFrame):
+                    self._note_close(frame, side)
                 if not isinstance(frame, StreamFrame) or not _client_bidi(frame.stream_id) or not frame.data:
                     continue
                 if from_client:
@@ -373,6 +378,26 @@ class QuicConnectionAnalyzer:
         if not self._steps:
             return None
         return _quic_step(report, item, marks, self._reader.decoder)
+
+    def _add_late(self, datagram: QuicDatagram) -> None:
+        """A datagram after the first response byte: rounds are no longer asked and resends no
+        longer causes, so it is opened (packet numbers, keys, a CONNECTION_CLOSE's reason) and
+        counted, but not placed in a round."""
+        report = self.report_so_far
+        if datagram.from_client:
+            report.bytes_client += datagram.wire_bytes
+        else:
+            report.bytes_server += datagram.wire_bytes
+        report.packets += 1
+        for packet in self._reader.open(datagram).packets:
+            for frame in packet.frames or ():
+                if isinstance(frame, ConnectionCloseFrame):
+                    self._note_close(frame, "client" if datagram.from_client else "server")
+
+    def _note_close(self, frame: ConnectionCloseFrame, side: str) -> None:
+        if frame.error_code not in _ORDERLY_CLOSE and len(self._closes) < _MAX_ERRORS:
+            reason = f" ({frame.reason})" if frame.reason else ""
+            self._closes[f"closed by the {side}: error 0x{frame.error_code:x}{reason}"] = None
 
     def report(self) -> QuicConnectionReport:
         """The verdict on the datagrams added so far (call once, at the end)."""

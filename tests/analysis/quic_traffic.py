@@ -95,9 +95,11 @@ def run_quic(
     versions: list[int] | None = None,
     body: bytes = RESPONSE_BODY,
     key_update: bool = False,
+    close_error: int | None = None,
 ) -> QuicRun:
     """One HTTP/3 GET over one QUIC connection. ``early_request``: send the request before
-    the handshake (0-RTT, needs ``session_ticket``)."""
+    the handshake (0-RTT, needs ``session_ticket``). ``close_error``: once the response is in,
+    the client closes with this application error code."""
     chain = chain or make_chain("p256", 1)
     client_addr = (CLIENT[0], client_port)
     keylog = io.StringIO()
@@ -196,6 +198,8 @@ def run_quic(
             for h3_event in client_h3.handle_event(event):
                 if isinstance(h3_event, (HeadersReceived, DataReceived)) and response_at is None:
                     response_at = now
+                    if close_error is not None:
+                        client.close(error_code=close_error, reason_phrase="enough")
             if type(event).__name__ == "HandshakeCompleted" and not request_sent:
                 if key_update:
                     client.request_key_update()

@@ -11,11 +11,16 @@ from dataclasses import replace
 
 import pytest
 
+from handshake.analysis import capture
 from handshake.analysis.capture import CaptureAnalyzer, inspect_capture
+from handshake.analysis.connection import analyze_tcp_flow
+from handshake.analysis.flows import tcp_flows
+from handshake.runner import RunOptions
+from handshake.trace.record import TracedPacket
 from handshake.analysis.keylog import parse_keylog
 from handshake.trace.packet import ACK, PSH, SYN, decode, encode, tcp_packet, timestamp_option
 
-from ..capture_files import LINK_HEADERS, raw_packets, reframe, written_run
+from ..capture_files import LINK_HEADERS, raw_packets, reframe, to_ipv6, written_run
 
 FACTS = ("transport", "tls_version", "resumed", "early_data", "tfo", "round_trips", "setup_round_trips", "ttfb_s",
          "packets", "causes", "sni", "cipher", "alpn")
@@ -218,3 +223,24 @@ def test_packets_in_memory_give_the_verdicts_of_their_pcap(runs):
         in_memory = inspect_packets(((p.time, p.data) for p in written.run.trace.packets), keylog, steps=True)
         from_file = inspect_capture(written.pcap, keylog, steps=True).connections
         assert [(c.report, c.steps) for c in in_memory] == [(c.report, c.steps) for c in from_file]
+
+
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
+def test_a_long_response_past_its_first_byte_is_counted_without_being_decoded(tmp_path, monkeypatch, ipv6):
+    """Once the verdict is in, a connection's later segments are found by their raw 4-tuple and
+    only counted: the verdict is the one the packet-by-packet analysis gives, every packet and
+    byte is counted, and most of the transfer is never decoded."""
+    written = written_run(tmp_path, "tls13", options=RunOptions(response_bytes=300_000))
+    packets = [(time, to_ipv6(data) if ipv6 else data) for time, data in raw_packets(written.pcap)]
+    keylog = parse_keylog(written.keylog.read_text())
+    decoded = []
+    real_decode = capture.decode
+    monkeypatch.setattr(capture, "decode", lambda ip, **kw: decoded.append(ip) or real_decode(ip, **kw))
+    (connection,) = capture.inspect_packets(packets, keylog)
+    (flow,) = tcp_flows([TracedPacket(time, data) for time, data in packets])
+    one_by_one = analyze_tcp_flow(flow, keylog)
+    report = connection.report
+    assert report == one_by_one
+    assert (report.round_trips, report.packets) == (4, len(packets))  # a 16 KB first record: see STALL_CAUSE
+    assert report.bytes_client + report.bytes_server == sum(len(data) for _, data in packets)
+    assert len(decoded) < len(packets) / 4

@@ -199,6 +199,17 @@ def test_a_key_update_is_followed():
     assert _report(run).round_trips == 2
 
 
+def test_an_error_close_after_the_response_is_still_read():
+    """Past the first response byte datagrams are only counted, not placed in rounds, but they
+    are still opened: a CONNECTION_CLOSE with an error, sent after the answer, is reported."""
+    run = run_quic(close_error=0x10C)  # H3_REQUEST_CANCELLED
+    report = _report(run)
+    assert report.round_trips == 2
+    assert "closed by the client: error 0x10c (enough)" in report.notes
+    assert report.packets == len(run.packets)
+    assert report.bytes_client + report.bytes_server == sum(len(p.data) for p in run.packets)
+
+
 @pytest.mark.parametrize("one_way_s", [0.004, 0.15])
 def test_the_count_does_not_depend_on_the_delay(one_way_s):
     for chain, expected in ((make_chain("p256", 1), 2), (make_chain("rsa2048", 4), 3)):
