@@ -320,6 +320,9 @@ class QuicConnectionAnalyzer:
         self._started = False
         self._resent = {True: _Resent("client"), False: _Resent("server")}
         self._request_round: dict[bool, int] = {}  # sent in 0-RTT? → round of the first request datagram
+        self._request_attempt = 0
+        """The client attempt (``QuicDecoder.attempt``) ``_request_round`` belongs to: a Retry
+        or Version Negotiation discards what the client sent before it, 0-RTT request included."""
         self._stalled = False
         self._closes: dict[str, None] = {}
         self._probes: dict[str, list] = {}  # "client Handshake" → [count, time of the first] of PING-only probes
@@ -370,6 +373,10 @@ class QuicConnectionAnalyzer:
                 if not isinstance(frame, StreamFrame) or not _client_bidi(frame.stream_id) or not frame.data:
                     continue
                 if from_client:
+                    attempt = self._reader.decoder.attempt
+                    if attempt != self._request_attempt:
+                        self._request_round.clear()
+                        self._request_attempt = attempt
                     self._request_round.setdefault(packet.packet.packet_type == "0rtt", rnd.round)
                 elif report.round_trips is None:
                     report.round_trips = rnd.round
