@@ -84,6 +84,10 @@ class VariantRun:
     dropped: tuple[str, ...] = ()
     """Drop selectors that matched a packet (and so dropped it)."""
     options: RunOptions = field(default_factory=lambda: RunOptions())
+    endpoint_busy_s: float | None = None
+    """Kernel engine: how long the endpoints' own code ran between the measured connection's
+    first packet and its first response byte. The sim's endpoints take no virtual time, so
+    this is most of what a kernel TTFB has over the sim's (aioquic is pure Python)."""
 
 
 @dataclass
@@ -297,6 +301,8 @@ def row_from_run(run: VariantRun) -> Row:
         notes.append(f"--drop {selector}: no such packet in this variant")
     if run.error:
         notes.append(f"incomplete: {run.error}")
+    if run.endpoint_busy_s is not None and report.ttfb_s is not None:
+        notes.append(f"endpoint code ran {run.endpoint_busy_s * 1000:.1f} ms before the first response byte")
     return Row(
         variant=variant.name,
         transport=report.transport,

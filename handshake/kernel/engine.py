@@ -170,6 +170,11 @@ class _Loop:
     def __init__(self) -> None:
         self._selector = selectors.SelectSelector()
         self._masks: dict[_Channel, int] = {}
+        self.busy_s = 0.0
+        """Time spent in the endpoints' handlers (reading, TLS/QUIC, writing) since reset."""
+        self.busy_before_last_s = 0.0
+        """``busy_s`` before the latest handler began: when ``run`` returns because that
+        handler got the response, what the endpoints spent before its first byte came in."""
 
     def add(self, channel: _Channel) -> None:
         self._masks[channel] = 0
@@ -198,6 +203,12 @@ class _Loop:
                     self._selector.register(channel.sock, new, channel)
                 self._masks[channel] = new
 
+    def _handle(self, handler: Callable[[float], None]) -> None:
+        start = time.monotonic()
+        self.busy_before_last_s = self.busy_s
+        handler(start)
+        self.busy_s += time.monotonic() - start
+
     def run(self, until: Callable[[], bool], limit_s: float, *, poll_s: float | None = None) -> bool:
         """Serve sockets and timers until ``until()`` holds (True) or ``limit_s`` passes (False).
 
@@ -216,16 +227,18 @@ class _Loop:
                     wake = timer
             for key, mask in self._selector.select(max(0.0, wake - now)):
                 channel = key.data
-                now = time.monotonic()
                 if mask & selectors.EVENT_READ and not channel.closed:
-                    channel.on_readable(now)
+                    self._handle(channel.on_readable)
                 if mask & selectors.EVENT_WRITE and not channel.closed:
-                    channel.on_writable(now)
-            now = time.monotonic()
+                    self._handle(channel.on_writable)
+                if until():
+                    return True  # at once: what ``busy_before_last_s`` says is about this handler
             for channel in list(self._masks):
                 timer = channel.timer()
-                if timer is not None and timer <= now and not channel.closed:
-                    channel.on_timer(now)
+                if timer is not None and timer <= time.monotonic() and not channel.closed:
+                    self._handle(channel.on_timer)
+                    if until():
+                        return True
             for channel in list(self._masks):
                 if channel.closed:
                     self._forget(channel)
@@ -421,6 +434,8 @@ class KernelSession:
         self.response_limit_s = response_limit_s
         self.topology = Topology(self.link, keep_packets=True)
         self._workdir: str | None = None
+        self.busy_before_response_s: float | None = None
+        """Of the latest exchange: how long the endpoints' code ran before its response came."""
 
     def __enter__(self) -> KernelSession:
         self.open()
@@ -466,6 +481,7 @@ class KernelSession:
         loop = _Loop()
         warmups = 0
         error = None
+        busy_s: float | None = None
         try:
             shim.take_packets()  # whatever an earlier run left on the wire is not this run's
             exchange = self._quic_exchange if variant.transport == "quic" else self._tcp_exchange
@@ -477,8 +493,10 @@ class KernelSession:
                     warmups = 1
                 if options.drops:
                     shim.set_drop(_ReportingDropper(tuple(options.drops), str(drop_report)))
+                self.busy_before_response_s = None
                 with _no_gc_pauses():
                     exchange(loop, endpoints, ticket, False, "measured")
+                busy_s = self.busy_before_response_s
             except KernelTimeout as timeout:
                 error = str(timeout)
             finally:
@@ -489,7 +507,7 @@ class KernelSession:
         dropped = tuple(drop_report.read_text().split()) if drop_report.exists() else ()
         keylog = keylog_path.read_text() if keylog_path.exists() else ""
         shutil.rmtree(workdir, ignore_errors=True)
-        return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options)
+        return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options, busy_s)
 
     def _serve(self, loop: _Loop, variant: Variant, endpoints: VariantEndpoints) -> None:
         _load_server_config(endpoints)
@@ -521,10 +539,12 @@ class KernelSession:
         connection = _TcpConnection(sock, endpoints.client(ticket), server=False, connecting=status != 0)
         loop.add(connection)
         connection.start(time.monotonic())
+        loop.busy_s = 0.0  # a TFO ClientHello made in start() leaves with the first packet: not in the TTFB
         if not loop.run(lambda: connection.response is not None, self.response_limit_s):
             connection.close()
             loop.run(_Quiet(self.topology), CLOSE_LIMIT_S, poll_s=_POLL_S)
             raise KernelTimeout(f"the {role} connection got no response in {self.response_limit_s:g} s")
+        self.busy_before_response_s = loop.busy_before_last_s
         connection.close_write()
         loop.run(lambda: connection.closed, CLOSE_LIMIT_S)
         # The server's FIN is in: all that is left is the client's last ACK, recorded once the
@@ -544,8 +564,10 @@ class KernelSession:
         loop.add(channel)
         try:
             channel.start(time.monotonic())
+            loop.busy_s = 0.0  # the first Initial is made in start(), before the first packet
             if not loop.run(lambda: client.response is not None, self.response_limit_s):
                 raise KernelTimeout(f"the {role} connection got no response in {self.response_limit_s:g} s")
+            self.busy_before_response_s = loop.busy_before_last_s
             if want_ticket:
                 loop.run(lambda: client.session_ticket is not None, TICKET_LIMIT_S)
             client.close()
