@@ -42,6 +42,9 @@ def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
     knobs = parser.add_argument_group("what adds round trips")
     knobs.add_argument("--key-type", help="server key and chain: p256 (default) or rsa2048")
     knobs.add_argument("--intermediates", type=int, help="intermediate certificates in the chain (default 1)")
+    knobs.add_argument("--response-size", metavar="SIZE",
+                       help="HTTP response body, e.g. 20KB (default 64 bytes): a first TLS record over the "
+                            "initial window costs a round trip")
     knobs.add_argument("--hrr", action="store_true", default=None, help="server accepts only P-256: HelloRetryRequest")
     knobs.add_argument("--retry", action="store_true", default=None, help="QUIC server demands a Retry")
     knobs.add_argument("--cold", action="store_true", default=None, help="no warm-up: no ticket, no TFO cookie")
@@ -61,7 +64,7 @@ _FLAG_FIELDS = {
     "network": (
         "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
     ),
-    "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data"),
+    "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size"),
     "client": ("cold", "drop"),
 }
 

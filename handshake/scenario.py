@@ -40,7 +40,7 @@ from handshake.errors import UsageError
 from handshake.net.drops import check_selectors
 from handshake.net.link import LinkConfig
 from handshake.runner import RunOptions
-from handshake.units import parse_duration, parse_percent, parse_rate
+from handshake.units import parse_duration, parse_percent, parse_rate, parse_size
 from handshake.variants import Variant, select
 
 KEY_TYPES = ("p256", "rsa2048")
@@ -50,7 +50,7 @@ _SECTIONS: dict[str, set[str]] = {
     "network": {
         "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
     },
-    "server": {"key_type", "intermediates", "hrr", "retry", "accept_early_data"},
+    "server": {"key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size"},
     "client": {"cold", "drop"},
 }
 _TOP_LEVEL = {"variants", "name", "description", *_SECTIONS}
@@ -142,6 +142,13 @@ def _parsed(parse):
     return lambda value, key: parse(_text(value, key), key)
 
 
+def _response_size(value: Any, key: str) -> int:
+    """TOML gives a whole number of bytes or a string with a unit; the flag gives a string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return parse_size(_text(value, key), key)
+
+
 def _key_type(value: Any, key: str) -> str:
     text = _text(value, key)
     if text not in KEY_TYPES:
@@ -196,6 +203,7 @@ def scenario_from_mapping(data: dict[str, Any], origin: str = "command line", te
         hrr=server.get("hrr", _bool, False),
         retry=server.get("retry", _bool, False),
         accept_early_data=server.get("accept_early_data", _bool, True),
+        response_bytes=server.get("response_size", _response_size, RunOptions.response_bytes),
         cold=client.get("cold", _bool, False),
         drops=client.get("drop", _selectors, ()),
     )

@@ -1,4 +1,4 @@
-"""netem-style values from the command line and scenario files: durations, percentages, rates.
+"""netem-style values from the command line and scenario files: durations, percentages, rates, sizes.
 
 The unit spellings are tc's (``tc(8)``, iproute2 ``get_time`` / ``get_rate64``), matched without
 regard to case as tc does. Where tc guesses a unit for a bare number, we refuse instead: tc reads
@@ -18,7 +18,7 @@ from decimal import Decimal, Overflow, localcontext
 
 from handshake.errors import UsageError
 
-__all__ = ["parse_duration", "parse_percent", "parse_rate", "format_duration"]
+__all__ = ["parse_duration", "parse_percent", "parse_rate", "parse_size", "format_duration"]
 
 _NUMBER_WITH_UNIT = re.compile(
     r"\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[A-Za-z%]*)\s*"
@@ -147,6 +147,30 @@ def parse_rate(text: str, name: str = "rate") -> float:
             f" (bits/s), bps, kbps, mbps, gbps (BYTES/s) or kibit, mibit, ... (binary)"
         )
     return _scaled(number, scale, name, text)
+
+
+# Byte counts: decimal and binary multiples spelled out, so that "kb" is never a guess between
+# tc's 1024 and everyone else's 1000.
+_SIZE_UNITS: dict[str, int] = {
+    "b": 1, "kb": 10**3, "mb": 10**6, "kib": 2**10, "mib": 2**20,
+}
+
+
+def parse_size(text: str, name: str = "size", *, maximum: int = 2**24) -> int:
+    """Bytes in ``text`` such as ``"64KB"`` (64,000), ``"16KiB"`` (16,384), ``"1MB"`` or a bare
+    ``"1200"``: a byte count has no unit to guess, so a bare number is bytes. Up to ``maximum``."""
+    number, unit = _split(text, name, "64KB, 16KiB or 1200")
+    if number < 0:
+        raise UsageError(f"{name} must not be negative: {text!r}")
+    scale = _SIZE_UNITS.get(unit or "b")
+    if scale is None:
+        raise UsageError(f"bad {name} {text!r}: unknown unit {unit!r}, expected B, KB, MB, KiB or MiB")
+    size = number * scale
+    if size != size.to_integral_value():
+        raise UsageError(f"bad {name} {text!r}: not a whole number of bytes")
+    if size > maximum:
+        raise UsageError(f"{name} {text.strip()} is over the {maximum:,}-byte limit")
+    return int(size)
 
 
 def format_duration(seconds: float) -> str:

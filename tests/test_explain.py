@@ -56,6 +56,17 @@ def test_causes_are_marked_on_the_ladder(capsys):
     assert "HelloRetryRequest" in out and "4 round trips counted, 3 in the catalog" in out
 
 
+def test_a_record_that_waits_shows_its_segments_arriving_before_it_can_be_read():
+    explanation = explain(CATALOG["tls13"], LinkConfig.from_rtt(0.1), RunOptions(response_bytes=20_000))
+    steps = explanation.connection.steps
+    first_byte = next(step for step in steps if any("first response byte" in m for m in step.marks))
+    partial = [step for step in steps if step.time_s < first_byte.time_s
+               and any(item.endswith("bytes of a TLS record") for item in step.carries)]
+    # The record's first segments come in round 3; only its last, in round 4, makes it readable.
+    assert {step.round for step in partial} == {3} and len(partial) >= 9
+    assert first_byte.round == 4 and "HTTP 200 response" in first_byte.carries
+
+
 @pytest.mark.skipif(not MERMAID_READY, reason="Mermaid's parser is not installed (.ci/run runs npm ci in tests/mermaid)")
 @pytest.mark.parametrize("name", ["tls13", "tfo-tls13-0rtt", "quic-0rtt"])
 def test_the_mermaid_diagram_parses_as_a_sequence_diagram(tmp_path, name):

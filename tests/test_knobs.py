@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from handshake.analysis.connection import RECORD_STALL_CAUSE
 from handshake.net.link import LinkConfig
 from handshake.runner import RunOptions, compare
 from handshake.variants import CATALOG, select
@@ -136,3 +137,14 @@ def test_quic_cannot_show_a_hello_retry_and_says_so():
     r = rows("quic", hrr=True)["quic"]
     assert r.round_trips == 2 and r.causes == []
     assert any("no HelloRetryRequest" in note for note in r.notes)
+
+
+def test_a_first_record_over_the_initial_window_costs_tls_a_round_trip():
+    """14 KB fits what the initial window has left; 20 KB's first 16 KB record does not, and its
+    first byte can be read only with its last. Plain HTTP and QUIC have no records to wait for."""
+    small = rows("http,tls13,quic", response_bytes=14_000)
+    big = rows("http,tls13,quic", response_bytes=20_000)
+    assert [small[v].round_trips for v in ("http", "tls13", "quic")] == [2, 3, 2]
+    assert [big[v].round_trips for v in ("http", "tls13", "quic")] == [2, 4, 2]
+    assert big["tls13"].causes == [RECORD_STALL_CAUSE] and big["http"].causes == big["quic"].causes == []
+    assert big["tls13"].bytes_server > 20_000 > small["tls13"].bytes_server

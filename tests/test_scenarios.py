@@ -44,6 +44,7 @@ def test_flags_override_the_scenario(capsys):
         ('variants = ["tls14"]\n', ":1: unknown variant 'tls14'"),
         ('[netwrok]\nrtt = "1ms"\n', ":1: unknown field 'netwrok'"),
         ("[network\n", "not valid TOML"),
+        ('[server]\nresponse_size = "20kq"\n', ":2: [server] bad response_size '20kq'"),
     ],
 )
 def test_a_bad_scenario_is_one_line_with_its_location(tmp_path, capsys, text, words):

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from handshake.errors import UsageError
-from handshake.units import format_duration, parse_duration, parse_percent, parse_rate
+from handshake.units import format_duration, parse_duration, parse_percent, parse_rate, parse_size
 
 
 @pytest.mark.parametrize(
@@ -167,6 +167,38 @@ def test_parse_rate_refuses_with_one_line(text: str, message: str) -> None:
     with pytest.raises(UsageError) as caught:
         parse_rate(text)
     assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1200", 1200), ("0", 0), ("64KB", 64_000), ("64kb", 64_000), ("16KiB", 16_384), ("1.5KB", 1_500),
+     ("1MB", 1_000_000), ("2MiB", 2_097_152), (" 20 KB ", 20_000), ("100B", 100)],
+)
+def test_parse_size_reads_bytes_with_decimal_and_binary_multiples(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("20kq", "bad size '20kq': unknown unit 'kq', expected B, KB, MB, KiB or MiB"),
+        ("1.5", "bad size '1.5': not a whole number of bytes"),
+        ("0.1KiB", "bad size '0.1KiB': not a whole number of bytes"),
+        ("-1KB", "size must not be negative: '-1KB'"),
+        ("17MB", "size 17MB is over the 16,777,216-byte limit"),
+        ("1e400", "size 1e400 is over"),
+        ("big", "bad size 'big': expected a number with a unit such as 64KB"),
+    ],
+)
+def test_parse_size_refuses_with_one_line(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_size(text)
+    assert str(caught.value).startswith(message)
+
+
+@given(st.integers(min_value=0, max_value=2**24))
+def test_a_bare_byte_count_reads_back(size: int) -> None:
+    assert parse_size(str(size)) == size == parse_size(f"{size}B")
 
 
 @pytest.mark.parametrize(

@@ -181,6 +181,11 @@ def on_microseconds(time: float) -> float:
 
 
 STALL_CAUSE = "server flight over the initial congestion window: it waited for ACKs"
+RECORD_STALL_CAUSE = ("first response record over what the initial congestion window had left: "
+                      "its end, and so its first byte, waited for ACKs")
+"""The handshake fitted but the answer's first TLS record did not (a 16 KB record is 12 segments):
+the client can read no byte of a record before its last one, so a smaller first record saves
+the round trip."""
 TFO_BARE_RESEND_CAUSE = "TFO SYN resent without its data: the data waited for the handshake"
 TFO_REFUSED_CAUSE = "TFO data refused by the server: sent again after the handshake"
 TFO_COOKIE_REQUEST_CAUSE = "TFO cookie request: no cookie cached yet, so the data waited for the handshake"
@@ -243,8 +248,10 @@ class TcpConnectionAnalyzer:
                 # begun in the round before and the congestion window was full.
                 if not self._answered and not self._stall_seen:
                     self._stall_seen = True
-                    report.causes.append(STALL_CAUSE)
-                    marks.append(STALL_CAUSE)
+                    requested = min(self._request_rounds.values()) < placed.round
+                    cause = RECORD_STALL_CAUSE if requested else STALL_CAUSE
+                    report.causes.append(cause)
+                    marks.append(cause)
             else:
                 # No flight to have stalled: a timer resent data whose first copy never reached
                 # the capture point, and the echo merely shows what arrived meanwhile.
@@ -341,6 +348,7 @@ class TcpConnectionAnalyzer:
                 carries.append(label or f"{len(data)} bytes")
             return
         before = conversation.facts
+        labelled = len(carries)
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
             if packet.from_client and message.kind in self._request_rounds:
                 self._request_rounds[message.kind] = min(self._request_rounds[message.kind], rnd)
@@ -351,6 +359,8 @@ class TcpConnectionAnalyzer:
             if self._steps:
                 carries.append(_tls_label(message))
         if self._steps:
+            if len(carries) == labelled:
+                carries.append(f"{len(data)} bytes of a TLS record")  # its end is still to come
             after = conversation.facts
             if after.hrr and not before.hrr:
                 marks.append("cause: HelloRetryRequest")

@@ -5,7 +5,8 @@ The server: one nginx (`master_process off; daemon off;`, its config, logs and p
 tmp dir) listening on SERVER_ADDR:443 with `ssl fastopen=256`, answering every request with
 `return 200 "ok"`. The client: `curl --tlsv1.2 --tls-max 1.2`, `--tlsv1.3`, and
 `--tcp-fastopen` twice from the same client namespace -- the first SYN asks for a cookie, the
-second carries the ClientHello -- plus a warm TFO fetch with TLS 1.2.
+second carries the ClientHello -- plus a warm TFO fetch with TLS 1.2, and a 64 KB file over TLS
+1.3, whose first 16 KB record costs a round trip the small answer does not.
 
 curl's own clock (`-w '%{time_appconnect} %{time_starttransfer}'`) and its own words (`-v`:
 "SSL connection using TLSv1.x") are checked beside what inspect reads from the packets: the TTFB
@@ -30,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from handshake.analysis.capture import inspect_capture
-from handshake.analysis.connection import ConnectionReport
+from handshake.analysis.connection import RECORD_STALL_CAUSE, ConnectionReport
 from handshake.analysis.keylog import parse_keylog
 from handshake.kernel import CLIENT_ADDR, SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
@@ -79,17 +80,22 @@ http {{
         ssl_certificate_key {work}/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
         location / {{ return 200 "ok"; }}
+        location = /big.bin {{ root {work}; }}
     }}
 }}
 """
 
-CASES: list[tuple[str, list[str]]] = [
-    ("tls12", ["--tlsv1.2", "--tls-max", "1.2"]),
-    ("tls13", ["--tlsv1.3"]),
-    ("tfo-cold", ["--tcp-fastopen", "--tlsv1.3"]),  # no cookie yet: the SYN asks for one
-    ("tfo-tls13", ["--tcp-fastopen", "--tlsv1.3"]),  # the cookie: the ClientHello rides in the SYN
-    ("tfo-tls12", ["--tcp-fastopen", "--tlsv1.2", "--tls-max", "1.2"]),
+CASES: list[tuple[str, list[str], str]] = [
+    ("tls12", ["--tlsv1.2", "--tls-max", "1.2"], "/"),
+    ("tls13", ["--tlsv1.3"], "/"),
+    ("tfo-cold", ["--tcp-fastopen", "--tlsv1.3"], "/"),  # no cookie yet: the SYN asks for one
+    ("tfo-tls13", ["--tcp-fastopen", "--tlsv1.3"], "/"),  # the cookie: the ClientHello rides in the SYN
+    ("tfo-tls12", ["--tcp-fastopen", "--tlsv1.2", "--tls-max", "1.2"], "/"),
+    ("tls13-64k", ["--tlsv1.3"], "/big.bin"),  # nginx writes 16 KB records (ssl_buffer_size)
 ]
+BIG_BODY = bytes(range(256)) * 250
+"""64,000 bytes: the first 16 KB record of the answer no longer fits the initial window."""
+BODIES = {"/": b"ok", "/big.bin": BIG_BODY}
 
 
 @dataclass
@@ -150,13 +156,13 @@ def _nginx(topo: Topology, work: Path) -> Iterator[subprocess.Popen]:
         server.wait(timeout=5)
 
 
-def _curl(topo: Topology, work: Path, name: str, options: list[str]) -> CurlRun:
+def _curl(topo: Topology, work: Path, name: str, options: list[str], path: str = "/") -> CurlRun:
     """One fetch from the client namespace; its packets written to NAME.pcap and inspected."""
     keylog, body = work / f"{name}.keylog", work / f"{name}.body"
     env = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
     env["SSLKEYLOGFILE"] = str(keylog)
     client = topo.popen("client", [CURL, "-q", "-sS", "-v", "-k", "--noproxy", "*", "--interface", CLIENT_ADDR, *options, "-o", str(body),
-                                   "-w", WRITE_OUT, URL],
+                                   "-w", WRITE_OUT, URL + path.lstrip("/")],
                         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = client.communicate(timeout=20)
     verbose = stderr.decode(errors="replace")
@@ -176,22 +182,23 @@ def _curl(topo: Topology, work: Path, name: str, options: list[str]) -> CurlRun:
 def nginx_runs(tmp_path_factory) -> dict[str, CurlRun]:
     work: Path = tmp_path_factory.mktemp("nginx")
     _self_signed(work)
+    (work / "big.bin").write_bytes(BIG_BODY)
     out: dict[str, CurlRun] = {}
     with Topology(LinkConfig.from_rtt(RTT_S), keep_packets=True, purpose="the nginx tests") as topo:
         with _nginx(topo, work):
             topo.shim.take_packets()
-            for name, options in CASES:
-                out[name] = _curl(topo, work, name, options)
+            for name, options, path in CASES:
+                out[name] = _curl(topo, work, name, options, path)
     return out
 
 
-def _checked(nginx_runs: dict[str, CurlRun], name: str, tls_version: str) -> ConnectionReport:
+def _checked(nginx_runs: dict[str, CurlRun], name: str, tls_version: str, path: str = "/") -> ConnectionReport:
     """The one connection's report, after what every fetch must show: curl got nginx's 200, both
     curl and inspect name the same TLS version, and inspect's TTFB and setup agree with curl's
     clock."""
     run = nginx_runs[name]
     report = run.report
-    assert (run.http_code, run.body) == ("200", b"ok")
+    assert (run.http_code, run.body) == ("200", BODIES[path])
     assert run.tls_version == tls_version, run.verbose
     assert report.transport == "tcp" and report.server == f"{SERVER_ADDR}:{PORT}"
     assert report.tls_version == tls_version
@@ -239,3 +246,12 @@ def test_tfo_with_tls12(nginx_runs):
     assert report.tfo == "data"
     assert (report.setup_round_trips, report.round_trips) == (2, 3)
     assert report.causes == []
+
+
+def test_a_first_record_over_the_initial_window_costs_a_round_trip_and_is_named(nginx_runs):
+    """64 KB over TLS 1.3: nginx's first 16 KB record (12 segments) does not fit what the initial
+    window has left after the tickets, and no byte of a record can be read before its last one.
+    curl's own clock agrees: its first byte came a round trip later than the 3 of a small answer."""
+    report = _checked(nginx_runs, "tls13-64k", "1.3", "/big.bin")
+    assert (report.setup_round_trips, report.round_trips) == (2, 4)
+    assert report.causes == [RECORD_STALL_CAUSE]
