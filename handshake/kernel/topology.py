@@ -7,7 +7,8 @@
     route 198.19.0.0/16 dev hs0      ◄── link model ──     route 198.18.0.0/16 dev hs0
 
 Each namespace has loopback up, IPv6 off (set before its TUN exists, so no router
-solicitations cross the shim), ``net.ipv4.tcp_fastopen = 3`` and no route anywhere but the
+solicitations cross the shim), ``net.ipv4.tcp_fastopen = 3``, Reno congestion control (the
+slow start of the kernel's default, CUBIC, whatever the host chose) and no route anywhere but the
 peer's /16 through its TUN. 198.18.0.0/15 is RFC 2544's benchmarking range.
 
 ``Topology`` is a context manager: it checks privileges, reaps the leftovers of dead runs,
@@ -96,6 +97,9 @@ def bound_socket(side: Side, type: int = socket.SOCK_STREAM, port: int = 0, *,
     return sock
 
 
+CONGESTION_CONTROL = "reno"
+
+
 def _build_side(side: Side, tcp_fastopen: int) -> int:
     """Inside ``side.namespace``: sysctls, loopback, the TUN and its address and route."""
     ensure_in(side.namespace)
@@ -103,6 +107,14 @@ def _build_side(side: Side, tcp_fastopen: int) -> int:
         netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", 1)
         netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
     netns.write_sysctl("net.ipv4.tcp_fastopen", tcp_fastopen)
+    # A new namespace inherits the host's congestion control, BBR on some hosts, which paces
+    # its segments out over the RTT. The sim models the slow start of Linux's default, CUBIC,
+    # unpaced; Reno's slow start is the same (CUBIC differs after a loss), and unlike CUBIC
+    # a namespace may always choose it (tcp_allowed_congestion_control).
+    try:
+        netns.write_sysctl("net.ipv4.tcp_congestion_control", CONGESTION_CONTROL)
+    except OSError:
+        pass  # an administrator took Reno off the allowed list: the host's choice stays
     with Interfaces(side.namespace) as interfaces:
         interfaces.up("lo")
         fd = open_tun(side.namespace, TUN_NAME)
