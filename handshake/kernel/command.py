@@ -8,7 +8,7 @@ HANDSHAKE_CLIENT_ADDR (198.18.0.1), and the namespace names in HANDSHAKE_SERVER_
 HANDSHAKE_CLIENT_NS (for ``ip netns exec`` from another terminal).
 
 Readiness: the server counts as up once its namespace has a TCP listener or a bound UDP socket
-(read from ``/proc/thread-self/net/{tcp,udp}`` inside it, what ``ss -ltnu`` shows). A fresh
+(read from ``/proc/thread-self/net/{tcp,udp}{,6}`` inside it, what ``ss -ltnu`` shows). A fresh
 namespace has neither, so the first one is the server's. It gets SERVER_READY_TIMEOUT_S.
 
 CMD runs in handshake's process group, so the terminal's Ctrl-C reaches it (and an interactive

@@ -133,13 +133,20 @@ def _listening_ports() -> set[tuple[str, int]]:
     """(protocol, port) of the TCP listeners and bound UDP sockets of this thread's namespace."""
     found = set()
     for proto, state in (("tcp", _TCP_LISTEN), ("udp", _UDP_UNCONNECTED)):
-        # /proc/thread-self/net answers for this thread's namespace; /proc/net for the process's.
-        with open(f"/proc/thread-self/net/{proto}") as table:
-            next(table)
-            for line in table:
-                fields = line.split()
-                if fields[3] == state:
-                    found.add((proto, int(fields[1].rsplit(":", 1)[1], 16)))
+        # A server that binds "[::]:PORT" (openssl s_server -accept PORT does) is in the v6 table,
+        # and takes IPv4 connections too (dual stack). /proc/thread-self/net answers for this
+        # thread's namespace; /proc/net for the process's.
+        for table_name in (proto, proto + "6"):
+            try:
+                table = open(f"/proc/thread-self/net/{table_name}")
+            except FileNotFoundError:  # a kernel without IPv6
+                continue
+            with table:
+                next(table)
+                for line in table:
+                    fields = line.split()
+                    if fields[3] == state:
+                        found.add((proto, int(fields[1].rsplit(":", 1)[1], 16)))
     return found
 
 

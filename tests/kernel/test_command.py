@@ -51,6 +51,20 @@ def test_shim_runs_the_client_against_the_server_and_returns_its_status():
     assert reply == "HELLO"
 
 
+def test_a_server_listening_on_every_address_is_seen_listening():
+    """``openssl s_server -accept 4433`` (the README's example) binds [::]:4433, which is in the
+    IPv6 socket table and takes IPv4 connections too: the shim must wait for it, not time out."""
+    dual_stack = (
+        "python3 -c 'import socket; s = socket.socket(socket.AF_INET6); "
+        "s.bind((\"::\", 8080)); s.listen(); c, _ = s.accept(); c.sendall(c.recv(100).upper())'"
+    )
+    run = handshake("shim", "--rtt", "20ms", "--server", dual_stack, "--", "python3", "-c", CLIENT,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 3, err
+    assert out.split()[1] == "HELLO"
+
+
 def test_without_privileges_shim_is_one_line_and_exit_2(monkeypatch, capsys):
     monkeypatch.setattr(privileges, "_effective_capabilities", lambda: 0)
     assert main(["shim", "--rtt", "10ms", "--", "true"]) == 2
