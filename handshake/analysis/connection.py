@@ -53,6 +53,14 @@ class ConnectionReport:
     def ttfb_ms(self) -> float | None:
         return None if self.ttfb_s is None else round(self.ttfb_s * 1000, 3)
 
+    def count(self, from_client: bool, wire_bytes: int) -> None:
+        """One more packet of the connection, on its side."""
+        if from_client:
+            self.bytes_client += wire_bytes
+        else:
+            self.bytes_server += wire_bytes
+        self.packets += 1
+
 
 class _Retransmissions:
     """Spots a side sending sequence space it already sent: a retransmission (loss or a late ACK).
@@ -266,11 +274,7 @@ class TcpConnectionAnalyzer:
                 newest = max(rounds)
                 for old in [r for r in rounds if r < newest - _KEPT_ROUNDS // 2]:
                     del rounds[old]
-        if packet.from_client:
-            report.bytes_client += packet.wire_bytes
-        else:
-            report.bytes_server += packet.wire_bytes
-        report.packets += 1
+        report.count(packet.from_client, packet.wire_bytes)
         answered = self._answered = report.round_trips is not None
         carries = _flag_labels(segment, packet.from_client) if self._steps else []
         if retransmission:
@@ -320,12 +324,7 @@ class TcpConnectionAnalyzer:
         rounds are not asked), so its contents need not even be decoded."""
         if self._released is None:
             self._release()
-        report = self.report_so_far
-        if from_client:
-            report.bytes_client += wire_bytes
-        else:
-            report.bytes_server += wire_bytes
-        report.packets += 1
+        self.report_so_far.count(from_client, wire_bytes)
 
     def _data(self, packet: FlowPacket, data: bytes, rnd: int, carries: list[str], marks: list[str]) -> None:
         report = self.report_so_far

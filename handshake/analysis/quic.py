@@ -343,11 +343,7 @@ class QuicConnectionAnalyzer:
         decoded, rnd = item.decoded, item.round
         from_client = datagram.from_client
         answered = report.round_trips is not None
-        if from_client:
-            report.bytes_client += datagram.wire_bytes
-        else:
-            report.bytes_server += datagram.wire_bytes
-        report.packets += 1
+        report.count(from_client, datagram.wire_bytes)
         marks: list[str] = []
 
         if not from_client and rnd.round > rnd.round_by_evidence and not self._stalled and not answered:
@@ -390,12 +386,7 @@ class QuicConnectionAnalyzer:
         """A datagram after the first response byte: rounds are no longer asked and resends no
         longer causes, so it is opened (packet numbers, keys, a CONNECTION_CLOSE's reason) and
         counted, but not placed in a round."""
-        report = self.report_so_far
-        if datagram.from_client:
-            report.bytes_client += datagram.wire_bytes
-        else:
-            report.bytes_server += datagram.wire_bytes
-        report.packets += 1
+        self.report_so_far.count(datagram.from_client, datagram.wire_bytes)
         for packet in self._reader.open(datagram).packets:
             for frame in packet.frames or ():
                 if isinstance(frame, ConnectionCloseFrame):
