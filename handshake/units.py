@@ -56,13 +56,17 @@ _RATE_UNITS: dict[str, Decimal] = {
 
 
 def _split(text: object, name: str, expected: str) -> tuple[Decimal, str]:
-    """(number, lower-case unit) of ``text``, or a UsageError that says what was expected."""
+    """(number, lower-case unit) of ``text``, or a UsageError that says what was expected; no
+    value here may be negative."""
     if not isinstance(text, str):
         raise UsageError(f"bad {name} {text!r}: expected a string such as {expected}")
     match = _NUMBER_WITH_UNIT.fullmatch(text)
     if match is None:
         raise UsageError(f"bad {name} {text!r}: expected a number with a unit such as {expected}")
-    return Decimal(match["number"]), match["unit"].lower()
+    number = Decimal(match["number"])
+    if number < 0:
+        raise UsageError(f"{name} must not be negative: {text!r}")
+    return number, match["unit"].lower()
 
 
 def _scaled(number: Decimal, scale: Decimal, name: str, text: str) -> float:
@@ -83,8 +87,6 @@ def parse_duration(text: str, name: str = "duration") -> float:
     microseconds.
     """
     number, unit = _split(text, name, "100ms, 1.5s, 250us")
-    if number < 0:
-        raise UsageError(f"{name} must not be negative: {text!r}")
     if not unit:
         if number == 0:
             return 0.0
@@ -105,8 +107,6 @@ def parse_percent(text: str, name: str = "percentage") -> float:
     looks like a fraction, and the two readings differ a hundredfold.
     """
     number, unit = _split(text, name, "1% or 0.5%")
-    if number < 0:
-        raise UsageError(f"{name} must not be negative: {text!r}")
     if not unit:
         if number == 0:
             return 0.0
@@ -131,8 +131,6 @@ def parse_rate(text: str, name: str = "rate") -> float:
     refused, because tc would read it as bits per second.
     """
     number, unit = _split(text, name, "10mbit, 1.5gbit, 500kbit")
-    if number < 0:
-        raise UsageError(f"{name} must not be negative: {text!r}")
     if number == 0 and (not unit or unit in _RATE_UNITS):
         return math.inf
     if not unit:
@@ -160,8 +158,6 @@ def parse_size(text: str, name: str = "size", *, maximum: int = 2**24) -> int:
     """Bytes in ``text`` such as ``"64KB"`` (64,000), ``"16KiB"`` (16,384), ``"1MB"`` or a bare
     ``"1200"``: a byte count has no unit to guess, so a bare number is bytes. Up to ``maximum``."""
     number, unit = _split(text, name, "64KB, 16KiB or 1200")
-    if number < 0:
-        raise UsageError(f"{name} must not be negative: {text!r}")
     scale = _SIZE_UNITS.get(unit or "b")
     if scale is None:
         raise UsageError(f"bad {name} {text!r}: unknown unit {unit!r}, expected B, KB, MB, KiB or MiB")
