@@ -7,12 +7,24 @@ for the bytes inside their records; ``HttpClient`` / ``HttpServer`` carry them o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import h11
 
 from ._base import EventQueue
 from .events import RequestReceived, ResponseReceived
 
 DEFAULT_BODY_BYTES = 64
+
+
+def _events(connection: h11.Connection, data: bytes) -> Iterator[object]:
+    """Feed ``data`` to h11 and yield the events it completes, until it needs more bytes."""
+    connection.receive_data(data)
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA or event is h11.PAUSED:
+            return
+        yield event
 
 
 def response_body(size: int) -> bytes:
@@ -42,11 +54,7 @@ class ClientExchange:
         """Feed response bytes; returns the event once the whole body is in."""
         if self.done:
             return None
-        self._h11.receive_data(data)
-        while True:
-            event = self._h11.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return None
+        for event in _events(self._h11, data):
             if isinstance(event, h11.Response):
                 self._status = event.status_code
             elif isinstance(event, h11.Data):
@@ -71,11 +79,7 @@ class ServerExchange:
         """Feed request bytes; returns the event once the request (with its end) is in."""
         if self.done:
             return None
-        self._h11.receive_data(data)
-        while True:
-            event = self._h11.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return None
+        for event in _events(self._h11, data):
             if isinstance(event, h11.Request):
                 self._request = event
             elif isinstance(event, h11.EndOfMessage) and self._request is not None:
