@@ -163,6 +163,11 @@ def _extensions(reader: _Reader) -> dict[int, bytes]:
     return found
 
 
+def _uint16s(data: bytes) -> tuple[int, ...]:
+    """A list of 16-bit values (cipher suites, versions); an odd last byte is ignored."""
+    return tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2))
+
+
 def _alpn_protocols(data: bytes) -> tuple[str, ...]:
     """RFC 7301 §3.1: ProtocolNameList."""
     names = _Reader(_Reader(data).vector(2))
@@ -235,12 +240,11 @@ def parse_client_hello(body: bytes) -> ClientHello:
     extensions = _extensions(reader)
     versions: tuple[int, ...] = (legacy_version,)
     if EXT_SUPPORTED_VERSIONS in extensions:
-        listed = _Reader(extensions[EXT_SUPPORTED_VERSIONS]).vector(1)
-        versions = tuple(int.from_bytes(listed[i : i + 2], "big") for i in range(0, len(listed) - 1, 2))
+        versions = _uint16s(_Reader(extensions[EXT_SUPPORTED_VERSIONS]).vector(1))
     return ClientHello(
         random=random,
         session_id=session_id,
-        cipher_suites=tuple(int.from_bytes(suites[i : i + 2], "big") for i in range(0, len(suites) - 1, 2)),
+        cipher_suites=_uint16s(suites),
         server_name=_host_name(extensions[EXT_SERVER_NAME]) if EXT_SERVER_NAME in extensions else None,
         alpn_protocols=_alpn_protocols(extensions[EXT_ALPN]) if EXT_ALPN in extensions else (),
         supported_versions=versions,
