@@ -12,6 +12,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,6 +62,21 @@ class CertChain:
         files.chain.write_bytes(self.chain_pem)
         files.ca.write_bytes(self.ca_pem)
         return files
+
+
+@dataclass(frozen=True, eq=False)
+class ClientIdentity:
+    """What every client config starts from (stdlib TLS, libssl 0-RTT, QUIC): the CA it verifies
+    the server against, the name it asks for, where its key log goes."""
+
+    ca_pem: bytes
+    server_name: str = "server.test"
+    keylog_path: str | os.PathLike[str] | None = None
+
+    @classmethod
+    def for_chain(cls, chain: CertChain, **kwargs) -> Self:
+        """A client that trusts ``chain``'s CA and asks for its name."""
+        return cls(ca_pem=chain.ca_pem, server_name=chain.server_name, **kwargs)
 
 
 def make_chain(key_type: str = "p256", intermediates: int = 1, server_name: str = "server.test") -> CertChain:

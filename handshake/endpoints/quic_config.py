@@ -19,7 +19,7 @@ from aioquic.tls import CipherSuite, SessionTicket, load_pem_private_key, load_p
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ._files import create_private_file
-from .certs import CertChain
+from .certs import CertChain, ClientIdentity
 from .http1 import DEFAULT_BODY_BYTES
 
 Address = tuple[str, int]
@@ -100,17 +100,8 @@ class QuicServerConfig(_KeylogOwner):
 
 
 @dataclass(frozen=True, eq=False)
-class QuicClientConfig(_KeylogOwner):
+class QuicClientConfig(ClientIdentity, _KeylogOwner):
     """A QUIC + HTTP/3 client: whom it trusts, the name it asks for, where its key log goes."""
-
-    ca_pem: bytes
-    server_name: str = "server.test"
-    keylog_path: str | os.PathLike[str] | None = None
-
-    @classmethod
-    def for_chain(cls, chain: CertChain, **kwargs) -> QuicClientConfig:
-        """A client that trusts ``chain``'s CA and asks for its name."""
-        return cls(ca_pem=chain.ca_pem, server_name=chain.server_name, **kwargs)
 
     def quic_configuration(self, session_ticket: SessionTicket | None) -> QuicConfiguration:
         """A fresh configuration per connection: aioquic reads the ticket to offer from it."""

@@ -22,7 +22,7 @@ from functools import cached_property
 from . import libssl as L
 from ._base import EventQueue, TlsError
 from ._files import append_line, create_private_file
-from .certs import CertChain
+from .certs import CertChain, ClientIdentity
 from .events import EarlyDataResent, HandshakeCompleted
 from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange
 
@@ -142,16 +142,8 @@ class EarlyServerConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class EarlyClientConfig:
+class EarlyClientConfig(ClientIdentity):
     """A TLS 1.3 client; its sessions belong to it."""
-
-    ca_pem: bytes
-    server_name: str = "server.test"
-    keylog_path: str | os.PathLike[str] | None = None
-
-    @classmethod
-    def for_chain(cls, chain: CertChain, **kwargs) -> EarlyClientConfig:
-        return cls(ca_pem=chain.ca_pem, server_name=chain.server_name, **kwargs)
 
     @cached_property
     def context(self) -> _Context:

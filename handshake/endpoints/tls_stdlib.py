@@ -16,7 +16,7 @@ from functools import cached_property
 
 from ._base import EventQueue, TlsError, check_version
 from ._files import create_private_file
-from .certs import CertChain
+from .certs import CertChain, ClientIdentity
 from .events import HandshakeCompleted
 from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange
 
@@ -60,21 +60,13 @@ class TlsServerConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class TlsClientConfig:
+class TlsClientConfig(ClientIdentity):
     """One client; holds the SSLContext its sessions belong to (they resume only on it)."""
 
-    ca_pem: bytes
-    server_name: str = "server.test"
     version: str = "1.3"
-    keylog_path: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         check_version(self.version)
-
-    @classmethod
-    def for_chain(cls, chain: CertChain, **kwargs) -> TlsClientConfig:
-        """A client that trusts ``chain``'s CA and asks for its name."""
-        return cls(ca_pem=chain.ca_pem, server_name=chain.server_name, **kwargs)
 
     @cached_property
     def context(self) -> ssl.SSLContext:
