@@ -30,16 +30,14 @@ from pathlib import Path
 
 import pytest
 
-from handshake.analysis.capture import inspect_capture
 from handshake.analysis.connection import RECORD_STALL_CAUSE, ConnectionReport
-from handshake.analysis.keylog import parse_keylog
 from handshake.kernel import CLIENT_ADDR, SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
-from handshake.trace.pcap import PcapWriter
+
+from .real_programs import OPENSSL, inspect_what_crossed, self_signed
 
 NGINX = shutil.which("nginx")
 CURL = shutil.which("curl")
-OPENSSL = shutil.which("openssl")
 pytestmark = [
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (CI installs nginx-light)"),
     pytest.mark.skipif(CURL is None, reason="curl is not installed"),
@@ -125,12 +123,6 @@ class CurlRun:
         return found.group(1) if found else None
 
 
-def _self_signed(work: Path) -> None:
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem"), "-subj", "/CN=server.test",
-                    "-days", "1"], check=True, capture_output=True)
-
-
 @contextmanager
 def _nginx(topo: Topology, work: Path) -> Iterator[subprocess.Popen]:
     """nginx in the server namespace, listening; killed and reaped however the block ends."""
@@ -170,11 +162,7 @@ def _curl(topo: Topology, work: Path, name: str, options: list[str], path: str =
     verbose = stderr.decode(errors="replace")
     assert client.returncode == 0, verbose
     time.sleep(0.3)  # the FINs and anything else in flight
-    pcap = work / f"{name}.pcap"
-    with PcapWriter(pcap) as writer:
-        for time_s, data in topo.shim.take_packets():
-            writer.write(time_s, data)
-    inspection = inspect_capture(pcap, parse_keylog(keylog.read_text()))
+    inspection = inspect_what_crossed(topo, work / f"{name}.pcap", keylog)
     code, connect, appconnect, starttransfer = stdout.decode().split()
     return CurlRun([c.report for c in inspection.connections], code, body.read_bytes(), float(connect),
                    float(appconnect), float(starttransfer), verbose)
@@ -183,7 +171,7 @@ def _curl(topo: Topology, work: Path, name: str, options: list[str], path: str =
 @pytest.fixture(scope="module")
 def nginx_runs(tmp_path_factory) -> dict[str, CurlRun]:
     work: Path = tmp_path_factory.mktemp("nginx")
-    _self_signed(work)
+    self_signed(work)  # key.pem and cert.pem, which the config names
     (work / "big.bin").write_bytes(BIG_BODY)
     out: dict[str, CurlRun] = {}
     with Topology(LinkConfig.from_rtt(RTT_S), keep_packets=True, purpose="the nginx tests") as topo:

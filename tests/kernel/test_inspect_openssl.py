@@ -24,13 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from handshake.analysis.capture import inspect_capture
-from handshake.analysis.keylog import parse_keylog
 from handshake.kernel import SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
-from handshake.trace.pcap import PcapWriter
 
-OPENSSL = shutil.which("openssl")
+from .real_programs import OPENSSL, inspect_what_crossed, self_signed
+
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl (the command) is not installed")
 
 REQUEST = b"GET / HTTP/1.0\r\nHost: server.test\r\n\r\n"
@@ -69,10 +67,7 @@ def _read_until(process: subprocess.Popen, marker: bytes, timeout_s: float) -> b
 def openssl_runs(tmp_path_factory):
     """name → (inspected connections, what s_client printed)."""
     work: Path = tmp_path_factory.mktemp("openssl")
-    key, cert = work / "key.pem", work / "cert.pem"
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=server.test", "-days", "1"],
-                   check=True, capture_output=True)
+    key, cert = self_signed(work)
     (work / "request.txt").write_bytes(REQUEST)
     cases = [
         ("tls13", EARLY_PORT, ["-sess_out", "s1.pem"]),
@@ -110,11 +105,7 @@ def openssl_runs(tmp_path_factory):
             client.wait(timeout=10)
             printed += client.stdout.read()
             time.sleep(0.3)
-            pcap = work / f"{name}.pcap"
-            with PcapWriter(pcap) as writer:
-                for time_s, data in topo.shim.take_packets():
-                    writer.write(time_s, data)
-            inspection = inspect_capture(pcap, parse_keylog(keylog.read_text()))
+            inspection = inspect_what_crossed(topo, work / f"{name}.pcap", keylog)
             out[name] = (inspection.connections, printed.decode(errors="replace"))
     return out
 
@@ -184,10 +175,7 @@ def curl_runs(tmp_path_factory):
     if CURL is None:
         pytest.skip("curl is not installed")
     work: Path = tmp_path_factory.mktemp("curl")
-    key, cert = work / "key.pem", work / "cert.pem"
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=server.test", "-days", "1"],
-                   check=True, capture_output=True)
+    key, cert = self_signed(work)
     out = {}
     with Topology(LinkConfig.from_rtt(0.1), keep_packets=True, tcp_fastopen=TFO_ALL_LISTENERS,
                   purpose="the curl tests") as topo:
@@ -208,11 +196,7 @@ def curl_runs(tmp_path_factory):
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             printed = client.communicate(timeout=20)[0].decode(errors="replace")
             time.sleep(0.3)
-            pcap = work / f"{name}.pcap"
-            with PcapWriter(pcap) as writer:
-                for time_s, data in topo.shim.take_packets():
-                    writer.write(time_s, data)
-            out[name] = (inspect_capture(pcap, parse_keylog(keylog.read_text())).connections, printed)
+            out[name] = (inspect_what_crossed(topo, work / f"{name}.pcap", keylog).connections, printed)
     return out
 
 
