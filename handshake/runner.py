@@ -20,12 +20,11 @@ from handshake.analysis.connection import ConnectionReport, analyze_tcp_flow
 from handshake.analysis.flows import tcp_flows
 from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.quic import analyze_quic_flow, quic_flows
-from handshake.endpoints.certs import CertChain, make_chain
+from handshake.endpoints.certs import make_chain
 from handshake.endpoints.events import ResponseReceived, StreamEndpoint
 from handshake.endpoints.http1 import DEFAULT_BODY_BYTES, HttpClient, HttpServer
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
-from handshake.errors import UsageError
 from handshake.net.link import LinkConfig
 from handshake.net.drops import PacketDropper
 from handshake.net.sim import (
@@ -121,27 +120,6 @@ class Row:
         return out
 
 
-_QUIC_HANDSHAKE_OTHER_BYTES = 512
-"""Room the server's Handshake epoch needs besides the Certificate message: EncryptedExtensions
-(ALPN, transport parameters: about 130 bytes), CertificateVerify (264 bytes with RSA-2048),
-Finished (36 bytes)."""
-
-
-def check_quic_chain(chain: CertChain) -> None:
-    """aioquic writes each epoch's handshake messages into a fixed buffer (``CRYPTO_BUFFER_SIZE``)
-    and fails mid-handshake past it: refuse such a chain up front, in one line."""
-    from aioquic.quic.connection import CRYPTO_BUFFER_SIZE
-
-    certificate_message = 4 + 1 + 3 + sum(3 + size + 2 for size in chain.der_sizes)  # RFC 8446 §4.4.2
-    if certificate_message + _QUIC_HANDSHAKE_OTHER_BYTES > CRYPTO_BUFFER_SIZE:
-        raise UsageError(
-            f"the QUIC server (aioquic) cannot send this chain: {len(chain.der_sizes)} {chain.key_type} certificates "
-            f"make a {certificate_message:,}-byte Certificate message, and aioquic writes at most "
-            f"{CRYPTO_BUFFER_SIZE:,} bytes of handshake messages per epoch; use fewer --intermediates "
-            "or leave the QUIC variants out"
-        )
-
-
 class VariantEndpoints:
     """Makes the client and server endpoints of one variant, sharing the configs that tie sessions together."""
 
@@ -154,8 +132,6 @@ class VariantEndpoints:
         self._client_config: Any = None
         if variant.transport == "quic":
             from handshake.endpoints.quic_config import QuicClientConfig, QuicServerConfig
-
-            check_quic_chain(chain)
 
             self._server_config = QuicServerConfig(
                 chain, retry=options.retry, accept_early_data=options.accept_early_data,
@@ -394,6 +370,8 @@ def compare(
     time) or "kernel" (real sockets in network namespaces behind the delay shim; needs root).
     """
     if any(variant.transport == "quic" for variant in variants):
+        from handshake.endpoints.quic_config import check_quic_chain
+
         chosen = options or RunOptions()
         check_quic_chain(make_chain(chosen.key_type, chosen.intermediates))  # before any variant runs
     if engine == "kernel":

@@ -15,8 +15,11 @@ from functools import cached_property
 from typing import TextIO
 
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import CRYPTO_BUFFER_SIZE
 from aioquic.tls import CipherSuite, SessionTicket, load_pem_private_key, load_pem_x509_certificates
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from handshake.errors import UsageError
 
 from ._files import create_private_file
 from .certs import CertChain, ClientIdentity
@@ -57,6 +60,25 @@ class _KeylogOwner:
         return file
 
 
+_QUIC_HANDSHAKE_OTHER_BYTES = 512
+"""Room the server's Handshake epoch needs besides the Certificate message: EncryptedExtensions
+(ALPN, transport parameters: about 130 bytes), CertificateVerify (264 bytes with RSA-2048),
+Finished (36 bytes)."""
+
+
+def check_quic_chain(chain: CertChain) -> None:
+    """aioquic writes each epoch's handshake messages into a fixed buffer (``CRYPTO_BUFFER_SIZE``)
+    and fails mid-handshake past it: refuse such a chain up front, in one line."""
+    certificate_message = 4 + 1 + 3 + sum(3 + size + 2 for size in chain.der_sizes)  # RFC 8446 §4.4.2
+    if certificate_message + _QUIC_HANDSHAKE_OTHER_BYTES > CRYPTO_BUFFER_SIZE:
+        raise UsageError(
+            f"the QUIC server (aioquic) cannot send this chain: {len(chain.der_sizes)} {chain.key_type} certificates "
+            f"make a {certificate_message:,}-byte Certificate message, and aioquic writes at most "
+            f"{CRYPTO_BUFFER_SIZE:,} bytes of handshake messages per epoch; use fewer --intermediates "
+            "or leave the QUIC variants out"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class QuicServerConfig(_KeylogOwner):
     """One QUIC + HTTP/3 server identity and the ticket store its connections share."""
@@ -72,6 +94,9 @@ class QuicServerConfig(_KeylogOwner):
     """Size of the HTTP/3 response body."""
     tickets: dict[bytes, SessionTicket] = field(default_factory=dict, repr=False)
     """Issued session tickets by ticket label: the store aioquic asks the application to keep."""
+
+    def __post_init__(self) -> None:
+        check_quic_chain(self.chain)
 
     @cached_property
     def quic_configuration(self) -> QuicConfiguration:
