@@ -142,13 +142,6 @@ def _parsed(parse):
     return lambda value, key: parse(_text(value, key), key)
 
 
-def _response_size(value: Any, key: str) -> int:
-    """TOML gives a whole number of bytes or a string with a unit; the flag gives a string."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    return parse_size(_text(value, key), key)
-
-
 def _key_type(value: Any, key: str) -> str:
     text = _text(value, key)
     if text not in KEY_TYPES:
@@ -203,7 +196,7 @@ def scenario_from_mapping(data: dict[str, Any], origin: str = "command line", te
         hrr=server.get("hrr", _bool, False),
         retry=server.get("retry", _bool, False),
         accept_early_data=server.get("accept_early_data", _bool, True),
-        response_bytes=server.get("response_size", _response_size, RunOptions.response_bytes),
+        response_bytes=server.get("response_size", _parsed(parse_size), RunOptions.response_bytes),
         cold=client.get("cold", _bool, False),
         drops=client.get("drop", _selectors, ()),
     )
