@@ -6,11 +6,13 @@ link model's (``handshake.net.link``), the same one the simulator uses, applied 
 ``LinkDirection`` (none if lost, two if duplicated) and is written into the other TUN at those
 times; a heap holds the scheduled deliveries. ``shim`` runs this in a thread or a process.
 
-Timing: the loop sleeps in ``select()`` until ``SPIN_S`` before the next delivery, then polls
+Timing: the loop sleeps in ``select()`` until ``spin_s`` before the next delivery, then polls
 (``select`` with a zero timeout, so arriving packets are still read and timestamped on time)
 until the moment comes. A sleep alone wakes late by the timer slack and the scheduler's latency;
 asyncio's loop rounds its timeouts to whole milliseconds (DESIGN.md §4). The timer slack of the
-thread is set to 1 ns for the same reason.
+thread is set to 1 ns for the same reason. A forwarder running at real-time priority
+(``run_before_other_work``) wakes within microseconds even on a busy machine, and polls only for
+the last ``REALTIME_SPIN_S``: at real-time priority a poll keeps ordinary work off that core.
 
 Capture is the client's view, as a capture on the client host would be (and as the simulator
 records it): client-to-server packets when the client's TUN hands them over, before any loss;
@@ -30,10 +32,12 @@ from dataclasses import dataclass
 from handshake.net.link import LinkConfig, LinkDirection
 from handshake.trace.pcap import PcapWriter
 
-__all__ = ["SPIN_S", "DropHook", "ShimStats", "Forwarder"]
+__all__ = ["SPIN_S", "REALTIME_SPIN_S", "DropHook", "ShimStats", "Forwarder", "run_before_other_work"]
 
 SPIN_S = 0.001
 """How long before a delivery the loop stops sleeping and polls instead."""
+REALTIME_SPIN_S = 0.0001
+"""The same, for a forwarder at real-time priority."""
 
 _READ_SIZE = 65536
 _BURST = 64  # packets read from one TUN before due deliveries get a turn
@@ -84,6 +88,18 @@ def set_timer_slack_ns(ns: int) -> None:
                 ctypes.c_ulong(0))
 
 
+def run_before_other_work() -> bool:
+    """SCHED_FIFO (the lowest real-time priority) for the calling process, so that a packet due now
+    leaves now even when every core is busy with ordinary work, as netem's do from the kernel's
+    softirq. The kernel's real-time throttling (``sched_rt_runtime_us``: 95 % of each second)
+    keeps a runaway loop from starving the machine. False where the system does not allow it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        return False
+    return True
+
+
 class Forwarder:
     """The packet loop between two TUN descriptors; owns neither a thread nor the descriptors."""
 
@@ -102,6 +118,7 @@ class Forwarder:
         """The client's view as (monotonic time, IP packet), when ``keep_packets`` is set."""
         self.stats = ShimStats()
         self.stopping = False
+        self.spin_s = SPIN_S
         self._heap: list[tuple[float, int, int, bytes]] = []
         self._seq = 0
 
@@ -118,6 +135,7 @@ class Forwarder:
         readers = [client_fd, server_fd, control_fd]
         heap = self._heap
         monotonic = time.monotonic
+        spin_s = self.spin_s
         while not self.stopping:
             now = monotonic()
             while heap and heap[0][0] <= now:
@@ -125,7 +143,7 @@ class Forwarder:
                 self._write(fd, packet, scheduled)
             if heap:
                 wait = heap[0][0] - monotonic()
-                timeout = wait - SPIN_S if wait > SPIN_S else 0.0
+                timeout = wait - spin_s if wait > spin_s else 0.0
             else:
                 timeout = None
             ready, _, _ = select.select(readers, [], [], timeout)

@@ -38,7 +38,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from handshake.errors import UsageError
-from handshake.kernel.forwarder import DropHook, Forwarder, ShimStats, set_timer_slack_ns
+from handshake.kernel.forwarder import (REALTIME_SPIN_S, DropHook, Forwarder, ShimStats, run_before_other_work,
+                                       set_timer_slack_ns)
 from handshake.net.link import LinkConfig
 from handshake.trace.pcap import LINKTYPE_RAW, PcapWriter
 
@@ -301,6 +302,8 @@ def _child_main(control_fd: int, client_fd: int, server_fd: int, capture_fd: int
     pcap = PcapWriter(os.fdopen(capture_fd, "wb"), LINKTYPE_RAW) if capture_fd is not None else None
     forwarder = Forwarder(client_fd, server_fd, link, pcap=pcap, keep_packets=keep_packets,
                           drop=drop, epoch_offset_s=epoch_offset_s)
+    if run_before_other_work():
+        forwarder.spin_s = REALTIME_SPIN_S
     conn.send("ready")
     _Child(conn, forwarder).serve()
 

@@ -1,5 +1,6 @@
 """What the tests of programs nobody here wrote (openssl, curl, nginx) share: a certificate for
-the server, and the capture the shim took of an exchange, written to a pcap and inspected."""
+the server, the capture the shim took of an exchange, written to a pcap and inspected, and the
+rule a real-time TTFB must keep with its counted round trips."""
 
 from __future__ import annotations
 
@@ -24,10 +25,18 @@ def self_signed(work: Path) -> tuple[Path, Path]:
     return key, cert
 
 
-def inspect_what_crossed(topo: Topology, pcap: Path, keylog: Path) -> CaptureInspection:
+def inspect_what_crossed(topo: Topology, pcap: Path, keylog: Path, *, steps: bool = False) -> CaptureInspection:
     """The packets the shim saw since the last call, written to ``pcap`` and inspected with the
-    client's key log."""
+    client's key log (with ladder steps if asked)."""
     with PcapWriter(pcap) as writer:
         for time_s, data in topo.shim.take_packets():
             writer.write(time_s, data)
-    return inspect_capture(pcap, parse_keylog(keylog.read_text()))
+    return inspect_capture(pcap, parse_keylog(keylog.read_text()), steps=steps)
+
+
+def spans_its_round_trips(ttfb_ms: float, round_trips: int, rtt_ms: float) -> bool:
+    """A real program's TTFB is its round trips of path plus its own computation: never under the
+    path (1 ms for clock granularity) and under one more round trip, so a round trip counted too
+    many or too few cannot pass. The computation is the machine's: 3-8 ms here when quiet, up to
+    25 ms with both cores oversubscribed, 52 ms once in CI (nginx's tfo-cold)."""
+    return round_trips * rtt_ms - 1 <= ttfb_ms < (round_trips + 1) * rtt_ms

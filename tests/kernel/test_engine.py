@@ -29,10 +29,11 @@ from .conftest import namespaces
 
 REPO = Path(__file__).resolve().parents[2]
 TTFB_TOLERANCE = 0.03
-"""Kernel and sim TTFB agree within 3 % at 100 ms RTT: for the QUIC variants once the time
-aioquic's pure-Python handshake runs before the first response byte is taken off (server
-Initial 2-3 ms, the client's read of the server flight 3-4 ms, the request 1-2 ms); virtual time
-has none of it, real time has all of it."""
+"""Kernel and sim TTFB agree within 3 % at 100 ms RTT once the time the endpoints' own code ran
+before the first response byte is taken off: virtual time has none of it, real time all of it.
+That time is the machine's, not the network's: on a quiet machine here 1-5 ms for the TCP
+variants and 10-12 ms for quic (aioquic is pure Python), but 11 ms for tfo-tls12 in one CI run,
+whose raw TTFB was then 4 % over the sim while its network part was 0.2 % over."""
 COMPUTE_SLACK_MS = 50.0
 """How late a kernel TTFB may be beyond its round trips: computation and the shim, with room for a busy CI."""
 _TLS_HANDSHAKE, _TLS_APPLICATION_DATA, _CLIENT_HELLO = 0x16, 0x17, 1
@@ -106,10 +107,12 @@ def test_ttfb_agrees_with_the_sim_at_100ms():
         for name in CATALOG
     )
     print(table)
-    for name, variant in CATALOG.items():
-        agreeing = network[name] if variant.transport == "quic" else kernel[name]
-        assert abs(agreeing - sim[name]) <= TTFB_TOLERANCE * sim[name], f"{name} differs by over 3 %:\n{table}"
+    for name in CATALOG:
+        # Never faster than the path; slower only by the endpoints' measured time (and 3 %). The
+        # network part may come out under the sim (quic-0rtt: -3.5 %): an endpoint's work after
+        # its flight has left overlaps the path's delay, so it is counted but costs nothing.
         assert kernel[name] >= sim[name] * 0.995, f"{name}: faster than the path allows:\n{table}"
+        assert network[name] <= sim[name] * (1 + TTFB_TOLERANCE), f"{name}: over 3 % slower than the sim:\n{table}"
 
 
 def test_a_response_past_the_initial_window_counts_the_same_on_both_engines():

@@ -235,3 +235,13 @@ def test_the_shim_process_holds_no_copy_of_the_callers_sockets():
         peer.settimeout(2)
         assert peer.recv(10) == b""
     peer.close()
+
+
+def test_the_shim_process_runs_before_ordinary_work():
+    """SCHED_FIFO: a delivery due now is not queued behind whatever else the cores are running
+    (with both cores oversubscribed twice over, the kernel engine's TLS rows were up to 5 % over
+    the sim before, 2 % after); the caller keeps its own policy."""
+    with Topology(LinkConfig()) as topo:
+        assert os.sched_getscheduler(topo.shim.pid) == os.SCHED_FIFO
+        assert os.sched_getparam(topo.shim.pid).sched_priority == 1
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
