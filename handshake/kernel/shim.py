@@ -6,6 +6,8 @@ needs the GIL for every packet, and a caller busy with TLS or QUIC computation h
 to ``sys.getswitchinterval()`` (5 ms) at a time -- measured: median error 0.3 ms idle, 4 to
 47 ms with a CPU-bound main thread, seconds at the tail. ``ShimThread`` runs the same loop in a
 thread of the caller's process: no fork, and the drop hook shares the caller's memory.
+Either way the forwarder runs at real-time priority (``run_before_other_work``: its process,
+or only its thread), so other work on a busy machine cannot make a delivery late.
 
 Both have one interface (``Shim``): ``start``, ``stop``, ``packets``, ``take_packets``,
 ``stats``, ``error``, ``set_link``, ``set_drop``, ``epoch_offset_s``. With ``ShimProcess`` the
@@ -156,6 +158,8 @@ class ShimThread(Shim):
 
     def _run(self) -> None:
         set_timer_slack_ns(1)
+        if run_before_other_work():  # this thread only: on Linux, scheduling is per thread
+            self._forwarder.spin_s = REALTIME_SPIN_S
         try:
             self._forwarder.run(self._wake_r, self._drain)
         except BaseException as error:  # noqa: BLE001 - kept for the owner
