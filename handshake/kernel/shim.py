@@ -154,12 +154,14 @@ class ShimThread(Shim):
         self._error: BaseException | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="handshake-shim", daemon=True)
+        self._ready = threading.Event()
         self._stopped = False
 
     def _run(self) -> None:
         set_timer_slack_ns(1)
         if run_before_other_work():  # this thread only: on Linux, scheduling is per thread
             self._forwarder.spin_s = REALTIME_SPIN_S
+        self._ready.set()
         try:
             self._forwarder.run(self._wake_r, self._drain)
         except BaseException as error:  # noqa: BLE001 - kept for the owner
@@ -172,7 +174,9 @@ class ShimThread(Shim):
             pass
 
     def start(self) -> None:
+        """Returns once the thread runs as it will forward (as ShimProcess waits for "ready")."""
         self._thread.start()
+        self._ready.wait()
 
     def stop(self) -> None:
         if self._stopped:
