@@ -172,8 +172,8 @@ class CaptureAnalyzer:
             placed = self._quic.place(time, packet.src, packet.dst, transport, size)
             if not placed:
                 self.other_udp += 1
-            for flow, datagram, started in placed:
-                self._feed(self._start(flow) if started else self._entries[id(flow)], datagram)
+            for quic_flow, datagram, started in placed:
+                self._feed(self._start(quic_flow) if started else self._entries[id(quic_flow)], datagram)
 
     def _start(self, flow) -> _Entry:
         """A new connection; an older one on the same 4-tuple gets no more packets."""
@@ -185,6 +185,7 @@ class CaptureAnalyzer:
             # Port reuse: the older connection on this 4-tuple gets no more packets.
             self._finish(self._entries.pop(old))
             self._flows.pop(old, None)
+        analyzer: TcpConnectionAnalyzer | QuicConnectionAnalyzer
         if is_tcp:
             analyzer = TcpConnectionAnalyzer(flow.client, flow.server, self._keylog, steps=self._steps)
         else:
@@ -249,7 +250,8 @@ class CaptureAnalyzer:
             self._finish(entry)
         self._entries.clear()
         self._flows.clear()
-        done = sorted(((e.connection.report.start_time, e.order, e.connection) for e in self._done),
+        verdicts = [(entry.order, entry.connection) for entry in self._done if entry.connection is not None]
+        done = sorted(((connection.report.start_time, order, connection) for order, connection in verdicts),
                       key=lambda item: item[:2])
         self._done = []
         return done

@@ -6,6 +6,7 @@ run, a kernel run and a stranger's capture are judged by the same rules.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from handshake.analysis.flows import FlowPacket, StreamAssembler, TcpFlow
@@ -129,7 +130,8 @@ _MAX_EVENTS = 1 << 16
 _KEPT_ROUNDS = 256
 
 
-def retransmission_causes(side: str, found: dict[str, list[tuple[float, float | None]]], before: float | None) -> list[str]:
+def retransmission_causes(side: str, found: Mapping[str, Sequence[tuple[float, float | None]]],
+                          before: float | None) -> list[str]:
     """One line per kind of retransmission (what → [(when, delay after the first copy)]) that
     happened before ``before`` (None: at all)."""
     out = []
@@ -301,7 +303,7 @@ class TcpConnectionAnalyzer:
         data = self._streams[packet.from_client].feed(segment)
         if data:
             self._data(packet, data, rnd, carries, marks)
-            if report.round_trips is not None and not self._steps and self._settled():
+            if report.ttfb_s is not None and not self._steps and self._settled():
                 self._verdict_time = report.start_time + report.ttfb_s
         if segment.payload and not data and self._steps:
             carries.append(f"{len(segment.payload)} bytes" + (" again" if retransmission else " (held: out of order)"))
@@ -386,7 +388,7 @@ class TcpConnectionAnalyzer:
             [cause for side in (True, False) for cause in self._retransmissions[side].causes(before=response_time)],
             conversation.facts if conversation is not None else None,
         )
-        self._retransmissions = self._counter = self._server_data_rounds = None
+        self._retransmissions, self._counter, self._server_data_rounds = {}, TcpRoundCounter(), {}
         self._conversation = None
         self._streams = {}
 

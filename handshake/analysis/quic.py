@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from .connection import ConnectionReport, on_microseconds, retransmission_causes
 from .intervals import FirstSeenRanges
@@ -71,7 +72,7 @@ _ORDERLY_CLOSE = {0x0, 0x0C, 0x100}
 packets (RFC 9000 §10.2.3); H3_NO_ERROR (RFC 9114 §8.1). Only other codes are worth a note."""
 
 
-def _client_bidi(stream_id: int | None) -> bool:
+def _client_bidi(stream_id: int | None) -> TypeGuard[int]:
     """RFC 9000 §2.1: the two low bits 00 mark a client-initiated bidirectional stream."""
     return stream_id is not None and stream_id & 0x03 == 0
 
@@ -179,10 +180,10 @@ class _Evidence:
             for frame in packet.frames or ():
                 if isinstance(frame, HandshakeDoneFrame) and self.client_finished_round is not None:
                     had.append(self.client_finished_round)  # RFC 9001 §4.1.2
-                elif isinstance(frame, (StreamFrame, OtherFrame)) and _client_bidi(getattr(frame, "stream_id", None)):
+                elif isinstance(frame, (StreamFrame, OtherFrame)) and _client_bidi(stream_id := frame.stream_id):
                     # RFC 9000 §3.2/§19.8: the server may only use a client-initiated stream the
                     # client opened, by a frame on it or on a higher-numbered one.
-                    opened = self._stream_opened(frame.stream_id, zero_rtt_usable)
+                    opened = self._stream_opened(stream_id, zero_rtt_usable)
                     if opened is not None:
                         had.append(opened)
         return had

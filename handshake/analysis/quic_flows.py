@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from handshake.trace.packet import UdpDatagram
 from handshake.trace.record import TracedPacket
@@ -81,7 +82,7 @@ def _opens_as_initial(packet: QuicPacket) -> bool:
     return client.open(packet, -1) is not None
 
 
-def _client_initial(packet: QuicPacket | None) -> bool:
+def _client_initial(packet: QuicPacket | None) -> TypeGuard[QuicPacket]:
     return (
         packet is not None
         and packet.packet_type == "initial"
@@ -119,11 +120,12 @@ class QuicFlowTracker:
         may_start = flow is None or (source == flow.client and not _continues(flow, packet))
         out: list[tuple[QuicFlow, QuicDatagram, bool]] = []
         if may_start and _client_initial(packet) and _opens_as_initial(packet):
+            assert packet.version is not None and packet.dcid is not None  # _client_initial saw to it
             flow = QuicFlow(client=source, server=destination, version=packet.version,
                             original_dcid=packet.dcid, client_scid=packet.scid or b"", first_time=time)
             self._current[key] = flow
             out.append((flow, record, True))
-            record = None
+            return self._learn(flow, source, packet, out)
         elif may_start and _unknown_version_attempt(packet):
             pending = self._unanswered.get(key)
             if pending is None:
@@ -138,12 +140,22 @@ class QuicFlowTracker:
             first_record, first = attempts[0]
             # RFC 9000 §17.2.1: the VN packet echoes the client's connection IDs, swapped.
             if packet.dcid == first.scid and packet.scid == first.dcid:
+                assert first.version is not None and first.dcid is not None  # _unknown_version_attempt
                 flow = QuicFlow(client=destination, server=source, version=first.version,
                                 original_dcid=first.dcid, client_scid=first.scid or b"", first_time=first_record.time)
                 self._current[key] = flow
                 out.extend((flow, attempt, index == 0) for index, (attempt, _) in enumerate(attempts))
         if flow is None:
             return out
+        self._learn(flow, source, packet, out)
+        out.append((flow, QuicDatagram(time, source == flow.client, record.payload, record.wire_bytes), False))
+        return out
+
+    @staticmethod
+    def _learn(flow: QuicFlow, source: tuple, packet: QuicPacket | None,
+               out: list[tuple[QuicFlow, QuicDatagram, bool]]) -> list[tuple[QuicFlow, QuicDatagram, bool]]:
+        """What a long header tells about the connection: the server's connection IDs, and
+        whether a Version Negotiation changed the version."""
         from_client = source == flow.client
         if packet is not None and not from_client and packet.scid:
             if packet.packet_type == "version_negotiation":
@@ -154,9 +166,6 @@ class QuicFlowTracker:
         if (from_client and flow.version_negotiation_seen and packet is not None
                 and packet.packet_type == "initial" and packet.version != flow.version):
             flow.version_negotiated = True
-        if record is None:  # the Initial that started the connection
-            return out
-        out.append((flow, QuicDatagram(time, from_client, record.payload, record.wire_bytes), False))
         return out
 
 
@@ -181,7 +190,7 @@ _MAX_SERVER_CIDS = 64
 _MAX_UNANSWERED = 8
 
 
-def _unknown_version_attempt(packet: QuicPacket | None) -> bool:
+def _unknown_version_attempt(packet: QuicPacket | None) -> TypeGuard[QuicPacket]:
     return (
         packet is not None
         and packet.packet_type == "unknown_version"

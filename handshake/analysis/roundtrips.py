@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import cast
 
 from handshake.analysis.flows import FlowPacket
 from handshake.net.tcp import seq_diff
@@ -115,12 +116,11 @@ class TcpRoundCounter:
         mine, theirs = (self._client, self._server) if packet.from_client else (self._server, self._client)
         if mine.seq_base is None:
             mine.seq_base = segment.seq
-        if timestamps is _FROM_SEGMENT:
-            timestamps = segment.timestamps
+        stamps = segment.timestamps if timestamps is _FROM_SEGMENT else cast("tuple[int, int] | None", timestamps)
         if segment.has_ack:
             theirs.acknowledge(segment.ack)
-            if timestamps is not None and timestamps[1]:
-                theirs.echo(timestamps[1])
+            if stamps is not None and stamps[1]:
+                theirs.echo(stamps[1])
         step = 0 if packet.from_client else 1
         by_ack = max(theirs.known_by_ack + step, 0)
         return PacketRound(max(by_ack, theirs.known_by_ts + step), by_ack)
@@ -136,10 +136,9 @@ class TcpRoundCounter:
             heapq.heappush(heap, (end, rnd))
             if len(heap) > _MAX_UNACKNOWLEDGED:  # never acknowledged (a one-sided capture)
                 heapq.heappop(heap)
-        if timestamps is _FROM_SEGMENT:
-            timestamps = segment.timestamps
-        if timestamps is not None:
-            mine.by_tsval.append((mine.rel_ts(timestamps[0]), rnd))
+        stamps = segment.timestamps if timestamps is _FROM_SEGMENT else cast("tuple[int, int] | None", timestamps)
+        if stamps is not None:
+            mine.by_tsval.append((mine.rel_ts(stamps[0]), rnd))
             mine.trim_tsvals()
 
     def add(self, packet: FlowPacket, *, retransmission: bool = False) -> PacketRound:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from typing import TypeAlias
+
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 _IV_BYTES = 12
 """RFC 8446 §5.3: iv_length is max(8 bytes, N_MIN) = 12 for every defined suite."""
 
-_Aead = AESGCM | AESCCM | ChaCha20Poly1305
+_Aead: TypeAlias = AESGCM | AESCCM | ChaCha20Poly1305
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ conversation catches it, so a bad message never stops the analysis.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from dataclasses import dataclass
 
@@ -143,7 +144,7 @@ class _Reader:
     def uint(self, width: int) -> int:
         return int.from_bytes(self.bytes(width), "big")
 
-    def vector(self, length_width: int) -> bytes:
+    def vector(self, length_width: int) -> builtins.bytes:
         return self.bytes(self.uint(length_width))
 
     @property
