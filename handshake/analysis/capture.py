@@ -327,10 +327,10 @@ def _inspect(source, analyzer, label: str) -> CaptureInspection:
         if not frames:
             raise CaptureError(f"{label}: {error}") from None
         notes.append(f"{error}: reported the {frames} frames before it")
-    except CaptureError as error:
+    except CaptureError as failure:  # a name of its own: compiled, a name has one type
         if not frames:
-            raise CaptureError(_with_label(label, error)) from None
-        notes.append(f"{error}: reported the {frames} frames before it")
+            raise CaptureError(_with_label(label, failure)) from None
+        notes.append(f"{failure}: reported the {frames} frames before it")
     if frames and not read_link:
         raise CaptureError(f"{label}: {UnsupportedLinkType(min(unsupported))}")
     for linktype, count in sorted(unsupported.items()):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
 
+
+@mypyc_attr(native_class=False)  # pickled between worker processes, which a compiled frozen class is not
 @dataclass(frozen=True, slots=True)
 class LadderStep:
     """One packet (TCP segment or UDP datagram) of a connection."""

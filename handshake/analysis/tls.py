@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mypy_extensions import mypyc_attr
+
 from .keylog import ConnectionSecrets, KeyLog, parse_keylog
 from .tls13_keys import TrafficKey
 from .tls_messages import (
@@ -81,6 +83,7 @@ class TlsMessage:
     """Application data whose plaintext is known: its first bytes (e.g. an HTTP request line)."""
 
 
+@mypyc_attr(native_class=False)  # compiled too, a plain class: updated_facts copies its __dict__
 @dataclass(frozen=True)
 class TlsFacts:
     """What the handshake negotiated, as far as the bytes (and keys) seen so far tell."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
@@ -219,7 +221,7 @@ def _addr_bytes(addr: str, version: int) -> bytes:
     return packed
 
 
-def _options_bytes(options: tuple[tuple[int, bytes], ...]) -> bytes:
+def _options_bytes(options: Sequence[Any]) -> bytes:
     """Options in wire form, padded with EOL to a 32-bit boundary (RFC 793 §3.1)."""
     try:
         return _options_bytes_cached(options)
@@ -227,7 +229,7 @@ def _options_bytes(options: tuple[tuple[int, bytes], ...]) -> bytes:
         return _options_wire(options)
 
 
-def _options_wire(options: tuple[tuple[int, bytes], ...]) -> bytes:
+def _options_wire(options: Sequence[Any]) -> bytes:
     parts = []
     for kind, data in options:
         if kind == OPT_EOL or kind == OPT_NOP:
@@ -254,7 +256,7 @@ def _payload_sum(payload: bytes) -> int:
 
 
 def _tcp_bytes(pseudo: int, sport: int, dport: int, seq: int, ack: int, flags: int,
-               window: int, options: tuple, payload: bytes) -> bytes:
+               window: int, options: Sequence[Any], payload: bytes) -> bytes:
     """TCP header + payload with the checksum over the pseudo-header (RFC 793 §3.1).
 
     The Internet checksum is the ones' complement of the ones' complement sum of 16-bit words
@@ -349,7 +351,7 @@ def encode(packet: IpPacket) -> bytes:
 
 
 def tcp_packet(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
-               payload: bytes = b"", options: tuple[tuple[int, bytes], ...] = (),
+               payload: bytes = b"", options: Sequence[Any] = (),
                window: int = 65535) -> bytes:
     """``encode(IpPacket(src, dst, 6, TcpSegment(...)))`` without the objects (the hot path)."""
     version, src_b = _addr(src)
@@ -508,7 +510,7 @@ def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
                     next_header, transport, hop_limit, vtcfl & 0xFFFFF, 6)
 
 
-def decode(data: bytes, *, allow_truncated: bool = False) -> IpPacket:
+def decode(data: object, *, allow_truncated: bool = False) -> IpPacket:
     """Parse an IPv4 or IPv6 packet (the version nibble decides).
 
     ``allow_truncated``: accept a packet cut short by the capture's snap length (pass
@@ -516,16 +518,18 @@ def decode(data: bytes, *, allow_truncated: bool = False) -> IpPacket:
     The first fragment of a fragmented packet is decoded the same way; later fragments
     keep their bytes raw.
     """
-    if not isinstance(data, bytes):
+    if isinstance(data, bytes):
+        raw = data
+    else:
         try:
-            data = bytes(data)
+            raw = bytes(data)  # type: ignore[call-overload]  # any bytes-like; anything else is refused
         except TypeError:
             raise PacketError(f"cannot decode {type(data).__name__}") from None
-    if not data:
+    if not raw:
         raise PacketError("empty packet")
-    version = data[0] >> 4
+    version = raw[0] >> 4
     if version == 4:
-        return _decode_v4(data, allow_truncated)
+        return _decode_v4(raw, allow_truncated)
     if version == 6:
-        return _decode_v6(data, allow_truncated)
+        return _decode_v6(raw, allow_truncated)
     raise PacketError(f"bad IP version {version}")
