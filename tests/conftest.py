@@ -1,11 +1,20 @@
 """Refuse to test a stale build: the per-packet modules are compiled (setup.py), and a compiled
-module is imported in place of its source, so an edit not rebuilt would go untested."""
+module is imported in place of its source, so an edit not rebuilt would go untested.
+
+HYPOTHESIS_PROFILE=ci (what .ci/run sets) draws the same examples on every run, so that CI
+judges a change and not the luck of a draw; a run without it explores new examples, as runs
+by hand should."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 PACKAGE = Path(__file__).resolve().parents[1] / "handshake"
 
