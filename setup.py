@@ -6,6 +6,8 @@ behaves the same, only slower."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,8 +20,12 @@ COMPILED = sorted(
     str(path.relative_to(HERE))
     for pattern in ("handshake/analysis/*.py", "handshake/trace/*.py")
     for path in HERE.glob(pattern)
-    if path.name not in ("__init__.py", "parallel.py")  # parallel: process plumbing, not per packet
+    if path.name != "__init__.py"
 )
+
+
+MANIFEST = "handshake/compiled_from.json"
+"""SHA-256 of each compiled source as it was built: tests refuse a build older than its sources."""
 
 
 class OptionalBuildExt(build_ext):
@@ -32,6 +38,11 @@ class OptionalBuildExt(build_ext):
             for output in self.get_outputs():
                 Path(output).unlink(missing_ok=True)  # half a build would not import
             print(f"handshake: not compiled ({error}); installing the pure-Python package", file=sys.stderr)
+            return
+        if self.extensions:
+            manifest = (HERE if self.inplace else Path(self.build_lib)) / MANIFEST
+            manifest.write_text(json.dumps({path: hashlib.sha256((HERE / path).read_bytes()).hexdigest()
+                                            for path in COMPILED}, indent=1))
 
 
 def compiled_modules() -> list:

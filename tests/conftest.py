@@ -7,6 +7,8 @@ by hand should."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -20,12 +22,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "handshake"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    stale = [
-        str(source.relative_to(PACKAGE.parent))
-        for compiled in PACKAGE.rglob("*.so")
-        if (source := compiled.with_name(compiled.name.split(".")[0] + ".py")).exists()
-        and source.stat().st_mtime > compiled.stat().st_mtime
-    ]
+    manifest = PACKAGE / "compiled_from.json"  # written by setup.py's build: a hash per source
+    if not manifest.exists():
+        return  # not compiled in place: the sources are what runs
+    built = json.loads(manifest.read_text())
+    stale = [path for path, digest in built.items()
+             if hashlib.sha256((PACKAGE.parent / path).read_bytes()).hexdigest() != digest]
     if stale:
         pytest.exit(f"{', '.join(sorted(stale))} changed since compiled: rebuild with "
                     "`python3 setup.py build_ext --inplace` (or `pip install -e .`)", returncode=2)

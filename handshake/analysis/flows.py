@@ -15,7 +15,8 @@ from handshake.trace.packet import IpPacket, PacketError, TcpSegment, decode
 from handshake.trace.record import TracedPacket
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class FlowPacket:
     """One packet of a TCP connection, placed on its side."""
 
@@ -24,6 +25,12 @@ class FlowPacket:
     segment: TcpSegment
     wire_bytes: int
     """Length of the IP packet."""
+
+    def __init__(self, time: float, from_client: bool, segment: TcpSegment, wire_bytes: int) -> None:
+        self.time = time
+        self.from_client = from_client
+        self.segment = segment
+        self.wire_bytes = wire_bytes
 
 
 @dataclass

@@ -31,7 +31,8 @@ from .quic_crypto import initial_protections
 from .quic_packets import KNOWN_VERSIONS, MAX_CID_BYTES, MIN_CLIENT_DCID_BYTES, QuicPacket, first_packet
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class QuicDatagram:
     """One UDP datagram of a QUIC connection, placed on its side."""
 
@@ -41,6 +42,12 @@ class QuicDatagram:
     """The UDP payload: one or more QUIC packets."""
     wire_bytes: int
     """Length of the IP packet."""
+
+    def __init__(self, time: float, from_client: bool, payload: bytes, wire_bytes: int) -> None:
+        self.time = time
+        self.from_client = from_client
+        self.payload = payload
+        self.wire_bytes = wire_bytes
 
 
 @dataclass

@@ -100,7 +100,8 @@ class Reader:
         return value
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class QuicPacket:
     """One packet as it was on the wire, its protected parts still protected."""
 
@@ -121,6 +122,19 @@ class QuicPacket:
     retry_tag: bytes = b""
     supported_versions: tuple[int, ...] = ()
     """Version Negotiation: what the server speaks (RFC 9000 §17.2.1)."""
+
+    def __init__(self, packet_type: PacketType, version: int | None, dcid: bytes | None,
+                 scid: bytes | None, data: bytes, pn_offset: int | None, token: bytes = b"",
+                 retry_tag: bytes = b"", supported_versions: tuple[int, ...] = ()) -> None:
+        self.packet_type = packet_type
+        self.version = version
+        self.dcid = dcid
+        self.scid = scid
+        self.data = data
+        self.pn_offset = pn_offset
+        self.token = token
+        self.retry_tag = retry_tag
+        self.supported_versions = supported_versions
 
     @property
     def is_long_header(self) -> bool:

@@ -27,12 +27,17 @@ from handshake.analysis.flows import FlowPacket
 from handshake.net.tcp import seq_diff
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class PacketRound:
     round: int
     """Round trips completed before this packet was sent."""
     round_by_ack: int
     """The same, from ACK numbers alone (a lower value means the timestamp echo showed a wait for pure ACKs)."""
+
+    def __init__(self, round: int, round_by_ack: int) -> None:
+        self.round = round
+        self.round_by_ack = round_by_ack
 
 
 _MAX_UNACKNOWLEDGED = 1 << 13

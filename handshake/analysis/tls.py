@@ -56,7 +56,8 @@ TLS13 = 0x0304
 PREVIEW_BYTES = 64
 
 
-@dataclass(frozen=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(unsafe_hash=True, init=False)
 class TlsMessage:
     """One handshake message, or one record of any other content type."""
 
@@ -81,6 +82,17 @@ class TlsMessage:
     cannot be known (no key, TLS 1.2 CBC) the record's fragment length instead."""
     preview: bytes = b""
     """Application data whose plaintext is known: its first bytes (e.g. an HTTP request line)."""
+
+    def __init__(self, direction: Direction, start_offset: int, end_offset: int, record_type: int,
+                 kind: MessageKind, name: str, length: int, preview: bytes = b"") -> None:
+        self.direction = direction
+        self.start_offset = start_offset
+        self.end_offset = end_offset
+        self.record_type = record_type
+        self.kind = kind
+        self.name = name
+        self.length = length
+        self.preview = preview
 
 
 @mypyc_attr(native_class=False)  # compiled too, a plain class: updated_facts copies its __dict__

@@ -22,7 +22,8 @@ MAX_FRAGMENT_BYTES = 2**14 + 2048
 less, 2^14 + 256, §5.2); anything longer is not a TLS stream."""
 
 
-@dataclass(frozen=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(unsafe_hash=True, init=False)
 class TlsRecord:
     """One record as it was on the wire."""
 
@@ -37,6 +38,15 @@ class TlsRecord:
     """Stream offset of the first header byte."""
     end_offset: int
     """Stream offset just past the fragment."""
+
+    def __init__(self, content_type: int, legacy_version: int, header: bytes, fragment: bytes,
+                 start_offset: int, end_offset: int) -> None:
+        self.content_type = content_type
+        self.legacy_version = legacy_version
+        self.header = header
+        self.fragment = fragment
+        self.start_offset = start_offset
+        self.end_offset = end_offset
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,8 @@ class UnsupportedLinkType(CaptureError):
         self.linktype = linktype
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class CapturedFrame:
     """One captured frame, link layer included."""
 
@@ -96,6 +97,13 @@ class CapturedFrame:
     """The frame's length on the wire; more than ``len(data)`` when the snap length cut it."""
     interface: int = 0
     """pcapng interface index within its section; 0 for classic pcap."""
+
+    def __init__(self, time: float, linktype: int, data: bytes, orig_len: int, interface: int = 0) -> None:
+        self.time = time
+        self.linktype = linktype
+        self.data = data
+        self.orig_len = orig_len
+        self.interface = interface
 
 
 class PcapWriter:
