@@ -285,21 +285,24 @@ def inspect_capture(source: str | os.PathLike | BinaryIO, keylog: KeyLog | None 
     connection.
     """
     label = name or (os.fsdecode(source) if isinstance(source, (str, bytes, os.PathLike)) else "the capture")
-    if jobs > 1:
-        from .parallel import ShardedAnalyzer, available
-
-        analyzer = ShardedAnalyzer(keylog, steps=steps, jobs=jobs) if available() else CaptureAnalyzer(keylog, steps=steps)
-    else:
-        analyzer = CaptureAnalyzer(keylog, steps=steps)
     thresholds = gc.get_threshold()
-    gc.set_threshold(*_GC_THRESHOLDS)  # the workers, forked from here, inherit it
+    gc.set_threshold(*_GC_THRESHOLDS)  # before the workers fork: they inherit it
     try:
-        return _inspect(source, analyzer, label)
+        if jobs > 1:
+            from .parallel import ShardedAnalyzer, available
+
+            analyzer: CaptureAnalyzer | ShardedAnalyzer = (
+                ShardedAnalyzer(keylog, steps=steps, jobs=jobs) if available() else CaptureAnalyzer(keylog, steps=steps))
+        else:
+            analyzer = CaptureAnalyzer(keylog, steps=steps)
+        try:
+            return _inspect(source, analyzer, label)
+        finally:
+            close = getattr(analyzer, "close", None)
+            if close is not None:
+                close()
     finally:
         gc.set_threshold(*thresholds)
-        close = getattr(analyzer, "close", None)
-        if close is not None:
-            close()
 
 
 def _inspect(source, analyzer, label: str) -> CaptureInspection:

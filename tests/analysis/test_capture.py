@@ -3,6 +3,7 @@ file is read as a stream, and what the analysis keeps does not grow with the con
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import threading
@@ -213,6 +214,21 @@ def test_worker_processes_give_the_same_verdicts_and_ladders_in_the_same_order(r
     three = inspect_capture(io.BytesIO(data), keylog, steps=True, jobs=3)
     assert len(one.connections) == 12 * 5
     assert [(c.report, c.steps) for c in three.connections] == [(c.report, c.steps) for c in one.connections]
+
+
+def test_the_gc_thresholds_are_the_callers_again_after_a_capture_good_or_bad(runs):
+    """inspect_capture collects garbage less often while it reads (capture._GC_THRESHOLDS); the
+    process that called it gets its own thresholds back, also when the file is refused."""
+    before = gc.get_threshold()
+    gc.set_threshold(555, 9, 8)
+    try:
+        assert inspect_capture(runs["tls12"].pcap).connections
+        assert gc.get_threshold() == (555, 9, 8)
+        with pytest.raises(capture.CaptureError):
+            inspect_capture(io.BytesIO(b"not a capture at all"), jobs=2)
+        assert gc.get_threshold() == (555, 9, 8)
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_packets_in_memory_give_the_verdicts_of_their_pcap(runs):
