@@ -32,7 +32,8 @@ _SPACES: dict[str, Space] = {
 _CRYPTO_EPOCHS: dict[str, Epoch] = {"initial": "initial", "handshake": "handshake", "1rtt": "1rtt"}
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class DecodedPacket:
     packet: QuicPacket
     space: Space | None
@@ -50,17 +51,38 @@ class DecodedPacket:
     key_phase: int | None = None
     """1-RTT: the Key Phase bit (RFC 9001 §6), once opened."""
 
+    def __init__(self, packet: QuicPacket, space: Space | None, packet_number: int | None,
+                 frames: tuple[Frame, ...] | None, frames_complete: bool = True,
+                 messages: tuple[QuicHandshakeMessage, ...] = (), duplicate: bool = False,
+                 key_phase: int | None = None) -> None:
+        self.packet = packet
+        self.space = space
+        self.packet_number = packet_number
+        self.frames = frames
+        self.frames_complete = frames_complete
+        self.messages = messages
+        self.duplicate = duplicate
+        self.key_phase = key_phase
+
+
     @property
     def opened(self) -> bool:
         return self.frames is not None
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class DecodedDatagram:
     datagram: QuicDatagram
     packets: tuple[DecodedPacket, ...]
     trailing_bytes: int
     """Bytes after the last packet that were not one (RFC 9000 §12.2 lets a receiver ignore them)."""
+
+    def __init__(self, datagram: QuicDatagram, packets: tuple[DecodedPacket, ...],
+                 trailing_bytes: int) -> None:
+        self.datagram = datagram
+        self.packets = packets
+        self.trailing_bytes = trailing_bytes
 
 
 class QuicDecoder:

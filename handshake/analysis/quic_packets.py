@@ -153,11 +153,16 @@ class QuicPacket:
         return PACKET_TYPE_CODES.get(self.version, {}).get(self.packet_type)
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class ParsedDatagram:
     packets: tuple[QuicPacket, ...]
     trailing_bytes: int
     """Bytes after the last packet that did not parse as one (padding, garbage)."""
+
+    def __init__(self, packets: tuple[QuicPacket, ...], trailing_bytes: int) -> None:
+        self.packets = packets
+        self.trailing_bytes = trailing_bytes
 
 
 def parse_datagram(payload: bytes, short_dcid_length: int | None = None) -> ParsedDatagram:

@@ -283,7 +283,8 @@ def parse_encrypted_extensions(body: bytes) -> EncryptedExtensions:
     return EncryptedExtensions(alpn_protocol=alpn[0] if alpn else None, accepts_early_data=EXT_EARLY_DATA in extensions)
 
 
-@dataclass(frozen=True)
+# Made once per message: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(unsafe_hash=True, init=False)
 class HandshakeMessage:
     """One whole handshake message and where its bytes were in the stream."""
 
@@ -293,6 +294,12 @@ class HandshakeMessage:
     """Stream offset of the record holding the message's first byte."""
     end_offset: int
     """Stream offset just past the record holding its last byte."""
+
+    def __init__(self, msg_type: int, body: bytes, start_offset: int, end_offset: int) -> None:
+        self.msg_type = msg_type
+        self.body = body
+        self.start_offset = start_offset
+        self.end_offset = end_offset
 
     @property
     def wire_bytes(self) -> int:
