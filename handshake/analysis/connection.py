@@ -103,17 +103,12 @@ class _Retransmissions:
             what = "SYN-ACK" if segment.has_ack else "SYN"
         else:
             what = "data" if segment.payload else "FIN"
-        self._found(what, time, time - first)
+        note_retransmission(self.found, what, time, time - first)
         return True
 
     def note_unseen_original(self, segment, time: float) -> None:
         """Count a retransmission recognised by other means (its first copy was never seen here)."""
-        self._found("data" if segment.payload else "FIN", time, None)
-
-    def _found(self, what: str, time: float, delay: float | None) -> None:
-        events = self.found.setdefault(what, [])
-        if len(events) < _MAX_EVENTS:
-            events.append((time, delay))
+        note_retransmission(self.found, "data" if segment.payload else "FIN", time, None)
 
     def _fills_gap_late(self, start: int, tsval: int) -> float | None:
         """A segment below data already seen, sent (by its TSval) after that data: the copy that
@@ -128,6 +123,15 @@ class _Retransmissions:
 _MAX_EVENTS = 1 << 16
 """Retransmissions remembered per kind and side (for the counts in the causes)."""
 _KEPT_ROUNDS = 256
+
+
+def note_retransmission(found: dict[str, list[tuple[float, float | None]]], what: str, time: float,
+                        delay: float | None) -> None:
+    """Add a retransmission of ``what`` (when, how long after its first copy) to what a side
+    ``found``, up to _MAX_EVENTS of each kind: the TCP and the QUIC analyzers' one record."""
+    events = found.setdefault(what, [])
+    if len(events) < _MAX_EVENTS:
+        events.append((time, delay))
 
 
 def retransmission_causes(side: str, found: Mapping[str, Sequence[tuple[float, float | None]]],
@@ -174,7 +178,9 @@ def analyze_tcp_flow(flow: TcpFlow, keylog: KeyLog | None = None) -> ConnectionR
     """Count the round trips of one TCP connection, from its packets (and key log, for TLS 1.3)."""
     analyzer = TcpConnectionAnalyzer(flow.client, flow.server, keylog)
     for packet in flow.packets:
-        analyzer.add(packet)
+        time = on_microseconds(packet.time)
+        analyzer.add(packet if time == packet.time else
+                     FlowPacket(time, packet.from_client, packet.segment, packet.wire_bytes))
     return analyzer.report()
 
 
@@ -205,8 +211,9 @@ class TcpConnectionAnalyzer:
     """One TCP connection's verdict, fed packet by packet in capture order (sans-IO).
 
     Holds the connection's state (stream reassembly, TLS, round counter, what was seen once, in
-    bounded structures), never its packets. With ``steps=True`` each ``add`` also returns the
-    packet as a ladder step.
+    bounded structures), never its packets. Packet times are on the microsecond grid
+    (``on_microseconds``: the callers put them there). With ``steps=True`` each ``add`` also
+    returns the packet as a ladder step.
     """
 
     def __init__(self, client: tuple[str, int], server: tuple[str, int], keylog: KeyLog | None = None,
@@ -229,17 +236,14 @@ class TcpConnectionAnalyzer:
         self._request_rounds = {"early_data": _NEVER, "app_data": _NEVER}  # TLS: first client request record of each kind
         self._plain_labels = {True: False, False: False}  # plain HTTP: first bytes of each side labelled
         self._verdict_time: float | None = None
+        """Set once the verdict cannot change any more (the response's time; not for ladders)."""
         self._released: tuple | None = None
         """(retransmission causes, TLS facts) once the rest of the state was let go."""
-        """Set once the verdict cannot change any more (the response's time; not for ladders)."""
 
     def add(self, packet: FlowPacket) -> LadderStep | None:
         """Count one packet of the connection."""
         report = self.report_so_far
-        time = on_microseconds(packet.time)
-        if time != packet.time:
-            packet = FlowPacket(time, packet.from_client, packet.segment, packet.wire_bytes)
-        if self._verdict_time is not None and time > self._verdict_time:
+        if self._verdict_time is not None and packet.time > self._verdict_time:
             self.count_late(packet.from_client, packet.wire_bytes)
             return None
         segment = packet.segment
@@ -342,7 +346,7 @@ class TcpConnectionAnalyzer:
             if not packet.from_client and report.round_trips is None:
                 report.round_trips = rnd
                 report.ttfb_s = packet.time - report.start_time
-                marks.append(_first_byte_mark(rnd))
+                marks.append(first_byte_mark(rnd))
             if self._steps:
                 label = None if self._plain_labels[packet.from_client] else http1_label(data)
                 self._plain_labels[packet.from_client] = True
@@ -356,7 +360,7 @@ class TcpConnectionAnalyzer:
             elif not packet.from_client and message.kind == "app_data" and report.round_trips is None:
                 report.round_trips = rnd
                 report.ttfb_s = packet.time - report.start_time
-                marks.append(_first_byte_mark(rnd))
+                marks.append(first_byte_mark(rnd))
             if self._steps:
                 carries.append(_tls_label(message))
         if self._steps:
@@ -382,26 +386,24 @@ class TcpConnectionAnalyzer:
     def _release(self) -> None:
         """Keep what the verdict needs and let the rest go: a capture of many connections then
         holds, per finished one, little more than its report."""
-        response_time = self._verdict_time
-        conversation = self._conversation
-        self._released = (
-            [cause for side in (True, False) for cause in self._retransmissions[side].causes(before=response_time)],
-            conversation.facts if conversation is not None else None,
-        )
+        self._released = (self._retransmitted(), self._tls_facts())
         self._retransmissions, self._counter, self._server_data_rounds = {}, TcpRoundCounter(), {}
         self._conversation = None
         self._streams = {}
 
+    def _retransmitted(self) -> list[str]:
+        """The retransmission causes of both sides, up to the first response byte."""
+        report = self.report_so_far
+        response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
+        return [cause for side in (True, False) for cause in self._retransmissions[side].causes(before=response_time)]
+
+    def _tls_facts(self) -> TlsFacts | None:
+        return self._conversation.facts if self._conversation is not None else None
+
     def report(self) -> ConnectionReport:
         """The verdict on the packets added so far (call once, at the end)."""
         report = self.report_so_far
-        response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
-        if self._released is not None:
-            retransmitted, facts = self._released
-        else:
-            retransmitted = [cause for side in (True, False)
-                             for cause in self._retransmissions[side].causes(before=response_time)]
-            facts = self._conversation.facts if self._conversation is not None else None
+        retransmitted, facts = self._released or (self._retransmitted(), self._tls_facts())
         report.causes.extend(retransmitted)
         if report.tfo == "data":
             report.notes.append("TFO cookie used")
@@ -421,7 +423,8 @@ class TcpConnectionAnalyzer:
         return report
 
 
-def _first_byte_mark(rnd: int) -> str:
+def first_byte_mark(rnd: int) -> str:
+    """The ladder's mark on the packet that brought the first response byte (TCP and QUIC)."""
     return f"first response byte: {rnd} round trip{'s' * (rnd != 1)}"
 
 

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeGuard
 
-from .connection import ConnectionReport, on_microseconds, retransmission_causes
+from .connection import (ConnectionReport, first_byte_mark, note_retransmission, on_microseconds,
+                         retransmission_causes)
 from .intervals import FirstSeenRanges
 from .keylog import KeyLog
 from .quic_decode import DecodedDatagram, DecodedPacket, QuicDecoder
@@ -83,7 +84,7 @@ class _Resent:
     def __init__(self, side: str) -> None:
         self.side = side
         self._sent: dict[tuple, FirstSeenRanges] = {}
-        self.found: dict[str, list[tuple[float, float]]] = {}
+        self.found: dict[str, list[tuple[float, float | None]]] = {}
 
     def check(self, packet: DecodedPacket, time: float, attempt: int) -> bool:
         """Whether the packet resent data. ``attempt``: after a Retry or Version Negotiation
@@ -111,9 +112,7 @@ class _Resent:
             sent.add(start, end, time)
             if first is not None:
                 resent = True
-                events = self.found.setdefault(_WHAT[kind], [])
-                if len(events) < _MAX_EVENTS:
-                    events.append((time, time - first))
+                note_retransmission(self.found, _WHAT[kind], time, time - first)
         return resent
 
     def causes(self, before: float | None) -> list[str]:
@@ -122,7 +121,6 @@ class _Resent:
 
 _MAX_STREAMS = 4096
 """Streams (and CRYPTO levels) whose sent ranges are kept; data on more is not checked."""
-_MAX_EVENTS = 1 << 16
 _MAX_ERRORS = 20
 
 _ACK_ONLY_PACKET_BYTES = 100
@@ -295,7 +293,9 @@ def analyze_quic_flow(flow: QuicFlow, keylog: KeyLog | None = None) -> QuicConne
     """Count the round trips of one QUIC connection, from its datagrams (and key log)."""
     analyzer = QuicConnectionAnalyzer(flow, keylog)
     for datagram in flow.datagrams:
-        analyzer.add(datagram)
+        time = on_microseconds(datagram.time)
+        analyzer.add(datagram if time == datagram.time else
+                     QuicDatagram(time, datagram.from_client, datagram.payload, datagram.wire_bytes))
     return analyzer.report()
 
 
@@ -303,8 +303,9 @@ class QuicConnectionAnalyzer:
     """One QUIC connection's verdict, fed datagram by datagram in capture order (sans-IO).
 
     ``flow`` gives the endpoints and connection IDs (``QuicFlowTracker`` keeps it up to date);
-    its ``datagrams`` list is not read. With ``steps=True`` each ``add`` also returns the
-    datagram as a ladder step.
+    its ``datagrams`` list is not read. Datagram times are on the microsecond grid
+    (``on_microseconds``: the callers put them there). With ``steps=True`` each ``add`` also
+    returns the datagram as a ladder step.
     """
 
     def __init__(self, flow: QuicFlow, keylog: KeyLog | None = None, *, steps: bool = False) -> None:
@@ -331,9 +332,6 @@ class QuicConnectionAnalyzer:
     def add(self, datagram: QuicDatagram) -> LadderStep | None:
         """Count one datagram of the connection."""
         report = self.report_so_far
-        time = on_microseconds(datagram.time)
-        if time != datagram.time:
-            datagram = QuicDatagram(time, datagram.from_client, datagram.payload, datagram.wire_bytes)
         if not self._started:
             self._started = True
             report.start_time = datagram.time
@@ -378,7 +376,7 @@ class QuicConnectionAnalyzer:
                 elif report.round_trips is None:
                     report.round_trips = rnd.round
                     report.ttfb_s = datagram.time - report.start_time
-                    marks.append(f"first response byte: {rnd.round} round trip{'s' * (rnd.round != 1)}")
+                    marks.append(first_byte_mark(rnd.round))
         if not self._steps:
             return None
         return _quic_step(report, item, marks, self._reader.decoder)
