@@ -8,7 +8,7 @@ must not grow with them. Both structures here merge what they hold: a range of s
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 Tag = TypeVar("Tag")
@@ -17,8 +17,9 @@ MAX_PIECES = 1024
 """Pieces a ``FirstSeenRanges`` keeps before it merges its lowest neighbours."""
 
 
-def _piece_start(piece: tuple) -> int:
-    return piece[0]
+def _first(entry: Sequence) -> int:
+    """The start of a ``FirstSeenRanges`` piece or of a ``NumberSet`` run: what both are sorted by."""
+    return entry[0]
 
 
 class FirstSeenRanges(Generic[Tag]):
@@ -40,7 +41,7 @@ class FirstSeenRanges(Generic[Tag]):
     def covered_since(self, start: int, end: int) -> float | None:
         """When [start, end) had all been seen already: the time its first byte was first seen."""
         pieces = self._pieces
-        index = bisect.bisect_right(pieces, start, key=_piece_start) - 1
+        index = bisect.bisect_right(pieces, start, key=_first) - 1
         if index < 0 or pieces[index][1] <= start:
             return None
         first_time = pieces[index][2]
@@ -57,7 +58,7 @@ class FirstSeenRanges(Generic[Tag]):
         """The earliest first-seen time among pieces beginning above ``start`` whose tag
         ``accept`` takes; None if there is none."""
         pieces = self._pieces
-        index = bisect.bisect_right(pieces, start, key=_piece_start)
+        index = bisect.bisect_right(pieces, start, key=_first)
         best = None
         for _, _, time, tag in pieces[index:]:
             if accept(tag) and (best is None or time < best):
@@ -69,7 +70,7 @@ class FirstSeenRanges(Generic[Tag]):
         if end <= start:
             return
         pieces = self._pieces
-        index = bisect.bisect_right(pieces, start, key=_piece_start) - 1
+        index = bisect.bisect_right(pieces, start, key=_first) - 1
         if index < 0 or pieces[index][1] <= start:
             index += 1
         position, gaps = start, []
@@ -82,7 +83,7 @@ class FirstSeenRanges(Generic[Tag]):
         if position < end:
             gaps.append((position, end))
         for gap_start, gap_end in gaps:
-            bisect.insort(pieces, (gap_start, gap_end, time, tag), key=_piece_start)
+            bisect.insort(pieces, (gap_start, gap_end, time, tag), key=_first)
         while len(pieces) > self._max:
             self._shrink()
 
@@ -128,10 +129,6 @@ class NumberSet:
             runs.insert(index + 1, [number, number])
             if len(runs) > self._max:
                 del runs[0]
-
-
-def _first(run: list[int]) -> int:
-    return run[0]
 
 
 class RecentSet:
