@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from mypy_extensions import mypyc_attr
 
+from .quic_packets import QuicDecodeError, Reader
+
 
 @mypyc_attr(native_class=False)  # pickled between worker processes, which a compiled frozen class is not
 @dataclass(frozen=True, slots=True)
@@ -56,34 +58,24 @@ _H3_FRAMES = {0x0: "DATA", 0x1: "HEADERS", 0x3: "CANCEL_PUSH", 0x4: "SETTINGS", 
               0x7: "GOAWAY", 0xD: "MAX_PUSH_ID"}
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
-    if pos >= len(data):
-        return None
-    length = 1 << (data[pos] >> 6)
-    if pos + length > len(data):
-        return None
-    value = data[pos] & 0x3F
-    for byte in data[pos + 1:pos + length]:
-        value = (value << 8) | byte
-    return value, pos + length
-
-
 def h3_label(data: bytes) -> str | None:
     """The first HTTP/3 frame at the start of a request stream (RFC 9114 §7.2): "HEADERS
     :method GET", "HEADERS :status 200", "DATA"; None if ``data`` does not start with one."""
-    head = _varint(data, 0)
-    if head is None:
+    reader = Reader(data)
+    try:
+        kind = reader.varint()
+    except QuicDecodeError:
         return None
-    kind, pos = head
     name = _H3_FRAMES.get(kind)
     if name is None:
         return None
     if kind != 0x1:
         return name
-    length = _varint(data, pos)
-    if length is None:
+    try:
+        reader.varint()  # the frame's length
+    except QuicDecodeError:
         return name
-    _, pos = length
+    pos = reader.position
     # QPACK field section (RFC 9204 §4.5): Required Insert Count, Delta Base, then lines; the
     # first line that is an indexed static reference (pattern 11xxxxxx) names the method or status.
     section = data[pos + 2:pos + 4]
