@@ -141,11 +141,9 @@ def _add_inspect_parser(commands) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from handshake.inspect import inspect_file, render
-    from handshake.report.inspect_view import FORMATS
+    from handshake.inspect import check_format, inspect_file, render
 
-    if args.format not in FORMATS:
-        raise UsageError(f"unknown format {args.format!r}: choose from " + ", ".join(FORMATS))
+    check_format(args.format)
     inspection = inspect_file(args.file, args.keylog, steps=args.ladder, jobs=args.jobs)
     print(render(inspection, args.format, ladder=args.ladder, name=args.file))
     return 0

@@ -15,7 +15,7 @@ from handshake.analysis.keylog import KeyLog, parse_keylog
 from handshake.analysis.parallel import MAX_JOBS, auto_jobs
 from handshake.errors import UsageError
 
-__all__ = ["inspect_file", "read_keylog", "render"]
+__all__ = ["check_format", "inspect_file", "read_keylog", "render"]
 
 _KEYLOG_LABELS = ("CLIENT_RANDOM", "_SECRET", "_TRAFFIC_SECRET_")
 
@@ -58,9 +58,16 @@ def inspect_file(path: str | os.PathLike, keylog_path: str | os.PathLike | None 
         raise UsageError(str(error)) from None
 
 
-def render(inspection: CaptureInspection, fmt: str, *, ladder: bool = False, name: str = "") -> str:
-    from handshake.report.inspect_view import FORMATS, render_inspection
+def check_format(fmt: str) -> None:
+    """Refuse an output format ``render`` does not know (the CLI asks before reading the file)."""
+    from handshake.report.inspect_view import FORMATS
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: choose from " + ", ".join(FORMATS))
+
+
+def render(inspection: CaptureInspection, fmt: str, *, ladder: bool = False, name: str = "") -> str:
+    from handshake.report.inspect_view import render_inspection
+
+    check_format(fmt)
     return render_inspection(inspection, fmt, ladder=ladder, name=name)
