@@ -279,81 +279,101 @@ def inspect_capture(source: str | os.PathLike | BinaryIO, keylog: KeyLog | None 
                     steps: bool = False, name: str | None = None, jobs: int = 1) -> CaptureInspection:
     """Read a pcap or pcapng capture as a stream and judge every TCP and QUIC connection in it.
 
-    ``jobs`` > 1 shares the connections among that many worker processes (``parallel``); the
-    verdicts are the same. Raises ``CaptureError`` (one line) when nothing can be reported: the
-    file cannot be read, is not a capture, holds no frame of a link type we read, or no
-    connection.
+    ``jobs`` > 1 shares the connections among that many worker processes (``parallel``) when the
+    source can be read more than once (a regular file, or bytes in memory); the verdicts are the
+    same. Raises ``CaptureError`` (one line) when nothing can be reported: the file cannot be
+    read, is not a capture, holds no frame of a link type we read, or no connection.
     """
     label = name or (os.fsdecode(source) if isinstance(source, (str, bytes, os.PathLike)) else "the capture")
     thresholds = gc.get_threshold()
     gc.set_threshold(*_GC_THRESHOLDS)  # before the workers fork: they inherit it
     try:
-        if jobs > 1:
-            from .parallel import ShardedAnalyzer, available
+        from .parallel import inspect_sharded, shardable
 
-            analyzer: CaptureAnalyzer | ShardedAnalyzer = (
-                ShardedAnalyzer(keylog, steps=steps, jobs=jobs) if available() else CaptureAnalyzer(keylog, steps=steps))
+        if jobs > 1 and shardable(source):
+            reading, connections, undecodable = inspect_sharded(source, keylog, steps=steps, label=label, jobs=jobs)
         else:
             analyzer = CaptureAnalyzer(keylog, steps=steps)
-        try:
-            return _inspect(source, analyzer, label)
-        finally:
-            close = getattr(analyzer, "close", None)
-            if close is not None:
-                close()
+            reading = read_capture(source, analyzer, label)
+            connections, undecodable = analyzer.finish(), analyzer.undecodable
     finally:
         gc.set_threshold(*thresholds)
+    return reading.inspection(connections, undecodable, label)
 
 
-def _inspect(source, analyzer, label: str) -> CaptureInspection:
-    notes: list[str] = []
-    frames = 0
-    read_link = 0
-    unsupported: dict[int, int] = {}
-    cut = 0
+class CaptureReading:
+    """What reading the file itself found (apart from the connections), for the notes."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        """Frames read from the file."""
+        self.read_link = 0
+        """Frames of a link type we read."""
+        self.unsupported: dict[int, int] = {}
+        """Link type → frames of it skipped."""
+        self.cut = 0
+        """Frames the snap length shortened."""
+        self.stopped = ""
+        """Why reading stopped before the end of the file (truncation, a damaged block)."""
+
+    def inspection(self, connections: list[InspectedConnection], undecodable: int, label: str) -> CaptureInspection:
+        notes = []
+        if self.stopped:
+            notes.append(f"{self.stopped}: reported the {self.frames} frames before it")
+        if self.frames and not self.read_link:
+            raise CaptureError(f"{label}: {UnsupportedLinkType(min(self.unsupported))}")
+        for linktype, count in sorted(self.unsupported.items()):
+            notes.append(f"{count} frames of unsupported link type {linktype} skipped")
+        if self.cut:
+            notes.append(f"{self.cut} packets were cut short by the snap length: their contents may be incomplete")
+        if undecodable:
+            notes.append(f"{undecodable} packets did not decode as IPv4/IPv6 and were skipped")
+        if not connections:
+            what = "an empty capture" if not self.frames else f"{self.frames} frames"
+            raise NoConnections(f"no TCP or QUIC connections in {label} ({what})")
+        return CaptureInspection(connections, self.frames, notes)
+
+
+def read_capture(source, analyzer, label: str, shard: int = 0, shards: int = 1) -> CaptureReading:
+    """Feed ``analyzer`` the IP packets of the capture; with ``shards`` > 1, only those whose
+    connection ``parallel.shard_of`` gives ``shard`` (the frames are all counted)."""
+    from .parallel import shard_of
+
+    reading = CaptureReading()
     last_time = 0.0
     try:
         for frame in iter_capture(source):
-            frames += 1
+            reading.frames += 1
             linktype = frame.linktype
             if linktype not in SUPPORTED_LINKTYPES:
-                unsupported[linktype] = unsupported.get(linktype, 0) + 1
+                reading.unsupported[linktype] = reading.unsupported.get(linktype, 0) + 1
                 continue
-            read_link += 1
+            reading.read_link += 1
             data = frame.data
             ip = ip_payload(linktype, data)
             if ip is None:
                 continue  # ARP, LLDP, ...: not IP
+            shortened = frame.orig_len > len(data)
+            reading.cut += shortened
             time = frame.time
             if math.isnan(time):
                 time = last_time  # a pcapng Simple Packet Block has no timestamp
             else:
                 time = on_microseconds(time)  # the analyzers' grid, once here rather than per analyzer
             last_time = time
-            shortened = frame.orig_len > len(data)
-            cut += shortened
-            analyzer.add(time, ip, cut=shortened, wire_bytes=_wire_bytes(ip, len(data), frame.orig_len))
+            if shards > 1 and shard_of(ip, shards) != shard:
+                continue
+            analyzer.add(time, ip, cut=shortened, wire_bytes=_wire_bytes(ip, len(data), frame.orig_len),
+                         position=reading.frames)
     except TruncatedCapture as error:
-        if not frames:
+        if not reading.frames:
             raise CaptureError(f"{label}: {error}") from None
-        notes.append(f"{error}: reported the {frames} frames before it")
+        reading.stopped = str(error)
     except CaptureError as failure:  # a name of its own: compiled, a name has one type
-        if not frames:
+        if not reading.frames:
             raise CaptureError(_with_label(label, failure)) from None
-        notes.append(f"{failure}: reported the {frames} frames before it")
-    if frames and not read_link:
-        raise CaptureError(f"{label}: {UnsupportedLinkType(min(unsupported))}")
-    for linktype, count in sorted(unsupported.items()):
-        notes.append(f"{count} frames of unsupported link type {linktype} skipped")
-    if cut:
-        notes.append(f"{cut} packets were cut short by the snap length: their contents may be incomplete")
-    if analyzer.undecodable:
-        notes.append(f"{analyzer.undecodable} packets did not decode as IPv4/IPv6 and were skipped")
-    connections = analyzer.finish()
-    if not connections:
-        what = "an empty capture" if not frames else f"{frames} frames"
-        raise NoConnections(f"no TCP or QUIC connections in {label} ({what})")
-    return CaptureInspection(connections, frames, notes)
+        reading.stopped = str(failure)
+    return reading
 
 
 def _with_label(label: str, error: CaptureError) -> str:

@@ -1,11 +1,15 @@
 """The capture pipeline on several CPUs: connections sharded over worker processes.
 
-Every connection is judged from its own packets only, so the work splits by connection: this
-process reads the file (as a stream, as ever) and sends each IP packet to the worker its
-addresses and ports hash to; each worker runs a ``CaptureAnalyzer`` on its share and, at the
-end, sends back its verdicts, which are merged in start-time order. Memory stays per
-connection (in the workers) plus a batch per worker in flight; a pipe that fills makes the
-reader wait.
+Every connection is judged from its own packets only, so the work splits by connection: each
+worker reads the whole file itself (as a stream, as ever), keeps the IP packets whose addresses
+and ports hash to it (``shard_of``), runs a ``CaptureAnalyzer`` on them and, at the end, sends
+back its verdicts, which are merged in capture order. Reading is cheap beside the analysis (a
+few per cent of it), so reading the file once per worker costs less than one reader handing
+every packet to the workers through pipes, which spent more on pickling than the analysis
+gained. Memory stays per connection, in the workers.
+
+Only a source that can be read again may be sharded: a regular file, or bytes in memory (which
+the forked workers inherit). A pipe is read in one process.
 
 The shard key must put every packet of a connection in the same worker: the sorted
 (address, port) pair for IPv4 TCP/UDP (later IPv4 fragments, which carry no ports and which the
@@ -15,20 +19,20 @@ pair otherwise.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
+import stat
 import zlib
 
-from .capture import CaptureAnalyzer, CaptureError, InspectedConnection
+from .capture import CaptureAnalyzer, CaptureError, CaptureReading, InspectedConnection, read_capture
 from .keylog import KeyLog
 
-BATCH = 2048
-"""Packets sent to a worker at a time."""
 MAX_JOBS = 16
 
 
 def available() -> bool:
-    """Workers are forked (they inherit the key log and the imports); no fork, no workers."""
+    """Workers are forked (they inherit the key log, the imports and bytes in memory); no fork, no workers."""
     return "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -37,6 +41,21 @@ def auto_jobs(size_bytes: int | None) -> int:
     if size_bytes is None or size_bytes < 4_000_000 or not available():
         return 1
     return max(1, min(os.cpu_count() or 1, MAX_JOBS))
+
+
+def shardable(source: object) -> bool:
+    """Whether each worker can read ``source`` for itself: a regular file's path, or an
+    ``io.BytesIO`` (each forked worker has its own copy, at the caller's position)."""
+    if not available():
+        return False
+    if isinstance(source, io.BytesIO):
+        return True
+    if isinstance(source, (str, bytes, os.PathLike)):
+        try:
+            return stat.S_ISREG(os.stat(source).st_mode)
+        except (OSError, ValueError):
+            return False  # the reader reports it, once
+    return False
 
 
 def shard_key(ip: bytes) -> bytes:
@@ -53,92 +72,70 @@ def shard_key(ip: bytes) -> bytes:
             a += ip[40:42]
             b += ip[42:44]
     else:
-        return b""  # does not decode anyway: any worker will count it
+        return b""  # does not decode anyway: one worker counts it
     return a + b if a <= b else b + a
 
 
-def _worker(packets_in, results_out, keylog: KeyLog | None, steps: bool) -> None:
-    analyzer = CaptureAnalyzer(keylog, steps=steps)
+def shard_of(ip: bytes, shards: int) -> int:
+    """The worker (0 … shards-1) that analyzes this IP packet's connection."""
+    return zlib.crc32(shard_key(ip)) % shards
+
+
+Result = tuple[CaptureReading, list[tuple[float, int, InspectedConnection]], int]
+
+
+def _worker(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, label: str, results_out) -> None:
     try:
-        while True:
-            batch = packets_in.recv()
-            if batch is None:
-                break
-            add = analyzer.add
-            for position, time, ip, cut, wire_bytes in batch:
-                add(time, ip, cut=cut, wire_bytes=wire_bytes, position=position)
-        result: tuple = ("ok", analyzer.finish_ordered(), analyzer.undecodable, analyzer.other_udp)
+        analyzer = CaptureAnalyzer(keylog, steps=steps)
+        reading = read_capture(source, analyzer, label, shard, shards)
+        result: tuple = ("ok", (reading, analyzer.finish_ordered(), analyzer.undecodable))
+    except CaptureError as error:
+        result = ("refused", str(error))
     except BaseException as error:  # noqa: BLE001 - reported by the parent as one line
         result = ("error", f"{type(error).__name__}: {error}")
     results_out.send(result)
     results_out.close()
 
 
-class ShardedAnalyzer:
-    """``CaptureAnalyzer``'s interface (``add``, ``finish``, ``undecodable``) over ``jobs`` workers."""
-
-    def __init__(self, keylog: KeyLog | None = None, *, steps: bool = False, jobs: int = 2) -> None:
-        context = multiprocessing.get_context("fork")
-        self._jobs = jobs
-        self._workers = []
-        for _ in range(jobs):
-            worker_reads, parent_writes = context.Pipe(duplex=False)
+def inspect_sharded(source, keylog: KeyLog | None, *, steps: bool, label: str,
+                    jobs: int) -> tuple[CaptureReading, list[InspectedConnection], int]:
+    """``read_capture`` over ``jobs`` workers: (the file's reading, the verdicts in capture
+    order, undecodable packets). Raises ``CaptureError`` as ``read_capture`` does."""
+    context = multiprocessing.get_context("fork")
+    workers = []
+    try:
+        for shard in range(jobs):
             parent_reads, worker_writes = context.Pipe(duplex=False)
-            process = context.Process(target=_worker, args=(worker_reads, worker_writes, keylog, steps), daemon=True)
+            process = context.Process(target=_worker, args=(source, shard, jobs, keylog, steps, label, worker_writes),
+                                      daemon=True)
             process.start()
-            worker_reads.close()
             worker_writes.close()
-            self._workers.append((process, parent_writes, parent_reads))
-        self._batches: list[list[tuple]] = [[] for _ in range(jobs)]
-        self._position = 0
-        self.undecodable = 0
-        self.other_udp = 0
-
-    def add(self, time: float, ip: bytes, *, cut: bool = False, wire_bytes: int | None = None) -> None:
-        shard = zlib.crc32(shard_key(ip)) % self._jobs
-        batch = self._batches[shard]
-        batch.append((self._position, time, ip, cut, wire_bytes))
-        self._position += 1
-        if len(batch) >= BATCH:
-            self._send(shard, batch)
-            self._batches[shard] = []
-
-    def _send(self, shard: int, batch: list | None) -> None:
-        try:
-            self._workers[shard][1].send(batch)
-        except (BrokenPipeError, EOFError, OSError):
-            raise CaptureError("an analysis worker stopped unexpectedly") from None
-
-    def finish(self) -> list[InspectedConnection]:
-        merged = []
-        try:
-            for shard, batch in enumerate(self._batches):
-                if batch:
-                    self._send(shard, batch)
-                self._send(shard, None)
-            for process, _, results_in in self._workers:
-                try:
-                    result = results_in.recv()
-                except EOFError:
-                    raise CaptureError(f"an analysis worker stopped unexpectedly (exit status "
-                                       f"{process.exitcode})") from None
-                if result[0] != "ok":
-                    raise CaptureError(f"an analysis worker failed: {result[1]}")
-                _, connections, undecodable, other_udp = result
-                merged += connections
-                self.undecodable += undecodable
-                self.other_udp += other_udp
-        finally:
-            self.close()
-        merged.sort(key=lambda item: item[:2])
-        return [connection for _, _, connection in merged]
-
-    def close(self) -> None:
-        for process, packets_in, results_in in self._workers:
-            packets_in.close()
+            workers.append((process, parent_reads))
+        results = [_result(process, results_in) for process, results_in in workers]
+    finally:
+        for process, results_in in workers:
             results_in.close()
             process.join(timeout=1)
             if process.is_alive():
                 process.terminate()
                 process.join()
-        self._workers = []
+    merged = []
+    undecodable = 0
+    for _, connections, shard_undecodable in results:
+        merged += connections
+        undecodable += shard_undecodable
+    merged.sort(key=lambda item: item[:2])
+    reading = results[0][0]  # every worker read every frame: the same counts, the same notes
+    return reading, [connection for _, _, connection in merged], undecodable
+
+
+def _result(process, results_in) -> Result:
+    try:
+        status, payload = results_in.recv()
+    except EOFError:
+        raise CaptureError(f"an analysis worker stopped unexpectedly (exit status {process.exitcode})") from None
+    if status == "refused":
+        raise CaptureError(payload)
+    if status != "ok":
+        raise CaptureError(f"an analysis worker failed: {payload}")
+    return payload

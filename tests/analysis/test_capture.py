@@ -190,7 +190,7 @@ def test_memory_does_not_grow_with_the_connection():
     assert peak < 2_000_000
 
 
-def test_worker_processes_give_the_same_verdicts_and_ladders_in_the_same_order(runs):
+def test_worker_processes_give_the_same_verdicts_and_ladders_in_the_same_order(runs, tmp_path):
     """Connections sharded over workers by addresses and ports come back identical and in order."""
     from handshake.analysis.parallel import available
 
@@ -214,6 +214,39 @@ def test_worker_processes_give_the_same_verdicts_and_ladders_in_the_same_order(r
     three = inspect_capture(io.BytesIO(data), keylog, steps=True, jobs=3)
     assert len(one.connections) == 12 * 5
     assert [(c.report, c.steps) for c in three.connections] == [(c.report, c.steps) for c in one.connections]
+    # A file on disk: each worker opens and reads it for itself. Cut short mid-frame, the notes
+    # are those of one reader, and nothing is counted twice.
+    path = tmp_path / "interleaved.pcap"
+    path.write_bytes(data[:-30])
+    alone = inspect_capture(path, keylog)
+    shared = inspect_capture(path, keylog, jobs=2)
+    assert [c.report for c in shared.connections] == [c.report for c in alone.connections]
+    assert (shared.frames, shared.notes) == (alone.frames, alone.notes)
+    assert len(alone.notes) == 1 and "truncated" in alone.notes[0]
+
+
+def test_only_a_source_every_worker_can_read_for_itself_is_shared_out(runs, tmp_path):
+    """A regular file or bytes in memory go to workers; a pipe or an open file object (whose
+    position the forked workers would share) is read in one process, with the same verdicts."""
+    from handshake.analysis import parallel
+
+    if not parallel.available():
+        pytest.skip("no fork on this platform")
+    pcap = runs["tls12"].pcap
+    assert parallel.shardable(pcap) and parallel.shardable(str(pcap)) and parallel.shardable(io.BytesIO(b""))
+    assert not parallel.shardable(tmp_path / "missing.pcap")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert not parallel.shardable(fifo)
+    with open(pcap, "rb") as file:
+        assert not parallel.shardable(file)
+        assert inspect_capture(file, jobs=2).connections == inspect_capture(pcap).connections
+    writer = threading.Thread(target=lambda: fifo.write_bytes(pcap.read_bytes()))
+    writer.start()
+    try:
+        assert inspect_capture(fifo, jobs=2).connections == inspect_capture(pcap).connections
+    finally:
+        writer.join()
 
 
 def test_the_gc_thresholds_are_the_callers_again_after_a_capture_good_or_bad(runs):
