@@ -22,7 +22,7 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from handshake.trace.packet import PacketError, TcpSegment, UdpDatagram, decode
 from handshake.trace.pcap import (
@@ -44,9 +44,9 @@ from .steps import LadderStep
 __all__ = ["CaptureError", "CaptureInspection", "CaptureAnalyzer", "InspectedConnection", "NoConnections",
            "inspect_capture", "inspect_packets"]
 
-MAX_STEPS = 2000
+MAX_STEPS: Final = 2000
 """Ladder steps kept per connection (with ``steps=True``); later packets are only counted."""
-_GC_THRESHOLDS = (10_000, 10, 10)
+_GC_THRESHOLDS: Final = (10_000, 10, 10)
 """The cyclic GC's thresholds while a capture is read (Python's are 700, 10, 10): every packet
 allocates a handful of short-lived objects, and at 700 the collector ran a tenth of the time."""
 

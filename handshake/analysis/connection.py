@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from handshake.analysis.flows import FlowPacket, StreamAssembler, TcpFlow
 from handshake.analysis.intervals import FirstSeenRanges, RecentSet
@@ -17,8 +18,8 @@ from handshake.analysis.steps import LadderStep, http1_label
 from handshake.analysis.tls import TlsConversation, TlsFacts, TlsMessage
 from handshake.net.tcp import seq_diff
 
-_TLS_HANDSHAKE_RECORD = 0x16
-_NEVER = 1 << 30
+_TLS_HANDSHAKE_RECORD: Final = 0x16
+_NEVER: Final = 1 << 30
 
 
 @dataclass
@@ -120,9 +121,9 @@ class _Retransmissions:
         return retransmission_causes(self.side, self.found, before)
 
 
-_MAX_EVENTS = 1 << 16
+_MAX_EVENTS: Final = 1 << 16
 """Retransmissions remembered per kind and side (for the counts in the causes)."""
-_KEPT_ROUNDS = 256
+_KEPT_ROUNDS: Final = 256
 
 
 def note_retransmission(found: dict[str, list[tuple[float, float | None]]], what: str, time: float,
@@ -196,15 +197,15 @@ def on_microseconds(time: float) -> float:
         return time
 
 
-STALL_CAUSE = "server flight over the initial congestion window: it waited for ACKs"
-RECORD_STALL_CAUSE = ("first response record over what the initial congestion window had left: "
+STALL_CAUSE: Final = "server flight over the initial congestion window: it waited for ACKs"
+RECORD_STALL_CAUSE: Final = ("first response record over what the initial congestion window had left: "
                       "its end, and so its first byte, waited for ACKs")
 """The handshake fitted but the answer's first TLS record did not (a 16 KB record is 12 segments):
 the client can read no byte of a record before its last one, so a smaller first record saves
 the round trip."""
-TFO_BARE_RESEND_CAUSE = "TFO SYN resent without its data: the data waited for the handshake"
-TFO_REFUSED_CAUSE = "TFO data refused by the server: sent again after the handshake"
-TFO_COOKIE_REQUEST_CAUSE = "TFO cookie request: no cookie cached yet, so the data waited for the handshake"
+TFO_BARE_RESEND_CAUSE: Final = "TFO SYN resent without its data: the data waited for the handshake"
+TFO_REFUSED_CAUSE: Final = "TFO data refused by the server: sent again after the handshake"
+TFO_COOKIE_REQUEST_CAUSE: Final = "TFO cookie request: no cookie cached yet, so the data waited for the handshake"
 
 
 class TcpConnectionAnalyzer:

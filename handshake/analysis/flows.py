@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from handshake.net.tcp import seq_diff
 from handshake.trace.packet import IpPacket, PacketError, TcpSegment, decode
@@ -125,9 +125,9 @@ def tcp_flows(packets: Iterable[TracedPacket]) -> list[TcpFlow]:
     return flows
 
 
-MAX_STREAM_GAP = 1 << 22
+MAX_STREAM_GAP: Final = 1 << 22
 """Segments starting further than this (4 MiB) past the delivered end are not held."""
-MAX_PENDING_BYTES = 1 << 22
+MAX_PENDING_BYTES: Final = 1 << 22
 """Out-of-order bytes held per direction; beyond that new out-of-order segments are dropped."""
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 Tag = TypeVar("Tag")
 
-MAX_PIECES = 1024
+MAX_PIECES: Final = 1024
 """Pieces a ``FirstSeenRanges`` keeps before it merges its lowest neighbours."""
 
 

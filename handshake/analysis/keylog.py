@@ -9,10 +9,11 @@ raises: a capture's key log is user input, and one bad line must not hide the go
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-_CLIENT_RANDOM_BYTES = 32
+_CLIENT_RANDOM_BYTES: Final = 32
 
-_LABELS = {
+_LABELS: Final = {
     "CLIENT_RANDOM": "master_secret",
     "CLIENT_EARLY_TRAFFIC_SECRET": "client_early_traffic_secret",
     "CLIENT_HANDSHAKE_TRAFFIC_SECRET": "client_handshake_traffic_secret",

@@ -24,11 +24,12 @@ import multiprocessing
 import os
 import stat
 import zlib
+from typing import Final
 
 from .capture import CaptureAnalyzer, CaptureError, CaptureReading, InspectedConnection, read_capture
 from .keylog import KeyLog
 
-MAX_JOBS = 16
+MAX_JOBS: Final = 16
 
 
 def available() -> bool:

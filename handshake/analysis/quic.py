@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeGuard
+from typing import Final, TypeGuard
 
 from .connection import (ConnectionReport, first_byte_mark, note_retransmission, on_microseconds,
                          retransmission_causes)
@@ -46,15 +46,15 @@ __all__ = [
     "quic_datagram_rounds", "quic_flows",
 ]
 
-RETRY_CAUSE = "Retry: the server asked the client to prove its address"
-AMPLIFICATION_CAUSE = (
+RETRY_CAUSE: Final = "Retry: the server asked the client to prove its address"
+AMPLIFICATION_CAUSE: Final = (
     "anti-amplification: the server's flight exceeded 3x what the client had sent and waited for the client"
 )
-VERSION_NEGOTIATION_CAUSE = "Version Negotiation: the server did not speak the client's QUIC version"
-HRR_CAUSE = "HelloRetryRequest: the server asked for another key share"
-ZERO_RTT_REJECTED_CAUSE = "0-RTT rejected: the request was sent again after the handshake"
+VERSION_NEGOTIATION_CAUSE: Final = "Version Negotiation: the server did not speak the client's QUIC version"
+HRR_CAUSE: Final = "HelloRetryRequest: the server asked for another key share"
+ZERO_RTT_REJECTED_CAUSE: Final = "0-RTT rejected: the request was sent again after the handshake"
 
-_WHAT = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT data", "1rtt": "1-RTT data"}
+_WHAT: Final = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT data", "1rtt": "1-RTT data"}
 
 
 @dataclass
@@ -68,7 +68,7 @@ class QuicConnectionReport(ConnectionReport):
     version_negotiation: bool = False
 
 
-_ORDERLY_CLOSE = {0x0, 0x0C, 0x100}
+_ORDERLY_CLOSE: Final = {0x0, 0x0C, 0x100}
 """NO_ERROR; APPLICATION_ERROR, which an application close becomes in Initial and Handshake
 packets (RFC 9000 §10.2.3); H3_NO_ERROR (RFC 9114 §8.1). Only other codes are worth a note."""
 
@@ -119,11 +119,11 @@ class _Resent:
         return retransmission_causes(self.side, self.found, before)
 
 
-_MAX_STREAMS = 4096
+_MAX_STREAMS: Final = 4096
 """Streams (and CRYPTO levels) whose sent ranges are kept; data on more is not checked."""
-_MAX_ERRORS = 20
+_MAX_ERRORS: Final = 20
 
-_ACK_ONLY_PACKET_BYTES = 100
+_ACK_ONLY_PACKET_BYTES: Final = 100
 """An unopened Handshake packet larger than this carries more than an ACK (a long header with
 8-byte CIDs, a short ACK frame and the 16-byte tag take about 50)."""
 
@@ -412,7 +412,7 @@ class QuicConnectionAnalyzer:
         return report
 
 
-_PACKET_NAMES = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT", "1rtt": "1-RTT",
+_PACKET_NAMES: Final = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT", "1rtt": "1-RTT",
                  "retry": "Retry", "version_negotiation": "Version Negotiation", "unknown_version": "unknown version"}
 
 
@@ -440,7 +440,7 @@ def _quic_step(report: QuicConnectionReport, item: QuicDatagramRound, marks: lis
                       tuple(carries) or ("(empty)",), tuple(marks), datagram.wire_bytes)
 
 
-_FRAME_NAMES = ((AckFrame, "ACK"), (PaddingFrame, "PADDING"), (PingFrame, "PING"), (HandshakeDoneFrame, "HANDSHAKE_DONE"),
+_FRAME_NAMES: Final = ((AckFrame, "ACK"), (PaddingFrame, "PADDING"), (PingFrame, "PING"), (HandshakeDoneFrame, "HANDSHAKE_DONE"),
                 (NewTokenFrame, "NEW_TOKEN"), (NewConnectionIdFrame, "NEW_CONNECTION_ID"),
                 (ConnectionCloseFrame, "CONNECTION_CLOSE"))
 

@@ -17,10 +17,11 @@ Nothing here raises on bad input: a packet that does not open yields None.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -29,31 +30,34 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .quic_packets import VERSION_2, QuicPacket
 from .tls13_keys import TLS13_CIPHER_SUITES, Tls13CipherSuite, hkdf_expand_label
 
-INITIAL_SALTS = {
+INITIAL_SALTS: Final = {
     0x00000001: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),  # RFC 9001 §5.2
     VERSION_2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),  # RFC 9369 §3.3.1
 }
-_RETRY_KEYS = {
+_RETRY_KEYS: Final = {
     0x00000001: (bytes.fromhex("be0c690b9f66575a1d766b54e368c84e"), bytes.fromhex("461599d35d632bf2239825bb")),
     VERSION_2: (bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92"), bytes.fromhex("d86969bc2d7c6d9990efb04a")),
 }
-INITIAL_SUITE = 0x1301
+INITIAL_SUITE: Final = 0x1301
 """RFC 9001 §5.2: Initial packets use AEAD_AES_128_GCM with SHA-256."""
-QUIC_SUITES = (0x1301, 0x1302, 0x1303, 0x1304)
+QUIC_SUITES: Final = (0x1301, 0x1302, 0x1303, 0x1304)
 """RFC 9001 §5.3: TLS_AES_128_CCM_8_SHA256 is not used in QUIC (its tag is too short)."""
-SAMPLE_BYTES = 16
-_IV_BYTES = 12
-_PN_MAX_BYTES = 4
+SAMPLE_BYTES: Final = 16
+_IV_BYTES: Final = 12
+_PN_MAX_BYTES: Final = 4
 
 
 def _label(version: int | None, name: bytes) -> bytes:
     return (b"quicv2 " if version == VERSION_2 else b"quic ") + name
 
 
+@functools.lru_cache(maxsize=1024)
 def initial_secrets(dcid: bytes, version: int) -> tuple[bytes, bytes]:
-    """(client, server) Initial secrets for a client's first DCID (RFC 9001 §5.2)."""
+    """(client, server) Initial secrets for a client's first DCID (RFC 9001 §5.2). Cached: the
+    flow tracker tries the client's first Initial with them, then the connection's analyzer
+    opens its Initial packets."""
     salt = INITIAL_SALTS.get(version, INITIAL_SALTS[0x00000001])
-    initial_secret = hmac.new(salt, bytes(dcid), hashlib.sha256).digest()  # HKDF-Extract
+    initial_secret = hmac.digest(salt, bytes(dcid), "sha256")  # HKDF-Extract
     return (
         hkdf_expand_label(initial_secret, b"client in", b"", 32),
         hkdf_expand_label(initial_secret, b"server in", b"", 32),
@@ -91,11 +95,11 @@ class PacketKey:
         self.secret = secret
         self.suite = suite
         self.version = version
-        algorithm = suite.hash_algorithm
-        self.key = hkdf_expand_label(secret, _label(version, b"key"), b"", suite.key_bytes, algorithm)
-        self.iv = hkdf_expand_label(secret, _label(version, b"iv"), b"", _IV_BYTES, algorithm)
+        hash_name = suite.hash_name
+        self.key = hkdf_expand_label(secret, _label(version, b"key"), b"", suite.key_bytes, hash_name)
+        self.iv = hkdf_expand_label(secret, _label(version, b"iv"), b"", _IV_BYTES, hash_name)
         if hp is None:
-            hp = hkdf_expand_label(secret, _label(version, b"hp"), b"", suite.key_bytes, algorithm)
+            hp = hkdf_expand_label(secret, _label(version, b"hp"), b"", suite.key_bytes, hash_name)
         self.hp = hp
         self._aead = suite.make_aead(self.key)
         self._iv = int.from_bytes(self.iv, "big")
@@ -120,12 +124,13 @@ class PacketKey:
 
     def updated(self) -> PacketKey:
         """RFC 9001 §6.1: the next key phase; header protection keeps its key."""
-        algorithm = self.suite.hash_algorithm
-        secret = hkdf_expand_label(self.secret, _label(self.version, b"ku"), b"", self.suite.hash_bytes, algorithm)
+        secret = hkdf_expand_label(self.secret, _label(self.version, b"ku"), b"", self.suite.hash_bytes,
+                                   self.suite.hash_name)
         return PacketKey(secret, self.suite, self.version, hp=self.hp)
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class OpenedPacket:
     packet_number: int
     header: bytes
@@ -134,6 +139,12 @@ class OpenedPacket:
     """The plaintext frames."""
     key_phase: int | None
     """1-RTT only: the Key Phase bit (RFC 9001 §6)."""
+
+    def __init__(self, packet_number: int, header: bytes, payload: bytes, key_phase: int | None) -> None:
+        self.packet_number = packet_number
+        self.header = header
+        self.payload = payload
+        self.key_phase = key_phase
 
 
 def remove_header_protection(packet: QuicPacket, key: PacketKey) -> tuple[int, int, int] | None:
@@ -144,7 +155,9 @@ def remove_header_protection(packet: QuicPacket, key: PacketKey) -> tuple[int, i
     mask = key.header_mask(data[pn_offset + _PN_MAX_BYTES : pn_offset + _PN_MAX_BYTES + SAMPLE_BYTES])
     first = data[0] ^ (mask[0] & (0x0F if packet.is_long_header else 0x1F))
     pn_length = (first & 0x03) + 1
-    truncated = int.from_bytes(bytes(b ^ m for b, m in zip(data[pn_offset : pn_offset + pn_length], mask[1:])), "big")
+    truncated = 0
+    for i in range(pn_length):
+        truncated = (truncated << 8) | (data[pn_offset + i] ^ mask[1 + i])
     return first, pn_length, truncated
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Final, TypeGuard
 
 from handshake.trace.packet import UdpDatagram
 from handshake.trace.record import TracedPacket
@@ -192,9 +192,9 @@ def quic_flows(packets: Iterable[TracedPacket]) -> list[QuicFlow]:
     return flows
 
 
-_MAX_UNANSWERED_TUPLES = 4096
-_MAX_SERVER_CIDS = 64
-_MAX_UNANSWERED = 8
+_MAX_UNANSWERED_TUPLES: Final = 4096
+_MAX_SERVER_CIDS: Final = 64
+_MAX_UNANSWERED: Final = 8
 
 
 def _unknown_version_attempt(packet: QuicPacket | None) -> TypeGuard[QuicPacket]:

@@ -9,37 +9,38 @@ A frame type this reader does not know cannot be skipped (frames carry no length
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .quic_packets import QuicDecodeError, Reader
 
-PADDING = 0x00
-PING = 0x01
-ACK = 0x02
-ACK_ECN = 0x03
-RESET_STREAM = 0x04
-STOP_SENDING = 0x05
-CRYPTO = 0x06
-NEW_TOKEN = 0x07
-STREAM = 0x08  # 0x08-0x0f: the low three bits are OFF, LEN, FIN
-MAX_DATA = 0x10
-MAX_STREAM_DATA = 0x11
-MAX_STREAMS_BIDI = 0x12
-MAX_STREAMS_UNI = 0x13
-DATA_BLOCKED = 0x14
-STREAM_DATA_BLOCKED = 0x15
-STREAMS_BLOCKED_BIDI = 0x16
-STREAMS_BLOCKED_UNI = 0x17
-NEW_CONNECTION_ID = 0x18
-RETIRE_CONNECTION_ID = 0x19
-PATH_CHALLENGE = 0x1A
-PATH_RESPONSE = 0x1B
-CONNECTION_CLOSE = 0x1C
-CONNECTION_CLOSE_APP = 0x1D
-HANDSHAKE_DONE = 0x1E
-DATAGRAM = 0x30  # RFC 9221: 0x30 runs to the packet's end, 0x31 has a length
-DATAGRAM_LEN = 0x31
+PADDING: Final = 0x00
+PING: Final = 0x01
+ACK: Final = 0x02
+ACK_ECN: Final = 0x03
+RESET_STREAM: Final = 0x04
+STOP_SENDING: Final = 0x05
+CRYPTO: Final = 0x06
+NEW_TOKEN: Final = 0x07
+STREAM: Final = 0x08  # 0x08-0x0f: the low three bits are OFF, LEN, FIN
+MAX_DATA: Final = 0x10
+MAX_STREAM_DATA: Final = 0x11
+MAX_STREAMS_BIDI: Final = 0x12
+MAX_STREAMS_UNI: Final = 0x13
+DATA_BLOCKED: Final = 0x14
+STREAM_DATA_BLOCKED: Final = 0x15
+STREAMS_BLOCKED_BIDI: Final = 0x16
+STREAMS_BLOCKED_UNI: Final = 0x17
+NEW_CONNECTION_ID: Final = 0x18
+RETIRE_CONNECTION_ID: Final = 0x19
+PATH_CHALLENGE: Final = 0x1A
+PATH_RESPONSE: Final = 0x1B
+CONNECTION_CLOSE: Final = 0x1C
+CONNECTION_CLOSE_APP: Final = 0x1D
+HANDSHAKE_DONE: Final = 0x1E
+DATAGRAM: Final = 0x30  # RFC 9221: 0x30 runs to the packet's end, 0x31 has a length
+DATAGRAM_LEN: Final = 0x31
 
-FRAME_NAMES = {
+FRAME_NAMES: Final = {
     PADDING: "PADDING", PING: "PING", ACK: "ACK", ACK_ECN: "ACK_ECN", RESET_STREAM: "RESET_STREAM",
     STOP_SENDING: "STOP_SENDING", CRYPTO: "CRYPTO", NEW_TOKEN: "NEW_TOKEN", MAX_DATA: "MAX_DATA",
     MAX_STREAM_DATA: "MAX_STREAM_DATA", MAX_STREAMS_BIDI: "MAX_STREAMS", MAX_STREAMS_UNI: "MAX_STREAMS",
@@ -51,7 +52,7 @@ FRAME_NAMES = {
     DATAGRAM_LEN: "DATAGRAM",
 }
 
-_MAX_VARINT = (1 << 62) - 1
+_MAX_VARINT: Final = (1 << 62) - 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,24 +16,24 @@ counted as ``trailing_bytes``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-VERSION_NEGOTIATION = 0x00000000
-VERSION_1 = 0x00000001
-VERSION_2 = 0x6B3343CF
+VERSION_NEGOTIATION: Final = 0x00000000
+VERSION_1: Final = 0x00000001
+VERSION_2: Final = 0x6B3343CF
 """RFC 9369 §3.1."""
 
-KNOWN_VERSIONS = (VERSION_1, VERSION_2)
+KNOWN_VERSIONS: Final = (VERSION_1, VERSION_2)
 
-MAX_CID_BYTES = 20
+MAX_CID_BYTES: Final = 20
 """RFC 9000 §17.2: in QUIC v1 (and v2) a connection ID is at most 20 bytes."""
-MIN_CLIENT_DCID_BYTES = 8
+MIN_CLIENT_DCID_BYTES: Final = 8
 """RFC 9000 §7.2: the client's first Destination Connection ID is at least 8 bytes."""
-RETRY_TAG_BYTES = 16
+RETRY_TAG_BYTES: Final = 16
 """RFC 9001 §5.8: the Retry Integrity Tag."""
 
-_FORM_LONG = 0x80
-_FIXED_BIT = 0x40
+_FORM_LONG: Final = 0x80
+_FIXED_BIT: Final = 0x40
 
 PacketType = Literal["initial", "0rtt", "handshake", "retry", "1rtt", "version_negotiation", "unknown_version"]
 

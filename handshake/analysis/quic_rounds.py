@@ -28,12 +28,13 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from .intervals import NumberSet
 
-AMPLIFICATION_FACTOR = 3
+AMPLIFICATION_FACTOR: Final = 3
 """RFC 9000 §8.1."""
-_MAX_UNACKNOWLEDGED = 1 << 13
+_MAX_UNACKNOWLEDGED: Final = 1 << 13
 
 
 @dataclass(frozen=True, slots=True)

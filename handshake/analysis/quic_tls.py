@@ -12,7 +12,7 @@ EndOfEarlyData (§8.3), and accepts 0-RTT exactly when EncryptedExtensions carri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from .keylog import ConnectionSecrets, KeyLog
 from .tls import TlsFacts, updated_facts
@@ -35,7 +35,7 @@ from .tls_messages import (
 
 Epoch = Literal["initial", "handshake", "1rtt"]
 
-MAX_CRYPTO_GAP = 1 << 20
+MAX_CRYPTO_GAP: Final = 1 << 20
 """CRYPTO data further than this past the contiguous end is dropped: a real handshake never
 leaves such a hole (RFC 9000 §7.5 lets a receiver limit it to as little as 4096 bytes), and a
 mutated offset must not make the reader hold gigabytes."""

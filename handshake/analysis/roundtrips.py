@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
 from handshake.analysis.flows import FlowPacket
 from handshake.net.tcp import seq_diff
@@ -40,10 +40,10 @@ class PacketRound:
         self.round_by_ack = round_by_ack
 
 
-_MAX_UNACKNOWLEDGED = 1 << 13
+_MAX_UNACKNOWLEDGED: Final = 1 << 13
 """Packets a side's index holds before it forgets the oldest (a peer that never answers)."""
-_TRIM_ECHOED = 1024
-_FROM_SEGMENT = object()
+_TRIM_ECHOED: Final = 1024
+_FROM_SEGMENT: Final = object()
 """``timestamps`` not given: read them from the segment (callers that have them pass them)."""
 
 

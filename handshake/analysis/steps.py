@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -31,8 +32,8 @@ class LadderStep:
     wire_bytes: int = 0
 
 
-_REQUEST_LINE = re.compile(rb"^([A-Z]{3,10}) (\S{1,40})")
-_STATUS_LINE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})")
+_REQUEST_LINE: Final = re.compile(rb"^([A-Z]{3,10}) (\S{1,40})")
+_STATUS_LINE: Final = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})")
 
 
 def http1_label(data: bytes) -> str | None:
@@ -47,14 +48,14 @@ def http1_label(data: bytes) -> str | None:
 
 
 # RFC 9204 Appendix A: static-table lines for :method and :status.
-_QPACK_STATIC = {
+_QPACK_STATIC: Final = {
     15: ":method CONNECT", 16: ":method DELETE", 17: ":method GET", 18: ":method HEAD", 19: ":method OPTIONS",
     20: ":method POST", 21: ":method PUT", 24: ":status 103", 25: ":status 200", 26: ":status 304",
     27: ":status 404", 28: ":status 503", 63: ":status 100", 64: ":status 204", 65: ":status 206",
     66: ":status 302", 67: ":status 400", 68: ":status 403", 69: ":status 421", 70: ":status 425",
     71: ":status 500",
 }
-_H3_FRAMES = {0x0: "DATA", 0x1: "HEADERS", 0x3: "CANCEL_PUSH", 0x4: "SETTINGS", 0x5: "PUSH_PROMISE",
+_H3_FRAMES: Final = {0x0: "DATA", 0x1: "HEADERS", 0x3: "CANCEL_PUSH", 0x4: "SETTINGS", 0x5: "PUSH_PROMISE",
               0x7: "GOAWAY", 0xD: "MAX_PUSH_ID"}
 
 

@@ -14,7 +14,7 @@ message and is ignored from then on; a truncated record just waits for more byte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from mypy_extensions import mypyc_attr
 
@@ -52,8 +52,8 @@ __all__ = ["Direction", "KeyLog", "MessageKind", "TlsConversation", "TlsFacts", 
 Direction = Literal["c2s", "s2c"]
 MessageKind = Literal["handshake", "ccs", "alert", "app_data", "early_data", "encrypted", "garbage"]
 
-TLS13 = 0x0304
-PREVIEW_BYTES = 64
+TLS13: Final = 0x0304
+PREVIEW_BYTES: Final = 64
 
 
 # Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
@@ -138,13 +138,13 @@ def updated_facts(facts: TlsFacts, changes: dict[str, object]) -> TlsFacts:
     return new
 
 
-_FACT_FIELDS = frozenset(TlsFacts.__dataclass_fields__)
+_FACT_FIELDS: Final = frozenset(TlsFacts.__dataclass_fields__)
 
 
 # TLS 1.3 key stages of one side, in the order RFC 8446 §7.1 has them change keys.
-EARLY = 0
-HANDSHAKE_KEYS = 1
-APPLICATION = 2
+EARLY: Final = 0
+HANDSHAKE_KEYS: Final = 1
+APPLICATION: Final = 2
 
 
 class _Epoch:

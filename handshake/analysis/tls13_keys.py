@@ -9,17 +9,15 @@ starting at 0. §5.2: the additional data is the 5-byte record header, and the p
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-_IV_BYTES = 12
+_IV_BYTES: Final = 12
 """RFC 8446 §5.3: iv_length is max(8 bytes, N_MIN) = 12 for every defined suite."""
 
 _Aead: TypeAlias = AESGCM | AESCCM | ChaCha20Poly1305
@@ -37,8 +35,9 @@ class Tls13CipherSuite:
     make_aead: Callable[[bytes], _Aead]
 
     @property
-    def hash_algorithm(self) -> hashes.HashAlgorithm:
-        return hashes.SHA384() if self.hash_bytes == 48 else hashes.SHA256()
+    def hash_name(self) -> str:
+        """The key schedule's hash, as hashlib names it."""
+        return "sha384" if self.hash_bytes == 48 else "sha256"
 
 
 TLS13_CIPHER_SUITES: dict[int, Tls13CipherSuite] = {
@@ -53,24 +52,29 @@ TLS13_CIPHER_SUITES: dict[int, Tls13CipherSuite] = {
 }
 
 
-def hkdf_expand_label(
-    secret: bytes, label: bytes, context: bytes, length: int, algorithm: hashes.HashAlgorithm | None = None
-) -> bytes:
+def hkdf_expand_label(secret: bytes, label: bytes, context: bytes, length: int, hash_name: str = "sha256") -> bytes:
     """RFC 8446 §7.1: HKDF-Expand with the ``HkdfLabel`` struct, labels prefixed by "tls13 "."""
     full_label = b"tls13 " + label
-    info = (
-        length.to_bytes(2, "big")
-        + bytes([len(full_label)])
-        + full_label
-        + bytes([len(context)])
-        + context
-    )
-    return HKDFExpand(algorithm or hashes.SHA256(), length, info).derive(secret)
+    info = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label + bytes((len(context),)) + context
+    return hkdf_expand(secret, info, length, hash_name)
+
+
+def hkdf_expand(secret: bytes, info: bytes, length: int, hash_name: str = "sha256") -> bytes:
+    """RFC 5869 §2.3 HKDF-Expand, on the stdlib's one-shot HMAC (OpenSSL's): a key is derived for
+    every connection a capture holds, and cryptography's HKDFExpand object costs ten times more."""
+    output = b""
+    block = b""
+    counter = 1
+    while len(output) < length:
+        block = hmac.digest(secret, block + info + bytes((counter,)), hash_name)
+        output += block
+        counter += 1
+    return output[:length]
 
 
 def next_traffic_secret(secret: bytes, suite: Tls13CipherSuite) -> bytes:
     """RFC 8446 §7.2: the secret after a KeyUpdate, ``HKDF-Expand-Label(secret, "traffic upd", "", Hash.length)``."""
-    return hkdf_expand_label(secret, b"traffic upd", b"", suite.hash_bytes, suite.hash_algorithm)
+    return hkdf_expand_label(secret, b"traffic upd", b"", suite.hash_bytes, suite.hash_name)
 
 
 class _RecordKey:
@@ -78,8 +82,8 @@ class _RecordKey:
 
     def __init__(self, secret: bytes, suite: Tls13CipherSuite) -> None:
         self.suite = suite
-        key = hkdf_expand_label(secret, b"key", b"", suite.key_bytes, suite.hash_algorithm)
-        iv = hkdf_expand_label(secret, b"iv", b"", _IV_BYTES, suite.hash_algorithm)
+        key = hkdf_expand_label(secret, b"key", b"", suite.key_bytes, suite.hash_name)
+        iv = hkdf_expand_label(secret, b"iv", b"", _IV_BYTES, suite.hash_name)
         self._aead = suite.make_aead(key)
         self._iv = int.from_bytes(iv, "big")
 

@@ -11,25 +11,26 @@ from __future__ import annotations
 import builtins
 import hashlib
 from dataclasses import dataclass
+from typing import Final
 
-HELLO_REQUEST = 0
-CLIENT_HELLO = 1
-SERVER_HELLO = 2
-NEW_SESSION_TICKET = 4
-END_OF_EARLY_DATA = 5
-ENCRYPTED_EXTENSIONS = 8
-CERTIFICATE = 11
-SERVER_KEY_EXCHANGE = 12
-CERTIFICATE_REQUEST = 13
-SERVER_HELLO_DONE = 14
-CERTIFICATE_VERIFY = 15
-CLIENT_KEY_EXCHANGE = 16
-FINISHED = 20
-CERTIFICATE_STATUS = 22
-KEY_UPDATE = 24
-COMPRESSED_CERTIFICATE = 25
+HELLO_REQUEST: Final = 0
+CLIENT_HELLO: Final = 1
+SERVER_HELLO: Final = 2
+NEW_SESSION_TICKET: Final = 4
+END_OF_EARLY_DATA: Final = 5
+ENCRYPTED_EXTENSIONS: Final = 8
+CERTIFICATE: Final = 11
+SERVER_KEY_EXCHANGE: Final = 12
+CERTIFICATE_REQUEST: Final = 13
+SERVER_HELLO_DONE: Final = 14
+CERTIFICATE_VERIFY: Final = 15
+CLIENT_KEY_EXCHANGE: Final = 16
+FINISHED: Final = 20
+CERTIFICATE_STATUS: Final = 22
+KEY_UPDATE: Final = 24
+COMPRESSED_CERTIFICATE: Final = 25
 
-HANDSHAKE_NAMES = {
+HANDSHAKE_NAMES: Final = {
     HELLO_REQUEST: "HelloRequest",
     CLIENT_HELLO: "ClientHello",
     SERVER_HELLO: "ServerHello",
@@ -48,18 +49,18 @@ HANDSHAKE_NAMES = {
     COMPRESSED_CERTIFICATE: "CompressedCertificate",
 }
 
-EXT_SERVER_NAME = 0
-EXT_ALPN = 16
-EXT_PRE_SHARED_KEY = 41
-EXT_EARLY_DATA = 42
-EXT_SUPPORTED_VERSIONS = 43
+EXT_SERVER_NAME: Final = 0
+EXT_ALPN: Final = 16
+EXT_PRE_SHARED_KEY: Final = 41
+EXT_EARLY_DATA: Final = 42
+EXT_SUPPORTED_VERSIONS: Final = 43
 
-HELLO_RETRY_REQUEST_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
+HELLO_RETRY_REQUEST_RANDOM: Final = hashlib.sha256(b"HelloRetryRequest").digest()
 """RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello with this random."""
 
-VERSION_NAMES = {0x0304: "1.3", 0x0303: "1.2", 0x0302: "1.1", 0x0301: "1.0", 0x0300: "ssl3"}
+VERSION_NAMES: Final = {0x0304: "1.3", 0x0303: "1.2", 0x0302: "1.1", 0x0301: "1.0", 0x0300: "ssl3"}
 
-CIPHER_SUITE_NAMES = {
+CIPHER_SUITE_NAMES: Final = {
     0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
     0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
     0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
@@ -142,7 +143,15 @@ class _Reader:
         return chunk
 
     def uint(self, width: int) -> int:
-        return int.from_bytes(self.bytes(width), "big")
+        end = self._position + width
+        if end > len(self._data):
+            raise DecodeError("message shorter than its fields")
+        data = self._data
+        value = 0
+        for i in range(self._position, end):
+            value = (value << 8) | data[i]
+        self._position = end
+        return value
 
     def vector(self, length_width: int) -> builtins.bytes:
         return self.bytes(self.uint(length_width))
@@ -166,7 +175,7 @@ def _extensions(reader: _Reader) -> dict[int, bytes]:
 
 def _uint16s(data: bytes) -> tuple[int, ...]:
     """A list of 16-bit values (cipher suites, versions); an odd last byte is ignored."""
-    return tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2))
+    return tuple([(data[i] << 8) | data[i + 1] for i in range(0, len(data) - 1, 2)])
 
 
 def _alpn_protocols(data: bytes) -> tuple[str, ...]:
@@ -189,7 +198,8 @@ def _host_name(data: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+# Made once per connection: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(unsafe_hash=True, init=False)
 class ClientHello:
     """The ClientHello fields that decide what the handshake can become (RFC 8446 §4.1.2)."""
 
@@ -203,8 +213,21 @@ class ClientHello:
     offers_early_data: bool
     offers_psk: bool
 
+    def __init__(self, random: bytes, session_id: bytes, cipher_suites: tuple[int, ...], server_name: str | None,
+                 alpn_protocols: tuple[str, ...], supported_versions: tuple[int, ...], offers_early_data: bool,
+                 offers_psk: bool) -> None:
+        self.random = random
+        self.session_id = session_id
+        self.cipher_suites = cipher_suites
+        self.server_name = server_name
+        self.alpn_protocols = alpn_protocols
+        self.supported_versions = supported_versions
+        self.offers_early_data = offers_early_data
+        self.offers_psk = offers_psk
 
-@dataclass(frozen=True)
+
+# Made once per connection: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(unsafe_hash=True, init=False)
 class ServerHello:
     """The ServerHello (or HelloRetryRequest) fields that decide the handshake (RFC 8446 §4.1.3)."""
 
@@ -217,6 +240,15 @@ class ServerHello:
     """TLS 1.2 only: a TLS 1.3 server puts ALPN in EncryptedExtensions."""
     selected_psk_identity: int | None
     """TLS 1.3 pre_shared_key: which of the offered PSKs the server took, None if none."""
+
+    def __init__(self, random: bytes, session_id: bytes, cipher_suite: int, version: int, alpn_protocol: str | None,
+                 selected_psk_identity: int | None) -> None:
+        self.random = random
+        self.session_id = session_id
+        self.cipher_suite = cipher_suite
+        self.version = version
+        self.alpn_protocol = alpn_protocol
+        self.selected_psk_identity = selected_psk_identity
 
     @property
     def is_hello_retry_request(self) -> bool:
@@ -263,8 +295,9 @@ def parse_server_hello(body: bytes) -> ServerHello:
     reader.uint(1)  # legacy_compression_method
     extensions = _extensions(reader)
     version = legacy_version
-    if len(extensions.get(EXT_SUPPORTED_VERSIONS, b"")) == 2:
-        version = int.from_bytes(extensions[EXT_SUPPORTED_VERSIONS], "big")
+    chosen = extensions.get(EXT_SUPPORTED_VERSIONS, b"")
+    if len(chosen) == 2:
+        version = (chosen[0] << 8) | chosen[1]
     psk = extensions.get(EXT_PRE_SHARED_KEY)
     alpn = _alpn_protocols(extensions[EXT_ALPN]) if EXT_ALPN in extensions else ()
     return ServerHello(
@@ -273,7 +306,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
         cipher_suite=cipher_suite,
         version=version,
         alpn_protocol=alpn[0] if alpn else None,
-        selected_psk_identity=int.from_bytes(psk, "big") if psk is not None and len(psk) == 2 else None,
+        selected_psk_identity=(psk[0] << 8) | psk[1] if psk is not None and len(psk) == 2 else None,
     )
 
 
@@ -316,25 +349,32 @@ class HandshakeReassembler:
         """Start offset of the record that holds ``_buffer[0]``."""
 
     def push(self, fragment: bytes, record_start: int, record_end: int) -> list[HandshakeMessage]:
-        if not self._buffer:
-            self._first_record_offset = record_start
-        self._buffer += fragment
+        if self._buffer:
+            self._buffer += fragment
+            buffer = self._buffer
+            if len(buffer) >= 4 and len(buffer) < 4 + ((buffer[1] << 16) | (buffer[2] << 8) | buffer[3]):
+                return []  # the message waits for more records: nothing copied
+            data = bytes(buffer)
+            first = self._first_record_offset
+            self._buffer = bytearray()
+        else:
+            data = fragment  # most messages lie whole in one record: read them in place
+            first = record_start
         messages = []
-        while len(self._buffer) >= 4:
-            length = int.from_bytes(self._buffer[1:4], "big")
-            if len(self._buffer) < 4 + length:
+        position = 0
+        size = len(data)
+        while size - position >= 4:
+            length = (data[position + 1] << 16) | (data[position + 2] << 8) | data[position + 3]
+            end = position + 4 + length
+            if end > size:
                 break
-            messages.append(
-                HandshakeMessage(
-                    msg_type=self._buffer[0],
-                    body=bytes(self._buffer[4 : 4 + length]),
-                    start_offset=self._first_record_offset,
-                    end_offset=record_end,
-                )
-            )
-            del self._buffer[: 4 + length]
+            messages.append(HandshakeMessage(data[position], data[position + 4:end], first, record_end))
+            position = end
             # Whatever is left began inside the record just pushed.
-            self._first_record_offset = record_start
+            first = record_start
+        if position < size:
+            self._buffer = bytearray(data[position:])
+            self._first_record_offset = first
         return messages
 
     @property

@@ -8,16 +8,17 @@ round-trip counter maps "the record that finished the response" back to TCP segm
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-CHANGE_CIPHER_SPEC = 20
-ALERT = 21
-HANDSHAKE = 22
-APPLICATION_DATA = 23
+CHANGE_CIPHER_SPEC: Final = 20
+ALERT: Final = 21
+HANDSHAKE: Final = 22
+APPLICATION_DATA: Final = 23
 
-CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
+CONTENT_TYPES: Final = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
 
-HEADER_BYTES = 5
-MAX_FRAGMENT_BYTES = 2**14 + 2048
+HEADER_BYTES: Final = 5
+MAX_FRAGMENT_BYTES: Final = 2**14 + 2048
 """RFC 5246 §6.2.3: a TLSCiphertext fragment is at most 2^14 + 2048 bytes (TLS 1.3 allows
 less, 2^14 + 256, §5.2); anything longer is not a TLS stream."""
 
@@ -83,50 +84,49 @@ class RecordReader:
         if self.not_tls is not None:
             self._buffer_offset += len(data)
             return [], None
-        self._buffer += data
+        if self._buffer:
+            self._buffer += data
+            buffer = bytes(self._buffer)
+            self._buffer = bytearray()
+        else:
+            buffer = data  # the usual case, whole records in one segment: read them in place
         records: list[TlsRecord] = []
-        buffer = self._buffer
         position = 0
+        size = len(buffer)
         while True:
-            available = len(buffer) - position
-            if available and not _plausible_header(buffer[position : position + HEADER_BYTES]):
+            available = size - position
+            if available and not _plausible_header(buffer, position, available):
                 start = self._buffer_offset + position
-                self.not_tls = NotTls(start, self.offset, buffer[position])
-                self._buffer_offset = self.offset
-                self._buffer = bytearray()
+                self.not_tls = NotTls(start, self._buffer_offset + size, buffer[position])
+                self._buffer_offset += size
                 return records, self.not_tls
             if available < HEADER_BYTES:
                 break
-            length = int.from_bytes(buffer[position + 3 : position + 5], "big")
-            if available < HEADER_BYTES + length:
+            length = (buffer[position + 3] << 8) | buffer[position + 4]
+            end = position + HEADER_BYTES + length
+            if end > size:
                 break
             start = self._buffer_offset + position
-            header = bytes(buffer[position : position + HEADER_BYTES])
-            fragment = bytes(buffer[position + HEADER_BYTES : position + HEADER_BYTES + length])
-            position += HEADER_BYTES + length
-            records.append(
-                TlsRecord(
-                    content_type=header[0],
-                    legacy_version=int.from_bytes(header[1:3], "big"),
-                    header=header,
-                    fragment=fragment,
-                    start_offset=start,
-                    end_offset=start + HEADER_BYTES + length,
-                )
-            )
-        del buffer[:position]
+            records.append(TlsRecord(buffer[position], (buffer[position + 1] << 8) | buffer[position + 2],
+                                     buffer[position:position + HEADER_BYTES], buffer[position + HEADER_BYTES:end],
+                                     start, self._buffer_offset + end))
+            position = end
+        if position < size:
+            self._buffer = bytearray(buffer[position:])
         self._buffer_offset += position
         return records, None
 
 
-def _plausible_header(header: bytes | bytearray) -> bool:
-    """Whether the (possibly partial) bytes can start a record; checked as soon as each arrives."""
-    if header[0] not in CONTENT_TYPES:
+def _plausible_header(data: bytes, position: int, available: int) -> bool:
+    """Whether the (possibly partial) header at ``data[position:]`` can start a record; checked
+    as soon as each byte arrives."""
+    content_type = data[position]
+    if content_type < CHANGE_CIPHER_SPEC or content_type > APPLICATION_DATA:  # CONTENT_TYPES: 20 … 23
         return False
-    if len(header) >= 2 and header[1] != 3:
+    if available >= 2 and data[position + 1] != 3:
         return False
-    if len(header) >= 3 and header[2] > 4:
+    if available >= 3 and data[position + 2] > 4:
         return False
-    if len(header) >= 5 and int.from_bytes(header[3:5], "big") > MAX_FRAGMENT_BYTES:
+    if available >= 5 and ((data[position + 3] << 8) | data[position + 4]) > MAX_FRAGMENT_BYTES:
         return False
     return True

@@ -18,6 +18,7 @@ import hashlib
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from handshake.trace.packet import (
     ACK,
@@ -31,7 +32,7 @@ from handshake.trace.packet import (
     TcpSegment,
 )
 
-SEQ_MOD = 1 << 32
+SEQ_MOD: Final = 1 << 32
 
 
 def seq_add(a: int, b: int) -> int:

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
@@ -28,45 +28,51 @@ __all__ = [
 
 # TCP flags (RFC 793 §3.1; ECE/CWR from RFC 3168). Bits 8-11 of the 12-bit field are reserved
 # (NS/AE live there) and are carried through untouched.
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
 # TCP option kinds (IANA "TCP Option Kind Numbers").
-OPT_EOL = 0
-OPT_NOP = 1
-OPT_MSS = 2
-OPT_WSCALE = 3
-OPT_SACK_PERM = 4
-OPT_SACK = 5
-OPT_TIMESTAMP = 8
-OPT_FASTOPEN = 34
-OPT_EXPERIMENTAL = 254
-TFO_EXP_MAGIC = 0xF989
+OPT_EOL: Final = 0
+OPT_NOP: Final = 1
+OPT_MSS: Final = 2
+OPT_WSCALE: Final = 3
+OPT_SACK_PERM: Final = 4
+OPT_SACK: Final = 5
+OPT_TIMESTAMP: Final = 8
+OPT_FASTOPEN: Final = 34
+OPT_EXPERIMENTAL: Final = 254
+TFO_EXP_MAGIC: Final = 0xF989
 """Magic (RFC 6994 ExID) that marks kind 254 as TFO: what Linux sent before kind 34 existed."""
 
-PROTO_TCP = 6
-PROTO_UDP = 17
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
 
-_TFO_EXP_MAGIC_BYTES = TFO_EXP_MAGIC.to_bytes(2, "big")
-_MAX_OPTIONS = 40  # RFC 793: data offset is 4 bits of 32-bit words, so at most 60 - 20 bytes.
+_TFO_EXP_MAGIC_BYTES: Final = TFO_EXP_MAGIC.to_bytes(2, "big")
+_MAX_OPTIONS: Final = 40  # RFC 793: data offset is 4 bits of 32-bit words, so at most 60 - 20 bytes.
 
-_IP4 = struct.Struct("!BBHHHBBH4s4s")
-_IP6 = struct.Struct("!IHBB16s16s")
-_TCP = struct.Struct("!HHIIBBHHH")
-_UDP = struct.Struct("!HHHH")
-_U16 = struct.Struct("!H")
-_TIMESTAMPS = struct.Struct("!II")
+_IP4: Final = struct.Struct("!BBHHHBBH4s4s")
+_IP6: Final = struct.Struct("!IHBB16s16s")
+_TCP: Final = struct.Struct("!HHIIBBHHH")
+_UDP: Final = struct.Struct("!HHHH")
+_U16: Final = struct.Struct("!H")
+_TIMESTAMPS: Final = struct.Struct("!II")
 
 # IPv6 extension headers we step over (RFC 8200 §4): hop-by-hop, routing, fragment, dest options,
 # and AH (RFC 4302, length in 4-octet units).
-_V6_HOP, _V6_ROUTING, _V6_FRAGMENT, _V6_DSTOPTS, _V6_AH = 0, 43, 44, 60, 51
-_V6_EXTENSIONS = frozenset((_V6_HOP, _V6_ROUTING, _V6_FRAGMENT, _V6_DSTOPTS, _V6_AH))
+_V6_HOP: Final = 0
+_V6_ROUTING: Final = 43
+_V6_FRAGMENT: Final = 44
+_V6_DSTOPTS: Final = 60
+_V6_AH: Final = 51
+_V6_EXTENSIONS: Final = frozenset((_V6_HOP, _V6_ROUTING, _V6_FRAGMENT, _V6_DSTOPTS, _V6_AH))
+_NOP: Final = (OPT_NOP, b"")
+"""A NOP option as ``TcpSegment.options`` holds it (one object for all)."""
 
 
 class PacketError(ValueError):
@@ -114,13 +120,13 @@ class TcpSegment:
     def mss(self) -> int | None:
         """The MSS option's value (RFC 793 §3.1), None if absent or malformed."""
         data = self.option(OPT_MSS)
-        return _U16.unpack(data)[0] if data is not None and len(data) == 2 else None
+        return _u16(data, 0) if data is not None and len(data) == 2 else None
 
     @property
     def timestamps(self) -> tuple[int, int] | None:
         """(TSval, TSecr) of the timestamps option (RFC 7323 §3), None if absent or malformed."""
         data = self.option(OPT_TIMESTAMP)
-        return _TIMESTAMPS.unpack(data) if data is not None and len(data) == 8 else None
+        return (_u32(data, 0), _u32(data, 4)) if data is not None and len(data) == 8 else None
 
     @property
     def fastopen_cookie(self) -> bytes | None:
@@ -413,80 +419,121 @@ def udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes = b"")
 
 # --- decoding --------------------------------------------------------------------------------
 
-def _parse_options(raw: bytes) -> tuple[tuple[int, bytes], ...]:
-    """Options up to EOL or to the first malformed one (bad length): like Linux's
-    ``tcp_parse_options``, junk ends the list instead of failing the segment."""
+def _parse_options(data: bytes, i: int, n: int) -> tuple[tuple[int, bytes], ...]:
+    """The options in ``data[i:n]``, up to EOL or to the first malformed one (bad length): like
+    Linux's ``tcp_parse_options``, junk ends the list instead of failing the segment."""
     options = []
-    i, n = 0, len(raw)
     while i < n:
-        kind = raw[i]
+        kind = data[i]
         if kind == OPT_EOL:
             break
         if kind == OPT_NOP:
-            options.append((OPT_NOP, b""))
+            options.append(_NOP)
             i += 1
             continue
         if i + 1 >= n:
             break
-        length = raw[i + 1]
+        length = data[i + 1]
         if length < 2 or i + length > n:
             break
-        options.append((kind, raw[i + 2:i + length]))
+        options.append((kind, data[i + 2:i + length]))
         i += length
     return tuple(options)
 
 
-def _decode_tcp(body: bytes, partial: bool) -> TcpSegment | bytes:
-    if len(body) < 20:
+def _u16(data: bytes, i: int) -> int:
+    return (data[i] << 8) | data[i + 1]
+
+
+def _u32(data: bytes, i: int) -> int:
+    return (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
+
+
+# Field by field with byte indexing rather than struct: compiled (mypyc), indexing and shifts are
+# machine integers, where struct.unpack_from is a generic call returning boxed objects.
+def _decode_tcp(data: bytes, start: int, end: int, partial: bool) -> TcpSegment | bytes:
+    """The TCP segment in ``data[start:end]``."""
+    size = end - start
+    if size < 20:
         if partial:
-            return body
-        raise PacketError(f"truncated TCP header ({len(body)} bytes)")
-    sport, dport, seq, ack, offset_byte, flags_byte, window, _, _ = _TCP.unpack_from(body)
+            return data[start:end]
+        raise PacketError(f"truncated TCP header ({size} bytes)")
+    offset_byte = data[start + 12]
     hlen = (offset_byte >> 4) * 4
     if hlen < 20:
         raise PacketError(f"bad TCP data offset {hlen >> 2}")
-    if hlen > len(body):
+    if hlen > size:
         if partial:
-            return body
-        raise PacketError(f"TCP header of {hlen} bytes exceeds the segment ({len(body)})")
-    options = _parse_options(body[20:hlen]) if hlen > 20 else ()
-    return TcpSegment(sport, dport, seq, ack, ((offset_byte & 0x0F) << 8) | flags_byte, window,
-                      options, body[hlen:])
+            return data[start:end]
+        raise PacketError(f"TCP header of {hlen} bytes exceeds the segment ({size})")
+    options = _parse_options(data, start + 20, start + hlen) if hlen > 20 else ()
+    return TcpSegment(_u16(data, start), _u16(data, start + 2), _u32(data, start + 4), _u32(data, start + 8),
+                      ((offset_byte & 0x0F) << 8) | data[start + 13], _u16(data, start + 14), options,
+                      data[start + hlen:end])
 
 
-def _decode_udp(body: bytes, partial: bool) -> UdpDatagram | bytes:
-    if len(body) < 8:
+def _decode_udp(data: bytes, start: int, end: int, partial: bool) -> UdpDatagram | bytes:
+    """The UDP datagram in ``data[start:end]``."""
+    size = end - start
+    if size < 8:
         if partial:
-            return body
-        raise PacketError(f"truncated UDP header ({len(body)} bytes)")
-    sport, dport, length, _ = _UDP.unpack_from(body)
+            return data[start:end]
+        raise PacketError(f"truncated UDP header ({size} bytes)")
+    length = _u16(data, start + 4)
     if length < 8:
         raise PacketError(f"bad UDP length {length}")
-    if length > len(body):
+    if length > size:
         if not partial:
-            raise PacketError(f"UDP length {length} exceeds the packet ({len(body)})")
-        length = len(body)
-    return UdpDatagram(sport, dport, body[8:length])
+            raise PacketError(f"UDP length {length} exceeds the packet ({size})")
+        length = size
+    return UdpDatagram(_u16(data, start), _u16(data, start + 2), data[start + 8:start + length])
 
 
-def _decode_transport(proto: int, body: bytes, partial: bool) -> TcpSegment | UdpDatagram | bytes:
+def _decode_transport(proto: int, data: bytes, start: int, end: int, partial: bool) -> TcpSegment | UdpDatagram | bytes:
     if proto == PROTO_TCP:
-        return _decode_tcp(body, partial)
+        return _decode_tcp(data, start, end, partial)
     if proto == PROTO_UDP:
-        return _decode_udp(body, partial)
-    return body
+        return _decode_udp(data, start, end, partial)
+    return data[start:end]
+
+
+_MAX_NAMES: Final = 1 << 16
+_V4_NAMES: dict[int, str] = {}
+_V6_NAMES: dict[bytes, str] = {}
+"""Address texts already made: a capture has far fewer addresses than packets, and formatting one
+(inet_ntoa / inet_ntop) costs more than the lookup. Emptied when full, so they stay bounded."""
+
+
+def _v4_name(data: bytes, i: int) -> str:
+    key = _u32(data, i)
+    name = _V4_NAMES.get(key)
+    if name is None:
+        if len(_V4_NAMES) >= _MAX_NAMES:
+            _V4_NAMES.clear()
+        name = _V4_NAMES[key] = socket.inet_ntoa(data[i:i + 4])
+    return name
+
+
+def _v6_name(data: bytes, i: int) -> str:
+    key = data[i:i + 16]
+    name = _V6_NAMES.get(key)
+    if name is None:
+        if len(_V6_NAMES) >= _MAX_NAMES:
+            _V6_NAMES.clear()
+        name = _V6_NAMES[key] = socket.inet_ntop(socket.AF_INET6, key)
+    return name
 
 
 def _decode_v4(data: bytes, allow_truncated: bool) -> IpPacket:
     n = len(data)
     if n < 20:
         raise PacketError(f"truncated IPv4 header ({n} bytes)")
-    vihl, _, total, ident, frag, ttl, proto, _, src, dst = _IP4.unpack_from(data)
-    ihl = (vihl & 0x0F) * 4
+    ihl = (data[0] & 0x0F) * 4
     if ihl < 20:
         raise PacketError(f"bad IPv4 header length {ihl}")
     if ihl > n:
         raise PacketError(f"truncated IPv4 options ({n} of {ihl} bytes)")
+    total = _u16(data, 2)
     partial = False
     if total == 0:
         # TSO: the sending host captured the packet before the NIC set the length; Wireshark
@@ -498,18 +545,22 @@ def _decode_v4(data: bytes, allow_truncated: bool) -> IpPacket:
         if not allow_truncated:
             raise PacketError(f"truncated IPv4 packet ({n} of {total} bytes)")
         total, partial = n, True
-    body = data[ihl:total]  # RFC 791: the total length decides; link padding is dropped
-    offset = frag & 0x1FFF
-    more_fragments = bool(frag & 0x2000)
-    transport = body if offset else _decode_transport(proto, body, partial or more_fragments)
-    return IpPacket(socket.inet_ntoa(src), socket.inet_ntoa(dst), proto, transport, ttl, ident, 4)
+    # RFC 791: the total length decides where the packet ends; link padding is dropped.
+    frag = _u16(data, 6)
+    proto = data[9]
+    if frag & 0x1FFF:
+        transport: TcpSegment | UdpDatagram | bytes = data[ihl:total]  # a later fragment: no transport header
+    else:
+        transport = _decode_transport(proto, data, ihl, total, partial or bool(frag & 0x2000))
+    return IpPacket(_v4_name(data, 12), _v4_name(data, 16), proto, transport, data[8], _u16(data, 4), 4)
 
 
 def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
     n = len(data)
     if n < 40:
         raise PacketError(f"truncated IPv6 header ({n} bytes)")
-    vtcfl, plen, next_header, hop_limit, src, dst = _IP6.unpack_from(data)
+    plen = _u16(data, 4)
+    next_header = data[6]
     end = 40 + plen
     partial = False
     if plen == 0 and n > 40:
@@ -525,7 +576,7 @@ def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
         if pos + 8 > end:
             raise PacketError(f"truncated IPv6 extension header {next_header}")
         if next_header == _V6_FRAGMENT:
-            frag = _U16.unpack_from(data, pos + 2)[0]
+            frag = _u16(data, pos + 2)
             offset, more_fragments, hlen = frag >> 3, bool(frag & 1), 8
         elif next_header == _V6_AH:
             hlen = (data[pos + 1] + 2) * 4
@@ -535,11 +586,12 @@ def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
             raise PacketError(f"IPv6 extension header {next_header} runs past the packet")
         next_header = data[pos]
         pos += hlen
-    body = data[pos:end]
-    transport = body if offset else _decode_transport(next_header, body,
-                                                      partial or more_fragments)
-    return IpPacket(socket.inet_ntop(socket.AF_INET6, src), socket.inet_ntop(socket.AF_INET6, dst),
-                    next_header, transport, hop_limit, vtcfl & 0xFFFFF, 6)
+    if offset:
+        transport: TcpSegment | UdpDatagram | bytes = data[pos:end]
+    else:
+        transport = _decode_transport(next_header, data, pos, end, partial or more_fragments)
+    flow_label = ((data[1] & 0x0F) << 16) | _u16(data, 2)
+    return IpPacket(_v6_name(data, 8), _v6_name(data, 24), next_header, transport, data[7], flow_label, 6)
 
 
 def decode(data: object, *, allow_truncated: bool = False) -> IpPacket:

@@ -12,7 +12,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Final, Iterator
 
 __all__ = [
     "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LOOP",
@@ -22,38 +22,38 @@ __all__ = [
     "CapturedFrame", "PcapWriter", "iter_capture", "ip_payload", "check_linktype",
 ]
 
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_LINUX_SLL2 = 276
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-_DLT_RAW_BSD = (12, 14)  # DLT_RAW as some BSDs write it into the file unmapped
-_RAW_LINKTYPES = frozenset((LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *_DLT_RAW_BSD))
-SUPPORTED_LINKTYPES = frozenset((LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP,
+LINKTYPE_NULL: Final = 0
+LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_RAW: Final = 101
+LINKTYPE_LOOP: Final = 108
+LINKTYPE_LINUX_SLL: Final = 113
+LINKTYPE_LINUX_SLL2: Final = 276
+LINKTYPE_IPV4: Final = 228
+LINKTYPE_IPV6: Final = 229
+_DLT_RAW_BSD: Final = (12, 14)  # DLT_RAW as some BSDs write it into the file unmapped
+_RAW_LINKTYPES: Final = frozenset((LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *_DLT_RAW_BSD))
+SUPPORTED_LINKTYPES: Final = frozenset((LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP,
                                  LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, *_RAW_LINKTYPES))
 
-_PCAP_MAGIC_US = 0xA1B2C3D4
-_PCAP_MAGIC_NS = 0xA1B23C4D
-_PCAP_MAGIC_KUZNETZOV = 0xA1B2CD34  # Alexey Kuznetzov's patched libpcap: 8 more bytes a record
-_PCAPNG_SHB = 0x0A0D0D0A
-_PCAPNG_BOM = 0x1A2B3C4D
+_PCAP_MAGIC_US: Final = 0xA1B2C3D4
+_PCAP_MAGIC_NS: Final = 0xA1B23C4D
+_PCAP_MAGIC_KUZNETZOV: Final = 0xA1B2CD34  # Alexey Kuznetzov's patched libpcap: 8 more bytes a record
+_PCAPNG_SHB: Final = 0x0A0D0D0A
+_PCAPNG_BOM: Final = 0x1A2B3C4D
 _PCAPNG_IDB, _PCAPNG_PB, _PCAPNG_SPB, _PCAPNG_EPB = 1, 2, 3, 6
 _OPT_IF_TSRESOL, _OPT_IF_TSOFFSET = 9, 14
 
-_MAX_RECORD = 1 << 26
+_MAX_RECORD: Final = 1 << 26
 """A record claiming more than 64 MiB is corruption, not data: refuse before reading it."""
 
-_ETHERTYPE_IPV4 = 0x0800
-_ETHERTYPE_IPV6 = 0x86DD
-_ETHERTYPE_VLAN = frozenset((0x8100, 0x88A8, 0x9100))  # 802.1Q, 802.1ad, old QinQ
-_AF_INET = 2
-_AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, Net/OpenBSD, FreeBSD, macOS
+_ETHERTYPE_IPV4: Final = 0x0800
+_ETHERTYPE_IPV6: Final = 0x86DD
+_ETHERTYPE_VLAN: Final = frozenset((0x8100, 0x88A8, 0x9100))  # 802.1Q, 802.1ad, old QinQ
+_AF_INET: Final = 2
+_AF_INET6: Final = frozenset((10, 24, 28, 30))  # Linux, Net/OpenBSD, FreeBSD, macOS
 
-_REC_LE = struct.Struct("<IIII")
-_REC_BE = struct.Struct(">IIII")
+_REC_LE: Final = struct.Struct("<IIII")
+_REC_BE: Final = struct.Struct(">IIII")
 
 
 class CaptureError(ValueError):

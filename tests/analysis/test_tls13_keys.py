@@ -1,6 +1,8 @@
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from handshake.analysis.tls13_keys import TLS13_CIPHER_SUITES, TrafficKey, hkdf_expand_label
+from handshake.analysis.tls13_keys import TLS13_CIPHER_SUITES, TrafficKey, hkdf_expand, hkdf_expand_label
 
 # RFC 8448 §3 (simple 1-RTT handshake, TLS_AES_128_GCM_SHA256).
 SERVER_HANDSHAKE_SECRET = bytes.fromhex("b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38")
@@ -59,3 +61,16 @@ def test_a_fragment_too_short_for_a_tag_does_not_open_under_any_suite():
     for secret in (bytes(32), bytes(48)):
         for length in (0, 1, 15, 16, 17, 2**14 + 256):
             assert TrafficKey(secret).open(b"\x17\x03\x03" + length.to_bytes(2, "big"), bytes(length)) is None
+
+
+@settings(max_examples=300)
+@given(secret=st.binary(min_size=1, max_size=64), info=st.binary(max_size=80), length=st.integers(1, 255 * 32),
+       hash_name=st.sampled_from(["sha256", "sha384"]))
+def test_hkdf_expand_agrees_with_cryptography(secret, info, length, hash_name):
+    """The one-shot-HMAC HKDF-Expand gives what cryptography's HKDFExpand gives (RFC 5869 §2.3)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+    algorithm = hashes.SHA384() if hash_name == "sha384" else hashes.SHA256()
+    length = min(length, 255 * algorithm.digest_size)
+    assert hkdf_expand(secret, info, length, hash_name) == HKDFExpand(algorithm, length, info).derive(secret)
