@@ -265,11 +265,11 @@ def _wire_bytes(ip: bytes, captured_frame: int, orig_frame: int) -> int:
     """The IP packet's own length: its header says it (link padding excluded), and a packet the
     snap length cut is as long as the wire frame minus the link header."""
     if len(ip) >= 4 and ip[0] >> 4 == 4:
-        total = int.from_bytes(ip[2:4], "big")
+        total = (ip[2] << 8) | ip[3]
         if total:
             return total
     elif len(ip) >= 6 and ip[0] >> 4 == 6:
-        payload = int.from_bytes(ip[4:6], "big")
+        payload = (ip[4] << 8) | ip[5]
         if payload:
             return 40 + payload
     return len(ip) + max(orig_frame - captured_frame, 0)

@@ -33,7 +33,8 @@ class FlowPacket:
         self.wire_bytes = wire_bytes
 
 
-@dataclass
+# Made once per connection: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(init=False)
 class TcpFlow:
     client: tuple[str, int]
     server: tuple[str, int]
@@ -43,16 +44,25 @@ class TcpFlow:
     """Sequence number of the connection's first segment: a new SYN from the client with another
     one is a fresh connection reusing the 4-tuple."""
 
+    def __init__(self, client: tuple[str, int], server: tuple[str, int], packets: list[FlowPacket] | None = None,
+                 first_seq: int | None = None) -> None:
+        self.client = client
+        self.server = server
+        self.packets = [] if packets is None else packets
+        self.first_seq = first_seq
+
     @staticmethod
     def endpoint_text(endpoint: tuple[str, int]) -> str:
         addr, port = endpoint
         return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def _flow_key(packet: IpPacket, segment: TcpSegment) -> tuple:
-    a = (packet.src, segment.sport)
-    b = (packet.dst, segment.dport)
-    return (a, b) if a <= b else (b, a)
+def _flow_key(packet: IpPacket, segment: TcpSegment) -> tuple[str, int, str, int]:
+    """The 4-tuple with the lower (address, port) first: the same for both directions."""
+    src, dst = packet.src, packet.dst
+    if src < dst or (src == dst and segment.sport <= segment.dport):
+        return (src, segment.sport, dst, segment.dport)
+    return (dst, segment.dport, src, segment.sport)
 
 
 class TcpFlowTracker:
@@ -63,7 +73,7 @@ class TcpFlowTracker:
     """
 
     def __init__(self) -> None:
-        self._open: dict[tuple, TcpFlow] = {}
+        self._open: dict[tuple[str, int, str, int], TcpFlow] = {}
 
     def place(self, time: float, packet: IpPacket, segment: TcpSegment,
               wire_bytes: int) -> tuple[TcpFlow, FlowPacket, bool]:
@@ -76,7 +86,7 @@ class TcpFlowTracker:
         flow = self._open.get(key)
         is_new_syn = segment.syn and not segment.has_ack
         if flow is not None and is_new_syn:
-            if (packet.src, segment.sport) != flow.client or seq_diff(segment.seq, flow.first_seq or 0) != 0:
+            if not _sent_by(packet, segment, flow.client) or seq_diff(segment.seq, flow.first_seq or 0) != 0:
                 flow = None  # a fresh connection reusing the 4-tuple
         started = flow is None
         if flow is None:
@@ -90,8 +100,11 @@ class TcpFlowTracker:
                 client, server = (packet.src, segment.sport), (packet.dst, segment.dport)
             flow = TcpFlow(client=client, server=server, first_seq=segment.seq)
             self._open[key] = flow
-        from_client = (packet.src, segment.sport) == flow.client
-        return flow, FlowPacket(time, from_client, segment, wire_bytes), started
+        return flow, FlowPacket(time, _sent_by(packet, segment, flow.client), segment, wire_bytes), started
+
+
+def _sent_by(packet: IpPacket, segment: TcpSegment, endpoint: tuple[str, int]) -> bool:
+    return segment.sport == endpoint[1] and packet.src == endpoint[0]
 
 
 T = TypeVar("T")

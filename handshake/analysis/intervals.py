@@ -7,9 +7,8 @@ must not grow with them. Both structures here merge what they hold: a range of s
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable, Hashable, Sequence
-from typing import Final, Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any, Final, Generic, TypeVar
 
 Tag = TypeVar("Tag")
 
@@ -17,9 +16,21 @@ MAX_PIECES: Final = 1024
 """Pieces a ``FirstSeenRanges`` keeps before it merges its lowest neighbours."""
 
 
-def _first(entry: Sequence) -> int:
-    """The start of a ``FirstSeenRanges`` piece or of a ``NumberSet`` run: what both are sorted by."""
-    return entry[0]
+def _index_after(entries: list[Any], value: int) -> int:
+    """``bisect_right`` by each entry's start (``entries`` is sorted by it): the index of the first
+    entry that starts above ``value``. Written out because bisect's ``key`` calls back into Python
+    for every comparison; new entries mostly go last, so that is tried first."""
+    high = len(entries)
+    if not high or entries[high - 1][0] <= value:
+        return high
+    low = 0
+    while low < high:
+        middle = (low + high) // 2
+        if value < entries[middle][0]:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 class FirstSeenRanges(Generic[Tag]):
@@ -41,7 +52,7 @@ class FirstSeenRanges(Generic[Tag]):
     def covered_since(self, start: int, end: int) -> float | None:
         """When [start, end) had all been seen already: the time its first byte was first seen."""
         pieces = self._pieces
-        index = bisect.bisect_right(pieces, start, key=_first) - 1
+        index = _index_after(pieces, start) - 1
         if index < 0 or pieces[index][1] <= start:
             return None
         first_time = pieces[index][2]
@@ -58,7 +69,7 @@ class FirstSeenRanges(Generic[Tag]):
         """The earliest first-seen time among pieces beginning above ``start`` whose tag
         ``accept`` takes; None if there is none."""
         pieces = self._pieces
-        index = bisect.bisect_right(pieces, start, key=_first)
+        index = _index_after(pieces, start)
         best = None
         for _, _, time, tag in pieces[index:]:
             if accept(tag) and (best is None or time < best):
@@ -70,7 +81,7 @@ class FirstSeenRanges(Generic[Tag]):
         if end <= start:
             return
         pieces = self._pieces
-        index = bisect.bisect_right(pieces, start, key=_first) - 1
+        index = _index_after(pieces, start) - 1
         if index < 0 or pieces[index][1] <= start:
             index += 1
         position, gaps = start, []
@@ -83,7 +94,7 @@ class FirstSeenRanges(Generic[Tag]):
         if position < end:
             gaps.append((position, end))
         for gap_start, gap_end in gaps:
-            bisect.insort(pieces, (gap_start, gap_end, time, tag), key=_first)
+            pieces.insert(_index_after(pieces, gap_start), (gap_start, gap_end, time, tag))
         while len(pieces) > self._max:
             self._shrink()
 
@@ -108,12 +119,12 @@ class NumberSet:
 
     def __contains__(self, number: int) -> bool:
         runs = self._runs
-        index = bisect.bisect_right(runs, number, key=_first) - 1
+        index = _index_after(runs, number) - 1
         return index >= 0 and runs[index][1] >= number
 
     def add(self, number: int) -> None:
         runs = self._runs
-        index = bisect.bisect_right(runs, number, key=_first) - 1
+        index = _index_after(runs, number) - 1
         if index >= 0 and runs[index][1] >= number:
             return
         joins_left = index >= 0 and runs[index][1] == number - 1

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .quic_packets import VERSION_2, QuicPacket
-from .tls13_keys import TLS13_CIPHER_SUITES, Tls13CipherSuite, hkdf_expand_label
+from .tls13_keys import TLS13_CIPHER_SUITES, Tls13CipherSuite, hkdf_expand_label, hmac_digest
 
 INITIAL_SALTS: Final = {
     0x00000001: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),  # RFC 9001 §5.2
@@ -57,7 +57,7 @@ def initial_secrets(dcid: bytes, version: int) -> tuple[bytes, bytes]:
     flow tracker tries the client's first Initial with them, then the connection's analyzer
     opens its Initial packets."""
     salt = INITIAL_SALTS.get(version, INITIAL_SALTS[0x00000001])
-    initial_secret = hmac.digest(salt, bytes(dcid), "sha256")  # HKDF-Extract
+    initial_secret = hmac_digest(salt, bytes(dcid))  # HKDF-Extract
     return (
         hkdf_expand_label(initial_secret, b"client in", b"", 32),
         hkdf_expand_label(initial_secret, b"server in", b"", 32),
@@ -129,6 +129,14 @@ class PacketKey:
         return PacketKey(secret, self.suite, self.version, hp=self.hp)
 
 
+@functools.lru_cache(maxsize=256)
+def _packet_key(secret: bytes, suite: Tls13CipherSuite, version: int | None) -> PacketKey:
+    """A secret's first-generation key, made once: the flow tracker opens a client's first
+    Initial to recognise it, and the connection's analyzer opens it again. (A key keeps no state
+    between packets.)"""
+    return PacketKey(secret, suite, version)
+
+
 # Made once per packet: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
 @dataclass(slots=True, unsafe_hash=True, init=False)
 class OpenedPacket:
@@ -194,7 +202,7 @@ class PacketProtection:
     def _generation(self, suite: Tls13CipherSuite, index: int) -> PacketKey | None:
         keys = self._keys.get(suite.code)
         if keys is None:
-            keys = self._keys[suite.code] = [PacketKey(self.secret, suite, self.version)]
+            keys = self._keys[suite.code] = [_packet_key(self.secret, suite, self.version)]
         if index < 0 or index > len(keys):
             return None
         if index == len(keys):

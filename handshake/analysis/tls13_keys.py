@@ -9,7 +9,7 @@ starting at 0. §5.2: the additional data is the 5-byte record header, and the p
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -60,16 +60,32 @@ def hkdf_expand_label(secret: bytes, label: bytes, context: bytes, length: int, 
 
 
 def hkdf_expand(secret: bytes, info: bytes, length: int, hash_name: str = "sha256") -> bytes:
-    """RFC 5869 §2.3 HKDF-Expand, on the stdlib's one-shot HMAC (OpenSSL's): a key is derived for
-    every connection a capture holds, and cryptography's HKDFExpand object costs ten times more."""
+    """RFC 5869 §2.3 HKDF-Expand (``hash_name`` "sha256" or "sha384"). Written out because keys
+    are derived for every connection a capture holds: cryptography's HKDFExpand object costs
+    several times more."""
     output = b""
     block = b""
     counter = 1
     while len(output) < length:
-        block = hmac.digest(secret, block + info + bytes((counter,)), hash_name)
+        block = hmac_digest(secret, block + info + bytes((counter,)), hash_name)
         output += block
         counter += 1
     return output[:length]
+
+
+_INNER_PAD: Final = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD: Final = bytes(byte ^ 0x5C for byte in range(256))
+
+
+def hmac_digest(key: bytes, message: bytes, hash_name: str = "sha256") -> bytes:
+    """RFC 2104 HMAC over hashlib's SHA-256 or SHA-384 (what ``hmac.digest`` computes: under
+    OpenSSL 3 that one looks its MAC up anew on every call, which costs more than the hashing)."""
+    new = hashlib.sha384 if hash_name == "sha384" else hashlib.sha256
+    block_bytes = 128 if hash_name == "sha384" else 64
+    if len(key) > block_bytes:
+        key = new(key).digest()
+    key = key.ljust(block_bytes, b"\0")
+    return new(key.translate(_OUTER_PAD) + new(key.translate(_INNER_PAD) + message).digest()).digest()
 
 
 def next_traffic_secret(secret: bytes, suite: Tls13CipherSuite) -> bytes:

@@ -53,7 +53,6 @@ _AF_INET: Final = 2
 _AF_INET6: Final = frozenset((10, 24, 28, 30))  # Linux, Net/OpenBSD, FreeBSD, macOS
 
 _REC_LE: Final = struct.Struct("<IIII")
-_REC_BE: Final = struct.Struct(">IIII")
 
 
 class CaptureError(ValueError):
@@ -179,32 +178,54 @@ def iter_capture(source: str | os.PathLike | BinaryIO) -> Iterator[CapturedFrame
         yield from _iter_file(source)
 
 
-class _Reader:
-    """Reads exact sizes from a file and keeps the offset for messages."""
+_CHUNK: Final = 1 << 17
+"""Bytes read from the file at a time; records are cut out of them."""
 
-    __slots__ = ("file", "offset", "frames")
+
+class _Reader:
+    """Reads exact sizes from a file, a chunk at a time, and keeps the offset for messages."""
+
+    __slots__ = ("file", "offset", "frames", "_buffer", "_position")
 
     def __init__(self, file: BinaryIO) -> None:
         self.file = file
         self.offset = 0
         self.frames = 0
+        self._buffer = b""
+        self._position = 0
 
     def read(self, size: int) -> bytes:
-        """``size`` bytes, fewer only at the end of the file (a pipe or socket may return
-        less than asked before that: read on)."""
+        """``size`` bytes, fewer only at the end of the file."""
+        position = self._position
+        end = position + size
+        buffer = self._buffer
+        if end > len(buffer):
+            buffer = self._refill(size)
+            position, end = 0, size
+        chunk = buffer[position:end]
+        self._position = position + len(chunk)
+        self.offset += len(chunk)
+        return chunk
+
+    def _refill(self, size: int) -> bytes:
+        """The unread rest of the buffer and then at least a chunk more (or up to the end of
+        the file): a pipe or socket may return less than asked before its end, so read on."""
+        rest = self._buffer[self._position:]
+        self._buffer = b""
+        parts = [rest] if rest else []
+        have = len(rest)
         try:
-            data = self.file.read(size)
-            while data is not None and 0 < len(data) < size:
-                more = self.file.read(size - len(data))
-                if not more:
+            while have < size:
+                more = self.file.read(max(size - have, _CHUNK))
+                if not more:  # the end, or a non-blocking source with nothing ready (None): the end too
                     break
-                data += more
+                parts.append(more)
+                have += len(more)
         except OSError as exc:
             raise CaptureError(f"cannot read capture: {exc.strerror or exc}") from None
-        if data is None:  # a non-blocking source with nothing ready: treat as its end
-            data = b""
-        self.offset += len(data)
-        return data
+        self._buffer = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._position = 0
+        return self._buffer
 
     def truncated(self, what: str, at: int) -> TruncatedCapture:
         return TruncatedCapture(f"truncated capture: {what} at byte {at} cut short", at,
@@ -237,7 +258,7 @@ def _iter_pcap(reader: _Reader, order: str, magic: int) -> Iterator[CapturedFram
     _, _, _, _, snaplen, network = struct.unpack(order + "HHiIII", rest)
     linktype = network & 0xFFFF  # the upper bits hold FCS length flags (pcap spec §4)
     scale = 1e9 if magic == _PCAP_MAGIC_NS else 1e6
-    record = _REC_LE if order == "<" else _REC_BE
+    little_endian = order == "<"
     extra = 8 if magic == _PCAP_MAGIC_KUZNETZOV else 0
     head_len = 16 + extra
     while True:
@@ -247,7 +268,12 @@ def _iter_pcap(reader: _Reader, order: str, magic: int) -> Iterator[CapturedFram
             return
         if len(head) < head_len:
             raise reader.truncated("record", at)
-        sec, frac, incl_len, orig_len = record.unpack_from(head)
+        if little_endian:
+            sec, frac = _u32le(head, 0), _u32le(head, 4)
+            incl_len, orig_len = _u32le(head, 8), _u32le(head, 12)
+        else:
+            sec, frac = _u32be(head, 0), _u32be(head, 4)
+            incl_len, orig_len = _u32be(head, 8), _u32be(head, 12)
         if incl_len > _MAX_RECORD:
             raise CaptureError(f"corrupt capture: record at byte {at} claims {incl_len} bytes")
         data = reader.read(incl_len)
@@ -268,6 +294,14 @@ class _Interface:
 
     def time(self, high: int, low: int) -> float:
         return ((high << 32) | low) / self.units_per_s + self.offset_s
+
+
+def _u32le(data: bytes, i: int) -> int:
+    return data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
+
+
+def _u32be(data: bytes, i: int) -> int:
+    return (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
 
 
 def _iter_pcapng(reader: _Reader, first_type: bytes) -> Iterator[CapturedFrame]:

@@ -2,7 +2,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handshake.analysis.tls13_keys import TLS13_CIPHER_SUITES, TrafficKey, hkdf_expand, hkdf_expand_label
+from handshake.analysis.tls13_keys import TLS13_CIPHER_SUITES, TrafficKey, hkdf_expand, hkdf_expand_label, hmac_digest
 
 # RFC 8448 §3 (simple 1-RTT handshake, TLS_AES_128_GCM_SHA256).
 SERVER_HANDSHAKE_SECRET = bytes.fromhex("b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38")
@@ -74,3 +74,12 @@ def test_hkdf_expand_agrees_with_cryptography(secret, info, length, hash_name):
     algorithm = hashes.SHA384() if hash_name == "sha384" else hashes.SHA256()
     length = min(length, 255 * algorithm.digest_size)
     assert hkdf_expand(secret, info, length, hash_name) == HKDFExpand(algorithm, length, info).derive(secret)
+
+
+@settings(max_examples=300)
+@given(key=st.binary(max_size=200), message=st.binary(max_size=200), hash_name=st.sampled_from(["sha256", "sha384"]))
+def test_hmac_digest_agrees_with_the_stdlib(key, message, hash_name):
+    """Keys shorter than, as long as and longer than the hash's block (64 or 128 bytes)."""
+    import hmac
+
+    assert hmac_digest(key, message, hash_name) == hmac.digest(key, message, hash_name)
