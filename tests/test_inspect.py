@@ -95,6 +95,19 @@ def test_connections_come_in_the_order_they_started_with_the_facts_of_each(tmp_p
     assert measured["client"].startswith("198.18.0.1:") and measured["server"] == "198.19.0.1:443"
 
 
+def test_json_puts_each_connection_on_a_line_of_its_own(tmp_path, capsys):
+    """The document parses as a whole, and line by line each connection is one JSON object (with
+    --ladder too), in the order of the connections list."""
+    written = written_run(tmp_path, "tls13-0rtt")
+    for ladder in ([], ["--ladder"]):
+        assert main(["inspect", str(written.pcap), "--format", "json", *ladder]) == 0
+        text = capsys.readouterr().out
+        document = json.loads(text)
+        lines = [json.loads(line.strip().rstrip(",")) for line in text.splitlines() if line.startswith("    {")]
+        assert lines == document["connections"] and len(lines) == 2
+        assert ("ladder" in lines[0]) == bool(ladder)
+
+
 def test_without_the_key_log_what_needs_keys_is_unknown_not_guessed(tmp_path, capsys):
     written = written_run(tmp_path, "tls13-0rtt")
     measured = inspect_json(capsys, written.pcap)["connections"][-1]
