@@ -22,7 +22,7 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, cast
 
 from handshake.trace.packet import PacketError, TcpSegment, UdpDatagram, decode
 from handshake.trace.pcap import (
@@ -38,7 +38,7 @@ from .connection import ConnectionReport, TcpConnectionAnalyzer, on_microseconds
 from .flows import TcpFlow, TcpFlowTracker
 from .keylog import KeyLog
 from .quic import QuicConnectionAnalyzer
-from .quic_flows import QuicFlowTracker
+from .quic_flows import QuicFlow, QuicFlowTracker
 from .steps import LadderStep
 
 __all__ = ["CaptureError", "CaptureInspection", "CaptureAnalyzer", "InspectedConnection", "NoConnections",
@@ -77,9 +77,9 @@ class CaptureInspection:
 class _Entry:
     __slots__ = ("order", "analyzer", "connection", "failed", "late_keys")
 
-    def __init__(self, order: int, analyzer) -> None:
+    def __init__(self, order: int, analyzer: TcpConnectionAnalyzer | QuicConnectionAnalyzer) -> None:
         self.order = order
-        self.analyzer = analyzer
+        self.analyzer: TcpConnectionAnalyzer | QuicConnectionAnalyzer | None = analyzer
         self.connection: InspectedConnection | None = None
         self.failed = ""
         self.late_keys: tuple[bytes, bytes] | None = None
@@ -155,8 +155,9 @@ class CaptureAnalyzer:
             late = None if key is None else self._late.get(key)
             if late is not None:
                 entry, from_client = late
-                analyzer = entry.analyzer
-                if time > analyzer.settled_at:
+                analyzer = cast(TcpConnectionAnalyzer, entry.analyzer)  # only TCP connections settle
+                settled_at = analyzer.settled_at
+                if settled_at is not None and time > settled_at:
                     analyzer.count_late(from_client, len(ip) if wire_bytes is None else wire_bytes)
                     return
         try:
@@ -169,17 +170,27 @@ class CaptureAnalyzer:
         if isinstance(transport, TcpSegment):
             flow, flow_packet, started = self._tcp.place(time, packet, transport, size)
             entry = self._start(flow) if started else self._entries[id(flow)]
-            self._feed(entry, flow_packet)
-            if entry.late_keys is None and not entry.failed and entry.analyzer.settled_at is not None:
+            tcp = cast(TcpConnectionAnalyzer, entry.analyzer)
+            if not entry.failed:
+                try:
+                    self._step(entry, tcp.add(flow_packet))
+                except Exception as error:  # noqa: BLE001 - a bug on one packet must not hide the other connections
+                    entry.failed = _failed_at(flow_packet.time, error)
+            if entry.late_keys is None and not entry.failed and tcp.settled_at is not None:
                 self._settle(entry, flow)
         elif isinstance(transport, UdpDatagram):
             placed = self._quic.place(time, packet.src, packet.dst, transport, size)
             if not placed:
                 self.other_udp += 1
             for quic_flow, datagram, started in placed:
-                self._feed(self._start(quic_flow) if started else self._entries[id(quic_flow)], datagram)
+                entry = self._start(quic_flow) if started else self._entries[id(quic_flow)]
+                if not entry.failed:
+                    try:
+                        self._step(entry, cast(QuicConnectionAnalyzer, entry.analyzer).add(datagram))
+                    except Exception as error:  # noqa: BLE001 - as for TCP
+                        entry.failed = _failed_at(datagram.time, error)
 
-    def _start(self, flow) -> _Entry:
+    def _start(self, flow: TcpFlow | QuicFlow) -> _Entry:
         """A new connection; an older one on the same 4-tuple gets no more packets."""
         flow_id = id(flow)
         is_tcp = isinstance(flow, TcpFlow)
@@ -190,7 +201,7 @@ class CaptureAnalyzer:
             self._finish(self._entries.pop(old))
             self._flows.pop(old, None)
         analyzer: TcpConnectionAnalyzer | QuicConnectionAnalyzer
-        if is_tcp:
+        if isinstance(flow, TcpFlow):
             analyzer = TcpConnectionAnalyzer(flow.client, flow.server, self._keylog, steps=self._steps)
         else:
             analyzer = QuicConnectionAnalyzer(flow, self._keylog, steps=self._steps)
@@ -207,18 +218,12 @@ class CaptureAnalyzer:
         self._late[entry.late_keys[0]] = (entry, True)
         self._late[entry.late_keys[1]] = (entry, False)
 
-    def _feed(self, entry: _Entry, item) -> None:
-        if entry.failed:
-            return
-        try:
-            step = entry.analyzer.add(item)
-        except Exception as error:  # noqa: BLE001 - a bug on one packet must not hide the other connections
-            entry.failed = f"analysis failed at the packet of {item.time:.6f} s ({type(error).__name__}: {error}); " \
-                           "the figures stop there"
-            return
+    def _step(self, entry: _Entry, step: LadderStep | None) -> None:
+        """Keep a packet's ladder step (``steps=True``), up to ``MAX_STEPS`` a connection."""
         if step is None:
             return
         if entry.connection is None:
+            assert entry.analyzer is not None
             entry.connection = InspectedConnection(entry.analyzer.report_so_far)
         connection = entry.connection
         if len(connection.steps) < MAX_STEPS:
@@ -231,10 +236,13 @@ class CaptureAnalyzer:
             for key in entry.late_keys:
                 if self._late.get(key, (None,))[0] is entry:
                     del self._late[key]
+        analyzer = entry.analyzer
+        assert analyzer is not None
+        report: ConnectionReport
         try:
-            report = entry.analyzer.report()
-        except Exception as error:  # noqa: BLE001 - as in _feed
-            report = entry.analyzer.report_so_far
+            report = analyzer.report()
+        except Exception as error:  # noqa: BLE001 - as in add
+            report = analyzer.report_so_far
             entry.failed = entry.failed or f"analysis failed at the end ({type(error).__name__}: {error})"
         if entry.failed:
             report.notes.append(entry.failed)
@@ -259,6 +267,10 @@ class CaptureAnalyzer:
                       key=lambda item: item[:2])
         self._done = []
         return done
+
+
+def _failed_at(time: float, error: Exception) -> str:
+    return f"analysis failed at the packet of {time:.6f} s ({type(error).__name__}: {error}); the figures stop there"
 
 
 def _wire_bytes(ip: bytes, captured_frame: int, orig_frame: int) -> int:
@@ -334,7 +346,8 @@ class CaptureReading:
         return CaptureInspection(connections, self.frames, notes)
 
 
-def read_capture(source, analyzer, label: str, shard: int = 0, shards: int = 1) -> CaptureReading:
+def read_capture(source: str | os.PathLike | BinaryIO, analyzer: CaptureAnalyzer, label: str, shard: int = 0,
+                 shards: int = 1) -> CaptureReading:
     """Feed ``analyzer`` the IP packets of the capture; with ``shards`` > 1, only those whose
     connection ``parallel.shard_of`` gives ``shard`` (the frames are all counted)."""
     from .parallel import shard_of

@@ -17,6 +17,7 @@ from handshake.analysis.roundtrips import TcpRoundCounter
 from handshake.analysis.steps import LadderStep, http1_label
 from handshake.analysis.tls import TlsConversation, TlsFacts, TlsMessage
 from handshake.net.tcp import seq_diff
+from handshake.trace.packet import TcpSegment
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
 _NEVER: Final = 1 << 30
@@ -80,7 +81,7 @@ class _Retransmissions:
         self.found: dict[str, list[tuple[float, float | None]]] = {}
         """What was retransmitted ("SYN", "data", ...) → (when, how long after its first copy)."""
 
-    def check(self, segment, time: float, timestamps=None) -> bool:
+    def check(self, segment: TcpSegment, time: float, timestamps: tuple[int, int] | None = None) -> bool:
         """Whether ``segment`` (whose TCP timestamps the caller read) resends what was seen."""
         if self._base is None:
             self._base = segment.seq
@@ -107,7 +108,7 @@ class _Retransmissions:
         note_retransmission(self.found, what, time, time - first)
         return True
 
-    def note_unseen_original(self, segment, time: float) -> None:
+    def note_unseen_original(self, segment: TcpSegment, time: float) -> None:
         """Count a retransmission recognised by other means (its first copy was never seen here)."""
         note_retransmission(self.found, "data" if segment.payload else "FIN", time, None)
 
@@ -429,7 +430,7 @@ def first_byte_mark(rnd: int) -> str:
     return f"first response byte: {rnd} round trip{'s' * (rnd != 1)}"
 
 
-def _flag_labels(segment, from_client: bool) -> list[str]:
+def _flag_labels(segment: TcpSegment, from_client: bool) -> list[str]:
     out = []
     if segment.syn:
         out.append("SYN-ACK" if segment.has_ack else "SYN")
