@@ -6,6 +6,7 @@ run, a kernel run and a stranger's capture are judged by the same rules.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -192,10 +193,17 @@ def on_microseconds(time: float) -> float:
     The analyzers count on this grid, so a run's in-memory trace and the pcap written from it
     (microsecond timestamps) give the same TTFB and the same delays to the last digit.
     """
-    try:
-        return round(time * 1_000_000) / 1_000_000
-    except (ValueError, OverflowError):  # NaN or infinity: nothing to round
+    scaled = time * 1_000_000
+    if not math.isfinite(scaled):  # NaN or infinity: nothing to round
         return time
+    # round(scaled), half to even, in floats: compiled, round() is a generic call that makes an int.
+    whole = float(int(scaled))
+    if whole > scaled:
+        whole -= 1.0  # int() truncates towards zero; this is the floor
+    fraction = scaled - whole
+    if fraction > 0.5 or (fraction == 0.5 and whole % 2.0 == 1.0):
+        whole += 1.0
+    return whole / 1_000_000
 
 
 STALL_CAUSE: Final = "server flight over the initial congestion window: it waited for ACKs"

@@ -107,7 +107,7 @@ class QuicTlsReader:
             self._messages.pop(key, None)
         self.client_hello = None
         self.secrets = None
-        self._update(keys_found=False)
+        self._update({"keys_found": False})
 
     def feed(self, from_client: bool, epoch: Epoch, offset: int, data: bytes) -> list[QuicHandshakeMessage]:
         """The handshake messages one CRYPTO frame completes."""
@@ -133,16 +133,16 @@ class QuicTlsReader:
             if epoch == "initial" and msg_type == CLIENT_HELLO and self.client_hello is None:
                 hello = parse_client_hello(body)
                 self.client_hello = hello
-                self._update(
-                    sni=hello.server_name,
-                    alpn_offered=hello.alpn_protocols,
-                    early_data="sent" if hello.offers_early_data else "none",
-                    client_hello_bytes=end,
-                )
+                self._update({
+                    "sni": hello.server_name,
+                    "alpn_offered": hello.alpn_protocols,
+                    "early_data": "sent" if hello.offers_early_data else "none",
+                    "client_hello_bytes": end,
+                })
                 secrets = self._keylog.get(hello.random) if self._keylog is not None else None
                 if secrets is not None:
                     self.secrets = secrets
-                    self._update(keys_found=True)
+                    self._update({"keys_found": True})
             return None
         if epoch == "initial" and msg_type == SERVER_HELLO:
             return self._server_hello(body)
@@ -151,9 +151,9 @@ class QuicTlsReader:
             changes: dict[str, object] = {"alpn_selected": extensions.alpn_protocol}
             if self.facts.early_data == "sent":
                 changes["early_data"] = "accepted" if extensions.accepts_early_data else "rejected"
-            self._update(**changes)
+            self._update(changes)
         elif epoch == "handshake" and msg_type == FINISHED and self.facts.server_flight_bytes is None:
-            self._update(server_flight_bytes=self._server_hello_bytes + end)
+            self._update({"server_flight_bytes": self._server_hello_bytes + end})
         return None
 
     def _server_hello(self, body: bytes) -> str:
@@ -162,7 +162,7 @@ class QuicTlsReader:
             changes: dict[str, object] = {"hrr": True}
             if self.facts.early_data == "sent":
                 changes["early_data"] = "rejected"  # RFC 8446 §4.2.10
-            self._update(**changes)
+            self._update(changes)
             return "HelloRetryRequest"
         if self.server_hello is not None:
             return "ServerHello"
@@ -175,8 +175,8 @@ class QuicTlsReader:
         }
         if self.facts.early_data == "sent" and hello.selected_psk_identity != 0:
             changes["early_data"] = "rejected"  # 0-RTT needs the first offered PSK (RFC 8446 §4.2.10)
-        self._update(**changes)
+        self._update(changes)
         return "ServerHello"
 
-    def _update(self, **changes: object) -> None:
+    def _update(self, changes: dict[str, object]) -> None:
         self.facts = updated_facts(self.facts, changes)

@@ -19,8 +19,8 @@ The round trips to the first response byte are then the round of the packet that
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from typing import Final, cast
 
 from handshake.analysis.flows import FlowPacket
@@ -86,7 +86,7 @@ class _Side:
         rel = self.rel_seq(ack)
         heap = self.by_seq_end
         while heap and heap[0][0] <= rel:
-            _, rnd = heapq.heappop(heap)
+            _, rnd = heappop(heap)
             self.known_by_ack = max(self.known_by_ack, rnd)
 
     def echo(self, tsecr: int) -> None:
@@ -138,9 +138,9 @@ class TcpRoundCounter:
         if segment.syn or segment.fin or segment.payload:
             end = mine.rel_seq(segment.seq) + segment.seq_len
             heap = mine.by_seq_end
-            heapq.heappush(heap, (end, rnd))
+            heappush(heap, (end, rnd))
             if len(heap) > _MAX_UNACKNOWLEDGED:  # never acknowledged (a one-sided capture)
-                heapq.heappop(heap)
+                heappop(heap)
         stamps = segment.timestamps if timestamps is _FROM_SEGMENT else cast("tuple[int, int] | None", timestamps)
         if stamps is not None:
             mine.by_tsval.append((mine.rel_ts(stamps[0]), rnd))

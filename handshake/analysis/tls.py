@@ -126,6 +126,10 @@ class TlsFacts:
     """The key log held secrets for this connection's client random."""
 
 
+_NO_FACTS: Final = TlsFacts()
+"""What a conversation knows before its first message (immutable, so one for all)."""
+
+
 def updated_facts(facts: TlsFacts, changes: dict[str, object]) -> TlsFacts:
     """``dataclasses.replace`` for TlsFacts at a twentieth of its cost (it runs on every
     handshake message of every connection of a capture)."""
@@ -178,7 +182,7 @@ class TlsConversation:
         self._keylog = keylog
         self._client = _Side("c2s")
         self._server = _Side("s2c")
-        self._facts = TlsFacts()
+        self._facts = _NO_FACTS
         self._client_hello: ClientHello | None = None
         self._server_hello: ServerHello | None = None
         self._version: int | None = None
@@ -196,7 +200,7 @@ class TlsConversation:
             side = self._server
         else:
             raise ValueError(f"direction must be 'c2s' or 's2c', not {direction!r}")
-        records, not_tls = side.records.feed(bytes(data))
+        records, not_tls = side.records.feed(data if isinstance(data, bytes) else bytes(data))
         messages: list[TlsMessage] = []
         for record in records:
             messages.extend(self._record(side, record))
@@ -232,7 +236,7 @@ class TlsConversation:
             if side is self._server and self._facts.resumed is None:
                 # RFC 5246 §7.3 / RFC 5077 §3.1: an abbreviated handshake goes from ServerHello
                 # (and maybe NewSessionTicket) straight to ChangeCipherSpec.
-                self._update(resumed=True)
+                self._update({"resumed": True})
         return _message(side, record, "ccs", "ChangeCipherSpec", len(record.fragment))
 
     def _tls12_protected(self, side: _Side, record: TlsRecord) -> TlsMessage:
@@ -314,15 +318,15 @@ class TlsConversation:
         if self._client_hello is not None:
             return  # the second ClientHello after a HelloRetryRequest changes no fact we keep
         self._client_hello = hello
-        self._update(
-            sni=hello.server_name,
-            alpn_offered=hello.alpn_protocols,
-            early_data="sent" if hello.offers_early_data else "none",
-            client_hello_bytes=message.end_offset - message.start_offset,
-        )
+        self._update({
+            "sni": hello.server_name,
+            "alpn_offered": hello.alpn_protocols,
+            "early_data": "sent" if hello.offers_early_data else "none",
+            "client_hello_bytes": message.end_offset - message.start_offset,
+        })
         secrets = self._keylog.get(hello.random) if self._keylog is not None else None
         if secrets is not None:
-            self._update(keys_found=True)
+            self._update({"keys_found": True})
             self._install_keys(secrets, hello.offers_early_data)
 
     def _install_keys(self, secrets: ConnectionSecrets, early_data_offered: bool) -> None:
@@ -348,7 +352,7 @@ class TlsConversation:
                 # RFC 8446 §4.2.10: a server that sends HelloRetryRequest has rejected 0-RTT
                 # (the second ClientHello may not offer it again).
                 changes["early_data"] = "rejected"
-            self._update(**changes)
+            self._update(changes)
             return "HelloRetryRequest"
         if self._server_hello is not None:
             return "ServerHello"
@@ -375,7 +379,7 @@ class TlsConversation:
                 # RFC 5246 §7.4.1.3 and RFC 5077 §3.4: resuming echoes the client's session id;
                 # any other id means a new session. An empty id decides nothing yet.
                 changes["resumed"] = hello.session_id == offered_id
-        self._update(**changes)
+        self._update(changes)
         return "ServerHello"
 
     def _server_message(self, message: HandshakeMessage, epoch: _Epoch | None) -> None:
@@ -385,7 +389,7 @@ class TlsConversation:
                 return
             if kind in (CERTIFICATE, SERVER_KEY_EXCHANGE, CERTIFICATE_REQUEST, CERTIFICATE_STATUS, SERVER_HELLO_DONE):
                 if self._facts.resumed is None:
-                    self._update(resumed=False)
+                    self._update({"resumed": False})
             if kind == SERVER_HELLO_DONE:
                 self._set_flight_end(message.end_offset)
             return
@@ -395,7 +399,7 @@ class TlsConversation:
             if self._facts.early_data == "sent":
                 # RFC 8446 §4.2.10: the server accepts 0-RTT by echoing early_data here.
                 changes["early_data"] = "accepted" if extensions.accepts_early_data else "rejected"
-            self._update(**changes)
+            self._update(changes)
         elif kind == FINISHED and epoch.stage == HANDSHAKE_KEYS:
             self._set_flight_end(message.end_offset)
             _advance(self._server, past=HANDSHAKE_KEYS)
@@ -410,9 +414,9 @@ class TlsConversation:
 
     def _set_flight_end(self, end_offset: int) -> None:
         if self._flight_start is not None and self._facts.server_flight_bytes is None:
-            self._update(server_flight_bytes=end_offset - self._flight_start)
+            self._update({"server_flight_bytes": end_offset - self._flight_start})
 
-    def _update(self, **changes: object) -> None:
+    def _update(self, changes: dict[str, object]) -> None:
         self._facts = updated_facts(self._facts, changes)
 
 
@@ -445,7 +449,7 @@ def _message(side: _Side, record: TlsRecord, kind: MessageKind, name: str, lengt
         kind=kind,
         name=name,
         length=length,
-        preview=bytes(preview),
+        preview=preview,
     )
 
 

@@ -57,7 +57,7 @@ def test_encrypted_extensions_tell_whether_0rtt_was_accepted():
     for accepted in (True, False):
         reader = QuicTlsReader()
         reader.feed(True, "initial", 0, CLIENT_HELLO)
-        reader._update(early_data="sent")  # the RFC's ClientHello offers no 0-RTT
+        reader._update({"early_data": "sent"})  # the RFC's ClientHello offers no 0-RTT
         (message,) = reader.feed(False, "handshake", 0, _encrypted_extensions(accepted))
         assert message.name == "EncryptedExtensions"
         assert reader.facts.early_data == ("accepted" if accepted else "rejected")

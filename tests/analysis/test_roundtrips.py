@@ -125,3 +125,20 @@ def test_every_extra_round_trip_under_jitter_has_a_named_cause(variant, rtt_ms, 
     assert row.round_trips >= expected
     if row.round_trips > expected:
         assert row.causes
+
+
+@settings(max_examples=2000)
+@given(time=st.floats(allow_nan=True, allow_infinity=True)
+       | st.integers(-10**9, 10**9).map(lambda half_us: half_us * 0.5e-6)  # exact ties, rounded to even
+       | st.floats(0, 1e6))
+def test_the_microsecond_grid_is_python_round_half_to_even(time):
+    """on_microseconds rounds in floats (compiled, round() is a generic call); it must give
+    exactly what round(time * 1e6) / 1e6 gives, ties and huge values included."""
+    from handshake.analysis.connection import on_microseconds
+
+    try:
+        expected = round(time * 1_000_000) / 1_000_000
+    except (ValueError, OverflowError):
+        expected = time
+    got = on_microseconds(time)
+    assert got == expected or (got != got and expected != expected)
