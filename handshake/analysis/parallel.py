@@ -1,17 +1,18 @@
-"""The capture pipeline on several CPUs: connections sharded over worker processes.
+"""The capture pipeline on several CPUs: connections sharded over processes.
 
-Every connection is judged from its own packets only, so the work splits by connection: each
-worker reads the whole file itself (as a stream, as ever), keeps the IP packets whose addresses
-and ports hash to it (``shard_of``), runs a ``CaptureAnalyzer`` on them and, at the end, sends
-back its verdicts, which are merged in capture order. Reading is cheap beside the analysis (a
-few per cent of it), so reading the file once per worker costs less than one reader handing
-every packet to the workers through pipes, which spent more on pickling than the analysis
-gained. Memory stays per connection, in the workers.
+Every connection is judged from its own packets only, so the work splits by connection: this
+process and a forked worker per further CPU each read the whole file (as a stream, as ever),
+keep the IP packets whose addresses and ports hash to them (``shard_of``) and run a
+``CaptureAnalyzer`` on those; the workers send their verdicts back at the end, and all are
+merged in capture order. Reading and skipping a packet costs a few per cent of analysing it, so
+each process reading the file costs less than one reader handing every packet to the others
+through pipes (which spent more on pickling than the sharing gained). Memory stays per
+connection.
 
 Only a source that can be read again may be sharded: a regular file, or bytes in memory (which
 the forked workers inherit). A pipe is read in one process.
 
-The shard key must put every packet of a connection in the same worker: the sorted
+The shard key must put every packet of a connection in the same process: the sorted
 (address, port) pair for IPv4 TCP/UDP (later IPv4 fragments, which carry no ports and which the
 analysis skips, by addresses only) and for IPv6 whose next header is TCP or UDP; the address
 pair otherwise.
@@ -85,11 +86,15 @@ def shard_of(ip: bytes, shards: int) -> int:
 Result = tuple[CaptureReading, list[tuple[float, int, InspectedConnection]], int]
 
 
+def _shard(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, label: str) -> Result:
+    analyzer = CaptureAnalyzer(keylog, steps=steps)
+    reading = read_capture(source, analyzer, label, shard, shards)
+    return reading, analyzer.finish_ordered(), analyzer.undecodable
+
+
 def _worker(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, label: str, results_out) -> None:
     try:
-        analyzer = CaptureAnalyzer(keylog, steps=steps)
-        reading = read_capture(source, analyzer, label, shard, shards)
-        result: tuple = ("ok", (reading, analyzer.finish_ordered(), analyzer.undecodable))
+        result: tuple = ("ok", _shard(source, shard, shards, keylog, steps, label))
     except CaptureError as error:
         result = ("refused", str(error))
     except BaseException as error:  # noqa: BLE001 - reported by the parent as one line
@@ -100,19 +105,21 @@ def _worker(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool,
 
 def inspect_sharded(source, keylog: KeyLog | None, *, steps: bool, label: str,
                     jobs: int) -> tuple[CaptureReading, list[InspectedConnection], int]:
-    """``read_capture`` over ``jobs`` workers: (the file's reading, the verdicts in capture
-    order, undecodable packets). Raises ``CaptureError`` as ``read_capture`` does."""
+    """``read_capture`` over ``jobs`` processes, this one and ``jobs`` - 1 workers: (the file's
+    reading, the verdicts in capture order, undecodable packets). Raises ``CaptureError`` as
+    ``read_capture`` does."""
     context = multiprocessing.get_context("fork")
     workers = []
     try:
-        for shard in range(jobs):
+        for shard in range(1, jobs):
             parent_reads, worker_writes = context.Pipe(duplex=False)
             process = context.Process(target=_worker, args=(source, shard, jobs, keylog, steps, label, worker_writes),
                                       daemon=True)
             process.start()
             worker_writes.close()
             workers.append((process, parent_reads))
-        results = [_result(process, results_in) for process, results_in in workers]
+        results = [_shard(source, 0, jobs, keylog, steps, label)]  # shard 0 here: no copy of its verdicts
+        results += [_result(process, results_in) for process, results_in in workers]
     finally:
         for process, results_in in workers:
             results_in.close()

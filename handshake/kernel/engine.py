@@ -41,7 +41,6 @@ about 1-3 ms per TLS handshake, 8-13 ms for aioquic's pure-Python QUIC (DESIGN.m
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import selectors
 import shutil
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from handshake.endpoints.events import Event, ResponseReceived
+from handshake.gc_pause import cyclic_gc_paused
 from handshake.kernel.forwarder import ShimStats
 from handshake.kernel.topology import SERVER_ADDR, Topology
 from handshake.net.drops import PacketDropper
@@ -88,18 +88,10 @@ class KernelTimeout(RuntimeError):
     """A connection did not reach its goal within its real-time limit."""
 
 
-@contextlib.contextmanager
-def _no_gc_pauses():
-    """Collect now, then keep Python's cyclic collector out of the measured exchange: on a big
-    heap one pass takes milliseconds, and here milliseconds are the measurement."""
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+def _no_gc_pauses() -> contextlib.AbstractContextManager[None]:
+    """Keep Python's cyclic collector out of the measured exchange (after one collection now):
+    on a big heap one pass takes milliseconds, and here milliseconds are the measurement."""
+    return cyclic_gc_paused(collect_first=True)
 
 
 # --- the drop hook, in the shim's process ---------------------------------------------------

@@ -20,6 +20,7 @@ from handshake.runner import RunOptions
 from handshake.trace.record import TracedPacket
 from handshake.analysis.keylog import parse_keylog
 from handshake.trace.packet import ACK, PSH, SYN, decode, encode, tcp_packet, timestamp_option
+from handshake.variants import CATALOG
 
 from ..capture_files import LINK_HEADERS, raw_packets, reframe, to_ipv6, written_run
 
@@ -249,19 +250,44 @@ def test_only_a_source_every_worker_can_read_for_itself_is_shared_out(runs, tmp_
         writer.join()
 
 
-def test_the_gc_thresholds_are_the_callers_again_after_a_capture_good_or_bad(runs):
-    """inspect_capture collects garbage less often while it reads (capture._GC_THRESHOLDS); the
-    process that called it gets its own thresholds back, also when the file is refused."""
-    before = gc.get_threshold()
-    gc.set_threshold(555, 9, 8)
+def test_the_cyclic_gc_is_the_callers_again_after_a_capture_good_or_bad(runs):
+    """inspect_capture keeps the cyclic collector off while it reads; the caller gets its own
+    setting back, also when the file is refused."""
+    assert gc.isenabled()
     try:
         assert inspect_capture(runs["tls12"].pcap).connections
-        assert gc.get_threshold() == (555, 9, 8)
+        assert gc.isenabled()
         with pytest.raises(capture.CaptureError):
             inspect_capture(io.BytesIO(b"not a capture at all"), jobs=2)
-        assert gc.get_threshold() == (555, 9, 8)
+        assert gc.isenabled()
+        gc.disable()
+        assert inspect_capture(runs["tls12"].pcap).connections
+        assert not gc.isenabled()
     finally:
-        gc.set_threshold(*before)
+        gc.enable()
+
+
+@pytest.mark.parametrize("variant", sorted(CATALOG))
+def test_the_analysis_makes_no_reference_cycles(tmp_path, variant):
+    """What lets the cyclic collector stay off while a capture is read: with it off, analysing a
+    whole exchange (TLS and QUIC decrypted, ladders drawn, connections reused) leaves no garbage
+    only it could free, so memory still does not grow with the capture."""
+    written = written_run(tmp_path, variant)
+    keylog = parse_keylog(written.keylog.read_text())
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            inspect_capture(written.pcap, keylog, steps=True)
+            inspect_capture(written.pcap)
+        found = gc.collect()
+        kinds = sorted({type(thing).__name__ for thing in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert found == 0, kinds
 
 
 def test_packets_in_memory_give_the_verdicts_of_their_pcap(runs):
