@@ -218,12 +218,17 @@ class _Evidence:
                 self.version_negotiation_round = rnd
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per datagram: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class QuicDatagramRound:
     """One datagram as the counter saw it: what it carried, and its round."""
 
     decoded: DecodedDatagram
     round: DatagramRound
+
+    def __init__(self, decoded: DecodedDatagram, round: DatagramRound) -> None:
+        self.decoded = decoded
+        self.round = round
 
 
 class QuicFlowReader:

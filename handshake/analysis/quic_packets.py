@@ -88,7 +88,15 @@ class Reader:
         return value
 
     def uint(self, width: int) -> int:
-        return int.from_bytes(self.bytes(width), "big")
+        end = self.position + width
+        if width < 0 or end > self.end:
+            raise QuicDecodeError("truncated")
+        data = self.data
+        value = 0
+        for i in range(self.position, end):
+            value = (value << 8) | data[i]
+        self.position = end
+        return value
 
     def varint(self) -> int:
         """RFC 9000 §16: the two high bits of the first byte give the length (1, 2, 4, 8)."""

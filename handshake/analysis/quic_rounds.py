@@ -37,13 +37,18 @@ AMPLIFICATION_FACTOR: Final = 3
 _MAX_UNACKNOWLEDGED: Final = 1 << 13
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per datagram: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class DatagramRound:
     round: int
     """Round trips completed before this datagram was sent."""
     round_by_evidence: int
     """The same from ACK frames and packet contents alone; lower than ``round`` when only the
     anti-amplification limit proves the server waited for the client."""
+
+    def __init__(self, round: int, round_by_evidence: int) -> None:
+        self.round = round
+        self.round_by_evidence = round_by_evidence
 
 
 class _Side:

@@ -72,7 +72,8 @@ class CryptoStream:
         return bytes(out)
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per message: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class QuicHandshakeMessage:
     from_client: bool
     epoch: Epoch
@@ -82,6 +83,17 @@ class QuicHandshakeMessage:
     end_offset: int
     """CRYPTO stream offset (at this level) just past the message."""
 
+    def __init__(self, from_client: bool, epoch: Epoch, name: str, msg_type: int, end_offset: int) -> None:
+        self.from_client = from_client
+        self.epoch = epoch
+        self.name = name
+        self.msg_type = msg_type
+        self.end_offset = end_offset
+
+
+_QUIC_START: Final = TlsFacts(tls_version="1.3")
+"""The facts before any message (immutable: one for every connection)."""
+
 
 class QuicTlsReader:
     """Both directions' CRYPTO streams of one QUIC connection, read as TLS 1.3 as they are fed."""
@@ -90,7 +102,7 @@ class QuicTlsReader:
         self._keylog = keylog
         self._streams: dict[tuple[bool, Epoch], CryptoStream] = {}
         self._messages: dict[tuple[bool, Epoch], HandshakeReassembler] = {}
-        self.facts = TlsFacts(tls_version="1.3")
+        self.facts = _QUIC_START
         """RFC 9001 §4.2: QUIC is TLS 1.3 whatever the ServerHello says (a non-1.3 one is refused)."""
         self.client_hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None

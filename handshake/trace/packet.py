@@ -498,20 +498,22 @@ def _decode_transport(proto: int, data: bytes, start: int, end: int, partial: bo
 
 
 _MAX_NAMES: Final = 1 << 16
-_V4_NAMES: dict[int, str] = {}
+_V4_PAIRS: dict[bytes, tuple[str, str]] = {}
 _V6_NAMES: dict[bytes, str] = {}
-"""Address texts already made: a capture has far fewer addresses than packets, and formatting one
-(inet_ntoa / inet_ntop) costs more than the lookup. Emptied when full, so they stay bounded."""
+"""Address texts already made (IPv4: source and destination together, by their 8 bytes): a
+capture has far fewer addresses than packets, and formatting one (inet_ntoa / inet_ntop) costs
+more than the lookup. Emptied when full, so they stay bounded."""
 
 
-def _v4_name(data: bytes, i: int) -> str:
-    key = _u32(data, i)
-    name = _V4_NAMES.get(key)
-    if name is None:
-        if len(_V4_NAMES) >= _MAX_NAMES:
-            _V4_NAMES.clear()
-        name = _V4_NAMES[key] = socket.inet_ntoa(data[i:i + 4])
-    return name
+def _v4_names(data: bytes) -> tuple[str, str]:
+    """The source and destination texts of an IPv4 header."""
+    key = data[12:20]
+    names = _V4_PAIRS.get(key)
+    if names is None:
+        if len(_V4_PAIRS) >= _MAX_NAMES:
+            _V4_PAIRS.clear()
+        names = _V4_PAIRS[key] = (socket.inet_ntoa(key[:4]), socket.inet_ntoa(key[4:]))
+    return names
 
 
 def _v6_name(data: bytes, i: int) -> str:
@@ -552,7 +554,8 @@ def _decode_v4(data: bytes, allow_truncated: bool) -> IpPacket:
         transport: TcpSegment | UdpDatagram | bytes = data[ihl:total]  # a later fragment: no transport header
     else:
         transport = _decode_transport(proto, data, ihl, total, partial or bool(frag & 0x2000))
-    return IpPacket(_v4_name(data, 12), _v4_name(data, 16), proto, transport, data[8], _u16(data, 4), 4)
+    src, dst = _v4_names(data)
+    return IpPacket(src, dst, proto, transport, data[8], _u16(data, 4), 4)
 
 
 def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
