@@ -55,19 +55,28 @@ FRAME_NAMES: Final = {
 _MAX_VARINT: Final = (1 << 62) - 1
 
 
-@dataclass(frozen=True, slots=True)
+# Frames are made for every packet: their __init__s are written out, as TcpSegment's is
+# (handshake.trace.packet), so that they are compiled.
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class PaddingFrame:
     length: int
     """A run of PADDING bytes counts as one frame."""
     frame_type: int = PADDING
 
+    def __init__(self, length: int, frame_type: int = PADDING) -> None:
+        self.length = length
+        self.frame_type = frame_type
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class PingFrame:
     frame_type: int = PING
 
+    def __init__(self, frame_type: int = PING) -> None:
+        self.frame_type = frame_type
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class AckFrame:
     ranges: tuple[tuple[int, int], ...]
     """Acknowledged packet numbers as (smallest, largest), highest range first (§19.3.1)."""
@@ -76,19 +85,31 @@ class AckFrame:
     ecn_counts: tuple[int, int, int] | None = None
     frame_type: int = ACK
 
+    def __init__(self, ranges: tuple[tuple[int, int], ...], ack_delay: int,
+                 ecn_counts: tuple[int, int, int] | None = None, frame_type: int = ACK) -> None:
+        self.ranges = ranges
+        self.ack_delay = ack_delay
+        self.ecn_counts = ecn_counts
+        self.frame_type = frame_type
+
     @property
     def largest(self) -> int:
         return self.ranges[0][1]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class CryptoFrame:
     offset: int
     data: bytes
     frame_type: int = CRYPTO
 
+    def __init__(self, offset: int, data: bytes, frame_type: int = CRYPTO) -> None:
+        self.offset = offset
+        self.data = data
+        self.frame_type = frame_type
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class StreamFrame:
     stream_id: int
     offset: int
@@ -96,14 +117,25 @@ class StreamFrame:
     fin: bool
     frame_type: int = STREAM
 
+    def __init__(self, stream_id: int, offset: int, data: bytes, fin: bool, frame_type: int = STREAM) -> None:
+        self.stream_id = stream_id
+        self.offset = offset
+        self.data = data
+        self.fin = fin
+        self.frame_type = frame_type
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class NewTokenFrame:
     token: bytes
     frame_type: int = NEW_TOKEN
 
+    def __init__(self, token: bytes, frame_type: int = NEW_TOKEN) -> None:
+        self.token = token
+        self.frame_type = frame_type
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class NewConnectionIdFrame:
     sequence_number: int
     retire_prior_to: int
@@ -111,8 +143,16 @@ class NewConnectionIdFrame:
     stateless_reset_token: bytes
     frame_type: int = NEW_CONNECTION_ID
 
+    def __init__(self, sequence_number: int, retire_prior_to: int, connection_id: bytes, stateless_reset_token: bytes,
+                 frame_type: int = NEW_CONNECTION_ID) -> None:
+        self.sequence_number = sequence_number
+        self.retire_prior_to = retire_prior_to
+        self.connection_id = connection_id
+        self.stateless_reset_token = stateless_reset_token
+        self.frame_type = frame_type
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class ConnectionCloseFrame:
     error_code: int
     closing_frame_type: int | None
@@ -120,32 +160,50 @@ class ConnectionCloseFrame:
     reason: str
     frame_type: int = CONNECTION_CLOSE
 
+    def __init__(self, error_code: int, closing_frame_type: int | None, reason: str,
+                 frame_type: int = CONNECTION_CLOSE) -> None:
+        self.error_code = error_code
+        self.closing_frame_type = closing_frame_type
+        self.reason = reason
+        self.frame_type = frame_type
+
     @property
     def application(self) -> bool:
         return self.frame_type == CONNECTION_CLOSE_APP
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class HandshakeDoneFrame:
     frame_type: int = HANDSHAKE_DONE
 
+    def __init__(self, frame_type: int = HANDSHAKE_DONE) -> None:
+        self.frame_type = frame_type
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class OtherFrame:
     frame_type: int
     stream_id: int | None = None
     """For RESET_STREAM, STOP_SENDING, MAX_STREAM_DATA, STREAM_DATA_BLOCKED."""
+
+    def __init__(self, frame_type: int, stream_id: int | None = None) -> None:
+        self.frame_type = frame_type
+        self.stream_id = stream_id
 
 
 Frame = (PaddingFrame | PingFrame | AckFrame | CryptoFrame | StreamFrame | NewTokenFrame | NewConnectionIdFrame
          | ConnectionCloseFrame | HandshakeDoneFrame | OtherFrame)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class ParsedFrames:
     frames: tuple[Frame, ...]
     complete: bool
     """False when a frame could not be read; ``frames`` then holds those before it."""
+
+    def __init__(self, frames: tuple[Frame, ...], complete: bool) -> None:
+        self.frames = frames
+        self.complete = complete
 
 
 def parse_frames(payload: bytes) -> ParsedFrames:
