@@ -367,13 +367,12 @@ def read_capture(source: str | os.PathLike | BinaryIO, analyzer: CaptureAnalyzer
             time = frame.time
             if math.isnan(time):
                 time = last_time  # a pcapng Simple Packet Block has no timestamp
-            else:
-                time = on_microseconds(time)  # the analyzers' grid, once here rather than per analyzer
             last_time = time
             if shards > 1 and shard_of(ip, shards) != shard:
                 continue
-            analyzer.add(time, ip, cut=shortened, wire_bytes=_wire_bytes(ip, len(data), frame.orig_len),
-                         position=reading.frames)
+            # On the analyzers' grid here, once, rather than per analyzer.
+            analyzer.add(on_microseconds(time), ip, cut=shortened,
+                         wire_bytes=_wire_bytes(ip, len(data), frame.orig_len), position=reading.frames)
     except TruncatedCapture as error:
         if not reading.frames:
             raise CaptureError(f"{label}: {error}") from None

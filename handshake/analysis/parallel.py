@@ -12,10 +12,10 @@ connection.
 Only a source that can be read again may be sharded: a regular file, or bytes in memory (which
 the forked workers inherit). A pipe is read in one process.
 
-The shard key must put every packet of a connection in the same process: the sorted
-(address, port) pair for IPv4 TCP/UDP (later IPv4 fragments, which carry no ports and which the
-analysis skips, by addresses only) and for IPv6 whose next header is TCP or UDP; the address
-pair otherwise.
+The shard must be the same for every packet of a connection, whichever way it goes: it is
+computed from both (address, port) pairs for IPv4 TCP/UDP (later IPv4 fragments, which carry no
+ports and which the analysis skips, from the addresses only) and for IPv6 whose next header is
+TCP or UDP; from the address pair otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import io
 import multiprocessing
 import os
 import stat
-import zlib
 from typing import Final
 
 from .capture import CaptureAnalyzer, CaptureError, CaptureReading, InspectedConnection, read_capture
@@ -60,27 +59,47 @@ def shardable(source: object) -> bool:
     return False
 
 
-def shard_key(ip: bytes) -> bytes:
-    if len(ip) >= 20 and ip[0] >> 4 == 4:
-        a, b = ip[12:16], ip[16:20]
-        ihl = (ip[0] & 0x0F) * 4
-        first_fragment = not ((ip[6] & 0x1F) or ip[7])
-        if ip[9] in (6, 17) and first_fragment and len(ip) >= ihl + 4:
-            a += ip[ihl:ihl + 2]
-            b += ip[ihl + 2:ihl + 4]
-    elif len(ip) >= 40 and ip[0] >> 4 == 6:
-        a, b = ip[8:24], ip[24:40]
-        if ip[6] in (6, 17) and len(ip) >= 44:
-            a += ip[40:42]
-            b += ip[42:44]
-    else:
-        return b""  # does not decode anyway: one worker counts it
-    return a + b if a <= b else b + a
-
-
 def shard_of(ip: bytes, shards: int) -> int:
-    """The worker (0 … shards-1) that analyzes this IP packet's connection."""
-    return zlib.crc32(shard_key(ip)) % shards
+    """The process (0 … shards-1) that analyzes this IP packet's connection.
+
+    Each side's (address, port) is read as one integer and the two are XORed, which is the same
+    from either side; a hash then spreads the bits (Linux gives connect() even ports, so the
+    low bit alone would put most connections in one shard). Integer arithmetic only: every
+    process computes this for every packet of the file.
+    """
+    size = len(ip)
+    version = ip[0] >> 4 if size else 0
+    if version == 4 and size >= 20:
+        a = _u32(ip, 12)
+        b = _u32(ip, 16)
+        header = (ip[0] & 0x0F) * 4
+        proto = ip[9]
+        first_fragment = not ((ip[6] & 0x1F) or ip[7])
+        ports = (proto == 6 or proto == 17) and first_fragment and size >= header + 4
+    elif version == 6 and size >= 40:
+        a = _u32(ip, 8) ^ _u32(ip, 12) ^ _u32(ip, 16) ^ _u32(ip, 20)
+        b = _u32(ip, 24) ^ _u32(ip, 28) ^ _u32(ip, 32) ^ _u32(ip, 36)
+        header = 40
+        ports = (ip[6] == 6 or ip[6] == 17) and size >= 44
+    else:
+        return 0  # does not decode anyway: one process counts it
+    if ports:
+        a = (a << 16) | (ip[header] << 8) | ip[header + 1]
+        b = (b << 16) | (ip[header + 2] << 8) | ip[header + 3]
+    both = a ^ b
+    # A 32-bit integer hash (xor-shift, multiply, twice) with multipliers under 2**29, so that
+    # every product stays a machine integer.
+    mixed = (both ^ (both >> 24)) & 0xFFFFFFFF
+    mixed ^= mixed >> 16
+    mixed = (mixed * 0x1B873593) & 0xFFFFFFFF
+    mixed ^= mixed >> 15
+    mixed = (mixed * 0x19E3779B) & 0xFFFFFFFF
+    mixed ^= mixed >> 16
+    return mixed % shards
+
+
+def _u32(data: bytes, i: int) -> int:
+    return (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
 
 
 Result = tuple[CaptureReading, list[tuple[float, int, InspectedConnection]], int]
