@@ -142,6 +142,11 @@ class _Reader:
         self._position += count
         return chunk
 
+    def skip(self, count: int) -> None:
+        if self._position + count > len(self._data):
+            raise DecodeError("message shorter than its fields")
+        self._position += count
+
     def uint(self, width: int) -> int:
         end = self._position + width
         if end > len(self._data):
@@ -161,15 +166,24 @@ class _Reader:
         return self._position == len(self._data)
 
 
+_READ_EXTENSIONS: Final = frozenset((EXT_SERVER_NAME, EXT_ALPN, EXT_PRE_SHARED_KEY, EXT_EARLY_DATA, EXT_SUPPORTED_VERSIONS))
+"""The extensions any fact comes from; the others (a ClientHello has a dozen) are stepped over."""
+
+
 def _extensions(reader: _Reader) -> dict[int, bytes]:
-    """RFC 8446 §4.2 extension list; absent entirely in some TLS 1.2 hellos (RFC 5246 §7.4.1.2)."""
+    """RFC 8446 §4.2 extension list (the first of each kind we read); absent entirely in some
+    TLS 1.2 hellos (RFC 5246 §7.4.1.2)."""
     if reader.done:
         return {}
     found: dict[int, bytes] = {}
     block = _Reader(reader.vector(2))
     while not block.done:
         kind = block.uint(2)
-        found.setdefault(kind, block.vector(2))
+        length = block.uint(2)
+        if kind in _READ_EXTENSIONS and kind not in found:
+            found[kind] = block.bytes(length)
+        else:
+            block.skip(length)
     return found
 
 
