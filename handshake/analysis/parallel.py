@@ -26,6 +26,8 @@ import os
 import stat
 from typing import Final
 
+from handshake.trace.integers import u32
+
 from .capture import CaptureAnalyzer, CaptureError, CaptureReading, InspectedConnection, read_capture
 from .keylog import KeyLog
 
@@ -70,15 +72,15 @@ def shard_of(ip: bytes, shards: int) -> int:
     size = len(ip)
     version = ip[0] >> 4 if size else 0
     if version == 4 and size >= 20:
-        a = _u32(ip, 12)
-        b = _u32(ip, 16)
+        a = u32(ip, 12)
+        b = u32(ip, 16)
         header = (ip[0] & 0x0F) * 4
         proto = ip[9]
         first_fragment = not ((ip[6] & 0x1F) or ip[7])
         ports = (proto == 6 or proto == 17) and first_fragment and size >= header + 4
     elif version == 6 and size >= 40:
-        a = _u32(ip, 8) ^ _u32(ip, 12) ^ _u32(ip, 16) ^ _u32(ip, 20)
-        b = _u32(ip, 24) ^ _u32(ip, 28) ^ _u32(ip, 32) ^ _u32(ip, 36)
+        a = u32(ip, 8) ^ u32(ip, 12) ^ u32(ip, 16) ^ u32(ip, 20)
+        b = u32(ip, 24) ^ u32(ip, 28) ^ u32(ip, 32) ^ u32(ip, 36)
         header = 40
         ports = (ip[6] == 6 or ip[6] == 17) and size >= 44
     else:
@@ -96,10 +98,6 @@ def shard_of(ip: bytes, shards: int) -> int:
     mixed = (mixed * 0x19E3779B) & 0xFFFFFFFF
     mixed ^= mixed >> 16
     return mixed % shards
-
-
-def _u32(data: bytes, i: int) -> int:
-    return (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
 
 
 Result = tuple[CaptureReading, list[tuple[float, int, InspectedConnection]], int]

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from handshake.trace.integers import uint
+
 VERSION_NEGOTIATION: Final = 0x00000000
 VERSION_1: Final = 0x00000001
 VERSION_2: Final = 0x6B3343CF
@@ -91,10 +93,7 @@ class Reader:
         end = self.position + width
         if width < 0 or end > self.end:
             raise QuicDecodeError("truncated")
-        data = self.data
-        value = 0
-        for i in range(self.position, end):
-            value = (value << 8) | data[i]
+        value = uint(self.data, self.position, end)
         self.position = end
         return value
 

@@ -13,6 +13,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from handshake.trace.integers import uint
+
 HELLO_REQUEST: Final = 0
 CLIENT_HELLO: Final = 1
 SERVER_HELLO: Final = 2
@@ -151,10 +153,7 @@ class _Reader:
         end = self._position + width
         if end > len(self._data):
             raise DecodeError("message shorter than its fields")
-        data = self._data
-        value = 0
-        for i in range(self._position, end):
-            value = (value << 8) | data[i]
+        value = uint(self._data, self._position, end)
         self._position = end
         return value
 

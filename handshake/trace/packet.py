@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
+from .integers import u16, u32
+
 __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
     "OPT_EOL", "OPT_NOP", "OPT_MSS", "OPT_WSCALE", "OPT_SACK_PERM", "OPT_SACK",
@@ -120,13 +122,13 @@ class TcpSegment:
     def mss(self) -> int | None:
         """The MSS option's value (RFC 793 §3.1), None if absent or malformed."""
         data = self.option(OPT_MSS)
-        return _u16(data, 0) if data is not None and len(data) == 2 else None
+        return u16(data, 0) if data is not None and len(data) == 2 else None
 
     @property
     def timestamps(self) -> tuple[int, int] | None:
         """(TSval, TSecr) of the timestamps option (RFC 7323 §3), None if absent or malformed."""
         data = self.option(OPT_TIMESTAMP)
-        return (_u32(data, 0), _u32(data, 4)) if data is not None and len(data) == 8 else None
+        return (u32(data, 0), u32(data, 4)) if data is not None and len(data) == 8 else None
 
     @property
     def fastopen_cookie(self) -> bytes | None:
@@ -441,16 +443,7 @@ def _parse_options(data: bytes, i: int, n: int) -> tuple[tuple[int, bytes], ...]
     return tuple(options)
 
 
-def _u16(data: bytes, i: int) -> int:
-    return (data[i] << 8) | data[i + 1]
-
-
-def _u32(data: bytes, i: int) -> int:
-    return (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
-
-
-# Field by field with byte indexing rather than struct: compiled (mypyc), indexing and shifts are
-# machine integers, where struct.unpack_from is a generic call returning boxed objects.
+# Field by field with byte indexing rather than struct (see .integers).
 def _decode_tcp(data: bytes, start: int, end: int, partial: bool) -> TcpSegment | bytes:
     """The TCP segment in ``data[start:end]``."""
     size = end - start
@@ -467,8 +460,8 @@ def _decode_tcp(data: bytes, start: int, end: int, partial: bool) -> TcpSegment 
             return data[start:end]
         raise PacketError(f"TCP header of {hlen} bytes exceeds the segment ({size})")
     options = _parse_options(data, start + 20, start + hlen) if hlen > 20 else ()
-    return TcpSegment(_u16(data, start), _u16(data, start + 2), _u32(data, start + 4), _u32(data, start + 8),
-                      ((offset_byte & 0x0F) << 8) | data[start + 13], _u16(data, start + 14), options,
+    return TcpSegment(u16(data, start), u16(data, start + 2), u32(data, start + 4), u32(data, start + 8),
+                      ((offset_byte & 0x0F) << 8) | data[start + 13], u16(data, start + 14), options,
                       data[start + hlen:end])
 
 
@@ -479,14 +472,14 @@ def _decode_udp(data: bytes, start: int, end: int, partial: bool) -> UdpDatagram
         if partial:
             return data[start:end]
         raise PacketError(f"truncated UDP header ({size} bytes)")
-    length = _u16(data, start + 4)
+    length = u16(data, start + 4)
     if length < 8:
         raise PacketError(f"bad UDP length {length}")
     if length > size:
         if not partial:
             raise PacketError(f"UDP length {length} exceeds the packet ({size})")
         length = size
-    return UdpDatagram(_u16(data, start), _u16(data, start + 2), data[start + 8:start + length])
+    return UdpDatagram(u16(data, start), u16(data, start + 2), data[start + 8:start + length])
 
 
 def _decode_transport(proto: int, data: bytes, start: int, end: int, partial: bool) -> TcpSegment | UdpDatagram | bytes:
@@ -535,7 +528,7 @@ def _decode_v4(data: bytes, allow_truncated: bool) -> IpPacket:
         raise PacketError(f"bad IPv4 header length {ihl}")
     if ihl > n:
         raise PacketError(f"truncated IPv4 options ({n} of {ihl} bytes)")
-    total = _u16(data, 2)
+    total = u16(data, 2)
     partial = False
     if total == 0:
         # TSO: the sending host captured the packet before the NIC set the length; Wireshark
@@ -548,21 +541,21 @@ def _decode_v4(data: bytes, allow_truncated: bool) -> IpPacket:
             raise PacketError(f"truncated IPv4 packet ({n} of {total} bytes)")
         total, partial = n, True
     # RFC 791: the total length decides where the packet ends; link padding is dropped.
-    frag = _u16(data, 6)
+    frag = u16(data, 6)
     proto = data[9]
     if frag & 0x1FFF:
         transport: TcpSegment | UdpDatagram | bytes = data[ihl:total]  # a later fragment: no transport header
     else:
         transport = _decode_transport(proto, data, ihl, total, partial or bool(frag & 0x2000))
     src, dst = _v4_names(data)
-    return IpPacket(src, dst, proto, transport, data[8], _u16(data, 4), 4)
+    return IpPacket(src, dst, proto, transport, data[8], u16(data, 4), 4)
 
 
 def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
     n = len(data)
     if n < 40:
         raise PacketError(f"truncated IPv6 header ({n} bytes)")
-    plen = _u16(data, 4)
+    plen = u16(data, 4)
     next_header = data[6]
     end = 40 + plen
     partial = False
@@ -579,7 +572,7 @@ def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
         if pos + 8 > end:
             raise PacketError(f"truncated IPv6 extension header {next_header}")
         if next_header == _V6_FRAGMENT:
-            frag = _u16(data, pos + 2)
+            frag = u16(data, pos + 2)
             offset, more_fragments, hlen = frag >> 3, bool(frag & 1), 8
         elif next_header == _V6_AH:
             hlen = (data[pos + 1] + 2) * 4
@@ -593,7 +586,7 @@ def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
         transport: TcpSegment | UdpDatagram | bytes = data[pos:end]
     else:
         transport = _decode_transport(next_header, data, pos, end, partial or more_fragments)
-    flow_label = ((data[1] & 0x0F) << 16) | _u16(data, 2)
+    flow_label = ((data[1] & 0x0F) << 16) | u16(data, 2)
     return IpPacket(_v6_name(data, 8), _v6_name(data, 24), next_header, transport, data[7], flow_label, 6)
 
 

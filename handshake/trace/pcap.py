@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Iterator
 
+from .integers import u32, u32le
+
 __all__ = [
     "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LOOP",
     "LINKTYPE_LINUX_SLL", "LINKTYPE_LINUX_SLL2", "LINKTYPE_IPV4", "LINKTYPE_IPV6",
@@ -269,11 +271,11 @@ def _iter_pcap(reader: _Reader, order: str, magic: int) -> Iterator[CapturedFram
         if len(head) < head_len:
             raise reader.truncated("record", at)
         if little_endian:
-            sec, frac = _u32le(head, 0), _u32le(head, 4)
-            incl_len, orig_len = _u32le(head, 8), _u32le(head, 12)
+            sec, frac = u32le(head, 0), u32le(head, 4)
+            incl_len, orig_len = u32le(head, 8), u32le(head, 12)
         else:
-            sec, frac = _u32be(head, 0), _u32be(head, 4)
-            incl_len, orig_len = _u32be(head, 8), _u32be(head, 12)
+            sec, frac = u32(head, 0), u32(head, 4)
+            incl_len, orig_len = u32(head, 8), u32(head, 12)
         if incl_len > _MAX_RECORD:
             raise CaptureError(f"corrupt capture: record at byte {at} claims {incl_len} bytes")
         data = reader.read(incl_len)
@@ -294,14 +296,6 @@ class _Interface:
 
     def time(self, high: int, low: int) -> float:
         return ((high << 32) | low) / self.units_per_s + self.offset_s
-
-
-def _u32le(data: bytes, i: int) -> int:
-    return data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
-
-
-def _u32be(data: bytes, i: int) -> int:
-    return (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
 
 
 def _iter_pcapng(reader: _Reader, first_type: bytes) -> Iterator[CapturedFrame]:
