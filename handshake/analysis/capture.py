@@ -288,9 +288,9 @@ def inspect_capture(source: str | os.PathLike | BinaryIO, keylog: KeyLog | None 
                     steps: bool = False, name: str | None = None, jobs: int = 1) -> CaptureInspection:
     """Read a pcap or pcapng capture as a stream and judge every TCP and QUIC connection in it.
 
-    ``jobs`` > 1 shares the connections among that many worker processes (``parallel``) when the
-    source can be read more than once (a regular file, or bytes in memory); the verdicts are the
-    same. Raises ``CaptureError`` (one line) when nothing can be reported: the file cannot be
+    ``jobs`` > 1 shares the connections among that many processes, this one and forked workers
+    (``parallel``), when the source can be read more than once (a regular file, or bytes in
+    memory); the verdicts are the same. Raises ``CaptureError`` (one line) when nothing can be reported: the file cannot be
     read, is not a capture, holds no frame of a link type we read, or no connection.
     """
     label = name or (os.fsdecode(source) if isinstance(source, (str, bytes, os.PathLike)) else "the capture")

@@ -4,10 +4,9 @@ Every connection is judged from its own packets only, so the work splits by conn
 process and a forked worker per further CPU each read the whole file (as a stream, as ever),
 keep the IP packets whose addresses and ports hash to them (``shard_of``) and run a
 ``CaptureAnalyzer`` on those; the workers send their verdicts back at the end, and all are
-merged in capture order. Reading and skipping a packet costs a few per cent of analysing it, so
-each process reading the file costs less than one reader handing every packet to the others
-through pipes (which spent more on pickling than the sharing gained). Memory stays per
-connection.
+merged in capture order. Reading and skipping a packet costs a sixth of analysing one, less
+than one reader handing every packet to the others through pipes cost (pickling took about what
+the sharing saved). Memory stays per connection.
 
 Only a source that can be read again may be sharded: a regular file, or bytes in memory (which
 the forked workers inherit). A pipe is read in one process.
