@@ -11,7 +11,7 @@ a busy server's link, all in one raw-IP pcap with one key log for all of them. T
 
 Compared, on the same file and the same machine (wall time, including start-up):
 - `handshake inspect FILE --format json`, with and without `--keylog KEYS` (decrypts TLS 1.3 and
-  QUIC), on one CPU (`--jobs 1`) and with its default (a worker per CPU for a file this size);
+  QUIC), on one CPU (`--jobs 1`) and with its default (a process per CPU for a file this size);
 - `tshark -r FILE -q -z conv,tcp` (a per-connection summary, the nearest tshark has) and plain
   `tshark -r FILE` to /dev/null (one line per packet), each also with the key log.
 """
