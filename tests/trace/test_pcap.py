@@ -19,6 +19,7 @@ from handshake.trace.packet import (
     ACK, PSH, SYN, PacketError, TcpSegment, UdpDatagram, decode, fastopen_option, mss_option,
     tcp_packet, udp_packet,
 )
+from handshake.trace import pcap
 from handshake.trace.pcap import (
     LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL,
     LINKTYPE_RAW, CaptureError, CapturedFrame, PcapWriter, TruncatedCapture,
@@ -478,6 +479,38 @@ def test_reading_streams_records_without_holding_the_file(tmp_path):
         tracemalloc.stop()
     assert count == 20_000
     assert peak < 1_000_000
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe-like source: every read returns at most ``step`` bytes."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._position, self._step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._step if size < 0 else min(size, self._step)
+        chunk = self._data[self._position:self._position + size]
+        self._position += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("step", [1 << 30, 1000], ids=["whole reads", "short reads"])
+def test_records_larger_than_a_read_chunk_and_across_chunk_edges_come_back_whole(step):
+    """The reader cuts records out of chunks it reads ahead (pcap._CHUNK): a record bigger than
+    a chunk, and records that straddle two chunks, come back byte for byte, also from a source
+    whose reads return less than asked (a pipe), and a cut in the last one is reported."""
+    sizes = [100, pcap._CHUNK * 2 + 7, 3, pcap._CHUNK - 10, 50, pcap._CHUNK]
+    records = [(i, 0, bytes([i]) * size) for i, size in enumerate(sizes)]
+    data = classic_pcap(records)
+    frames = list(iter_capture(_Trickle(data, step)))
+    assert [frame.data for frame in frames] == [record[2] for record in records]
+    assert [frame.time for frame in frames] == [float(i) for i in range(len(sizes))]
+    with pytest.raises(TruncatedCapture) as cut:
+        list(iter_capture(_Trickle(data[:-1], step)))
+    assert cut.value.frames == len(sizes) - 1
 
 
 # --- robustness: mutated and truncated captures ----------------------------------------------
