@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Final
 
 from handshake.analysis.flows import FlowPacket, StreamAssembler, TcpFlow
@@ -24,7 +24,7 @@ _TLS_HANDSHAKE_RECORD: Final = 0x16
 _NEVER: Final = 1 << 30
 
 
-@dataclass
+@dataclass(init=False)
 class ConnectionReport:
     """The facts and figures of one connection (DESIGN.md §3, the CONN object)."""
 
@@ -52,6 +52,39 @@ class ConnectionReport:
     packets: int = 0
     causes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    # Made once per connection, so written out (a dataclass's generated __init__ stays
+    # interpreted: 15k instructions here), with the __reduce__ pickling then needs (workers send
+    # their reports back).
+    def __init__(self, transport: str, client: str, server: str, start_time: float, tls_version: str | None = None,
+                 sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
+                 resumed: bool | None = False, early_data: str = "none", tfo: str = "none", hrr: bool = False,
+                 round_trips: int | None = None, setup_round_trips: int | None = None, ttfb_s: float | None = None,
+                 bytes_client: int = 0, bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
+                 notes: list[str] | None = None) -> None:
+        self.transport = transport
+        self.client = client
+        self.server = server
+        self.start_time = start_time
+        self.tls_version = tls_version
+        self.sni = sni
+        self.cipher = cipher
+        self.alpn = alpn
+        self.resumed = resumed
+        self.early_data = early_data
+        self.tfo = tfo
+        self.hrr = hrr
+        self.round_trips = round_trips
+        self.setup_round_trips = setup_round_trips
+        self.ttfb_s = ttfb_s
+        self.bytes_client = bytes_client
+        self.bytes_server = bytes_server
+        self.packets = packets
+        self.causes = [] if causes is None else causes
+        self.notes = [] if notes is None else notes
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
 
     @property
     def ttfb_ms(self) -> float | None:

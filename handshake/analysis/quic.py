@@ -57,7 +57,7 @@ ZERO_RTT_REJECTED_CAUSE: Final = "0-RTT rejected: the request was sent again aft
 _WHAT: Final = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT data", "1rtt": "1-RTT data"}
 
 
-@dataclass
+@dataclass(init=False)
 class QuicConnectionReport(ConnectionReport):
     """A ``ConnectionReport`` with the facts only QUIC has."""
 
@@ -66,6 +66,19 @@ class QuicConnectionReport(ConnectionReport):
     retry: bool = False
     """The server sent a Retry (one more round trip)."""
     version_negotiation: bool = False
+
+    def __init__(self, transport: str, client: str, server: str, start_time: float, tls_version: str | None = None,
+                 sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
+                 resumed: bool | None = False, early_data: str = "none", tfo: str = "none", hrr: bool = False,
+                 round_trips: int | None = None, setup_round_trips: int | None = None, ttfb_s: float | None = None,
+                 bytes_client: int = 0, bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
+                 notes: list[str] | None = None, quic_version: str | None = None, retry: bool = False,
+                 version_negotiation: bool = False) -> None:
+        super().__init__(transport, client, server, start_time, tls_version, sni, cipher, alpn, resumed, early_data, tfo,
+                         hrr, round_trips, setup_round_trips, ttfb_s, bytes_client, bytes_server, packets, causes, notes)
+        self.quic_version = quic_version
+        self.retry = retry
+        self.version_negotiation = version_negotiation
 
 
 _ORDERLY_CLOSE: Final = {0x0, 0x0C, 0x100}
