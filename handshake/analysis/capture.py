@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Final, cast
 
 from handshake.gc_pause import cyclic_gc_paused
+from handshake.trace.integers import u16
 from handshake.trace.packet import PacketError, TcpSegment, UdpDatagram, decode
 from handshake.trace.pcap import (
     SUPPORTED_LINKTYPES,
@@ -274,11 +275,11 @@ def _wire_bytes(ip: bytes, captured_frame: int, orig_frame: int) -> int:
     """The IP packet's own length: its header says it (link padding excluded), and a packet the
     snap length cut is as long as the wire frame minus the link header."""
     if len(ip) >= 4 and ip[0] >> 4 == 4:
-        total = (ip[2] << 8) | ip[3]
+        total = u16(ip, 2)
         if total:
             return total
     elif len(ip) >= 6 and ip[0] >> 4 == 6:
-        payload = (ip[4] << 8) | ip[5]
+        payload = u16(ip, 4)
         if payload:
             return 40 + payload
     return len(ip) + max(orig_frame - captured_frame, 0)

@@ -25,7 +25,7 @@ import os
 import stat
 from typing import Final
 
-from handshake.trace.integers import u32
+from handshake.trace.integers import u16, u32
 
 from .capture import CaptureAnalyzer, CaptureError, CaptureReading, InspectedConnection, read_capture
 from .keylog import KeyLog
@@ -85,8 +85,8 @@ def shard_of(ip: bytes, shards: int) -> int:
     else:
         return 0  # does not decode anyway: one process counts it
     if ports:
-        a = (a << 16) | (ip[header] << 8) | ip[header + 1]
-        b = (b << 16) | (ip[header + 2] << 8) | ip[header + 3]
+        a = (a << 16) | u16(ip, header)
+        b = (b << 16) | u16(ip, header + 2)
     both = a ^ b
     # A 32-bit integer hash (xor-shift, multiply, twice) with multipliers under 2**29, so that
     # every product stays a machine integer.

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
-from handshake.trace.integers import uint
+from handshake.trace.integers import u16, uint
 
 HELLO_REQUEST: Final = 0
 CLIENT_HELLO: Final = 1
@@ -165,7 +165,8 @@ class _Reader:
         return self._position == len(self._data)
 
 
-_READ_EXTENSIONS: Final = frozenset((EXT_SERVER_NAME, EXT_ALPN, EXT_PRE_SHARED_KEY, EXT_EARLY_DATA, EXT_SUPPORTED_VERSIONS))
+_READ_EXTENSIONS: Final = frozenset((EXT_SERVER_NAME, EXT_ALPN, EXT_PRE_SHARED_KEY, EXT_EARLY_DATA,
+                                     EXT_SUPPORTED_VERSIONS))
 """The extensions any fact comes from; the others (a ClientHello has a dozen) are stepped over."""
 
 
@@ -188,7 +189,7 @@ def _extensions(reader: _Reader) -> dict[int, bytes]:
 
 def _uint16s(data: bytes) -> tuple[int, ...]:
     """A list of 16-bit values (cipher suites, versions); an odd last byte is ignored."""
-    return tuple([(data[i] << 8) | data[i + 1] for i in range(0, len(data) - 1, 2)])
+    return tuple([u16(data, i) for i in range(0, len(data) - 1, 2)])
 
 
 def _alpn_protocols(data: bytes) -> tuple[str, ...]:
@@ -310,7 +311,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
     version = legacy_version
     chosen = extensions.get(EXT_SUPPORTED_VERSIONS, b"")
     if len(chosen) == 2:
-        version = (chosen[0] << 8) | chosen[1]
+        version = u16(chosen, 0)
     psk = extensions.get(EXT_PRE_SHARED_KEY)
     alpn = _alpn_protocols(extensions[EXT_ALPN]) if EXT_ALPN in extensions else ()
     return ServerHello(
@@ -319,7 +320,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
         cipher_suite=cipher_suite,
         version=version,
         alpn_protocol=alpn[0] if alpn else None,
-        selected_psk_identity=(psk[0] << 8) | psk[1] if psk is not None and len(psk) == 2 else None,
+        selected_psk_identity=u16(psk, 0) if psk is not None and len(psk) == 2 else None,
     )
 
 
@@ -365,6 +366,7 @@ class HandshakeReassembler:
         if self._buffer:
             self._buffer += fragment
             buffer = self._buffer
+            # The length by hand: integers.uint reads bytes, and this is the pending bytearray.
             if len(buffer) >= 4 and len(buffer) < 4 + ((buffer[1] << 16) | (buffer[2] << 8) | buffer[3]):
                 return []  # the message waits for more records: nothing copied
             data = bytes(buffer)
@@ -377,7 +379,7 @@ class HandshakeReassembler:
         position = 0
         size = len(data)
         while size - position >= 4:
-            length = (data[position + 1] << 16) | (data[position + 2] << 8) | data[position + 3]
+            length = uint(data, position + 1, position + 4)
             end = position + 4 + length
             if end > size:
                 break

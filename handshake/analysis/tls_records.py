@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from handshake.trace.integers import u16
+
 CHANGE_CIPHER_SPEC: Final = 20
 ALERT: Final = 21
 HANDSHAKE: Final = 22
@@ -102,12 +104,12 @@ class RecordReader:
                 return records, self.not_tls
             if available < HEADER_BYTES:
                 break
-            length = (buffer[position + 3] << 8) | buffer[position + 4]
+            length = u16(buffer, position + 3)
             end = position + HEADER_BYTES + length
             if end > size:
                 break
             start = self._buffer_offset + position
-            records.append(TlsRecord(buffer[position], (buffer[position + 1] << 8) | buffer[position + 2],
+            records.append(TlsRecord(buffer[position], u16(buffer, position + 1),
                                      buffer[position:position + HEADER_BYTES], buffer[position + HEADER_BYTES:end],
                                      start, self._buffer_offset + end))
             position = end
@@ -127,6 +129,6 @@ def _plausible_header(data: bytes, position: int, available: int) -> bool:
         return False
     if available >= 3 and data[position + 2] > 4:
         return False
-    if available >= 5 and ((data[position + 3] << 8) | data[position + 4]) > MAX_FRAGMENT_BYTES:
+    if available >= 5 and u16(data, position + 3) > MAX_FRAGMENT_BYTES:
         return False
     return True

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Iterator
 
-from .integers import u32, u32le
+from .integers import u16, u32, u32le
 
 __all__ = [
     "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LOOP",
@@ -429,29 +429,29 @@ def ip_payload(linktype: int, data: bytes) -> bytes | None:
         if len(data) < 14:
             return None
         pos = 12
-        ethertype = (data[12] << 8) | data[13]
+        ethertype = u16(data, 12)
         while ethertype in _ETHERTYPE_VLAN:  # each 802.1Q / 802.1ad tag: TCI then the next type
             pos += 4
             if len(data) < pos + 2:
                 return None
-            ethertype = (data[pos] << 8) | data[pos + 1]
+            ethertype = u16(data, pos)
         return _ethertype_payload(ethertype, data, pos + 2)
     if linktype == LINKTYPE_LINUX_SLL:  # 16 bytes; protocol type last
         if len(data) < 16:
             return None
-        return _ethertype_payload((data[14] << 8) | data[15], data, 16)
+        return _ethertype_payload(u16(data, 14), data, 16)
     if linktype == LINKTYPE_LINUX_SLL2:  # 20 bytes; protocol type first
         if len(data) < 20:
             return None
-        return _ethertype_payload((data[0] << 8) | data[1], data, 20)
+        return _ethertype_payload(u16(data, 0), data, 20)
     if linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
         # 4-byte address family: host byte order of the capturing machine for NULL (either
         # order may arrive), network byte order for LOOP.
         if len(data) < 4:
             return None
-        family = int.from_bytes(data[:4], "big")
+        family = u32(data, 0)
         if linktype == LINKTYPE_NULL and family > 0xFFFF:
-            family = int.from_bytes(data[:4], "little")
+            family = u32le(data, 0)
         if family == _AF_INET or family in _AF_INET6:
             return data[4:]
         return None
