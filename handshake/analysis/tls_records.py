@@ -122,8 +122,7 @@ class RecordReader:
 def _plausible_header(data: bytes, position: int, available: int) -> bool:
     """Whether the (possibly partial) header at ``data[position:]`` can start a record; checked
     as soon as each byte arrives."""
-    content_type = data[position]
-    if content_type < CHANGE_CIPHER_SPEC or content_type > APPLICATION_DATA:  # CONTENT_TYPES: 20 … 23
+    if data[position] not in CONTENT_TYPES:
         return False
     if available >= 2 and data[position + 1] != 3:
         return False
