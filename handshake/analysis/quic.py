@@ -67,6 +67,8 @@ class QuicConnectionReport(ConnectionReport):
     """The server sent a Retry (one more round trip)."""
     version_negotiation: bool = False
 
+    # Written out like the base's, every parameter again: mypyc calls the base's compiled __init__
+    # from a generated one with the wrong arguments, and passes super().__init__(**kwargs) wrongly.
     def __init__(self, transport: str, client: str, server: str, start_time: float, tls_version: str | None = None,
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
                  resumed: bool | None = False, early_data: str = "none", tfo: str = "none", hrr: bool = False,
