@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def build_capture(directory: Path, packets_wanted: int, response_bytes: int) -> tuple[Path, Path, int, int]:
     """(pcap, key log, packets, connections)."""
-    from handshake.analysis.flows import tcp_flows
-    from handshake.analysis.quic_flows import quic_flows
+    from handshake.analysis.tcp.flows import tcp_flows
+    from handshake.analysis.quic.flows import quic_flows
     from handshake.net.link import LinkConfig
     from handshake.runner import RunOptions, run_sim
     from handshake.trace.packet import decode, encode

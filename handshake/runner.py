@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from handshake.analysis.connection import ConnectionReport, analyze_tcp_flow
-from handshake.analysis.flows import tcp_flows
+from handshake.analysis.report import ConnectionReport
+from handshake.analysis.tcp.connection import analyze_tcp_flow
+from handshake.analysis.tcp.flows import tcp_flows
 from handshake.analysis.keylog import parse_keylog
-from handshake.analysis.quic import analyze_quic_flow, quic_flows
+from handshake.analysis.quic.connection import analyze_quic_flow, quic_flows
 from handshake.endpoints.certs import make_chain
 from handshake.endpoints.events import ResponseReceived, StreamEndpoint
 from handshake.endpoints.http1 import DEFAULT_BODY_BYTES, HttpClient, HttpServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handshake.analysis.flows import tcp_flows
+from handshake.analysis.tcp.flows import tcp_flows
 from handshake.net.link import LinkConfig
 from handshake.runner import compare, row_from_run, run_sim
 from handshake.trace.packet import decode

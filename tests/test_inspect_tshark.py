@@ -17,7 +17,7 @@ import pytest
 
 from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.capture import inspect_capture
-from handshake.analysis.tls_messages import HANDSHAKE_NAMES
+from handshake.analysis.tls.messages import HANDSHAKE_NAMES
 from handshake.runner import RunOptions
 
 from .capture_files import written_run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handshake.analysis.connection import RECORD_STALL_CAUSE
+from handshake.analysis.tcp.connection import RECORD_STALL_CAUSE
 from handshake.net.link import LinkConfig
 from handshake.runner import RunOptions, compare
 from handshake.variants import CATALOG, select

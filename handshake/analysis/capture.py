@@ -1,8 +1,8 @@
 """A capture file in, one verdict per connection out: the streaming pipeline behind `inspect`.
 
     frames (trace.pcap, a generator) → IP packets (trace.packet) → TCP / QUIC connections
-    (flows.TcpFlowTracker, quic_flows.QuicFlowTracker) → one analyzer per connection
-    (connection.TcpConnectionAnalyzer, quic.QuicConnectionAnalyzer) → reports
+    (tcp.flows.TcpFlowTracker, quic.flows.QuicFlowTracker) → one analyzer per connection
+    (tcp.connection.TcpConnectionAnalyzer, quic.connection.QuicConnectionAnalyzer) → reports
 
 Every stage takes one packet at a time and keeps per-connection state only, so memory does not
 grow with the file (``parallel`` shares the connections among worker processes). The analyzers are the ones `compare` counts its rows with (through the
@@ -35,12 +35,13 @@ from handshake.trace.pcap import (
     iter_capture,
 )
 
-from .connection import ConnectionReport, TcpConnectionAnalyzer, on_microseconds
-from .flows import TcpFlow, TcpFlowTracker
 from .keylog import KeyLog
-from .quic import QuicConnectionAnalyzer
-from .quic_flows import QuicFlow, QuicFlowTracker
+from .quic.connection import QuicConnectionAnalyzer
+from .quic.flows import QuicFlow, QuicFlowTracker
+from .report import ConnectionReport, on_microseconds
 from .steps import LadderStep
+from .tcp.connection import TcpConnectionAnalyzer
+from .tcp.flows import TcpFlow, TcpFlowTracker
 
 __all__ = ["CaptureError", "CaptureInspection", "CaptureAnalyzer", "InspectedConnection", "NoConnections",
            "inspect_capture", "inspect_packets"]

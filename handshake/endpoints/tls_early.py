@@ -19,7 +19,7 @@ import weakref
 from dataclasses import dataclass
 from functools import cached_property
 
-from . import libssl as L
+from handshake.endpoints import libssl as L
 from ._base import EventQueue, TlsError
 from ._files import append_line, create_private_file
 from .certs import CertChain, ClientIdentity

@@ -29,20 +29,15 @@ from handshake.trace.packet import (
     OPT_MSS,
     OPT_TIMESTAMP,
     OPT_WSCALE,
+    SEQ_MOD,
     TcpSegment,
+    seq_diff,
 )
 
-SEQ_MOD: Final = 1 << 32
 
 
 def seq_add(a: int, b: int) -> int:
     return (a + b) % SEQ_MOD
-
-
-def seq_diff(a: int, b: int) -> int:
-    """a - b in sequence space, as a signed distance (RFC 793 comparisons are modulo 2^32)."""
-    d = (a - b) % SEQ_MOD
-    return d - SEQ_MOD if d >= SEQ_MOD // 2 else d
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from handshake.analysis.capture import CaptureInspection
-from handshake.analysis.connection import ConnectionReport
+from handshake.analysis.report import ConnectionReport
 from handshake.report.csv_out import records_to_csv
 
 from .ladder import render_ladder, step_dict

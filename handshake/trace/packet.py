@@ -22,7 +22,7 @@ __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
     "OPT_EOL", "OPT_NOP", "OPT_MSS", "OPT_WSCALE", "OPT_SACK_PERM", "OPT_SACK",
     "OPT_TIMESTAMP", "OPT_FASTOPEN", "OPT_EXPERIMENTAL", "TFO_EXP_MAGIC",
-    "PROTO_TCP", "PROTO_UDP",
+    "PROTO_TCP", "PROTO_UDP", "SEQ_MOD", "seq_diff",
     "PacketError", "TcpSegment", "UdpDatagram", "IpPacket",
     "encode", "decode", "tcp_packet", "udp_packet",
     "mss_option", "wscale_option", "sack_perm_option", "timestamp_option", "fastopen_option",
@@ -75,6 +75,16 @@ _V6_AH: Final = 51
 _V6_EXTENSIONS: Final = frozenset((_V6_HOP, _V6_ROUTING, _V6_FRAGMENT, _V6_DSTOPTS, _V6_AH))
 _NOP: Final = (OPT_NOP, b"")
 """A NOP option as ``TcpSegment.options`` holds it (one object for all)."""
+
+
+SEQ_MOD: Final = 1 << 32
+"""TCP sequence numbers and timestamps wrap at 2**32 (RFC 793 §3.3, RFC 7323 §5.2)."""
+
+
+def seq_diff(a: int, b: int) -> int:
+    """a - b in sequence space, as a signed distance (RFC 793 comparisons are modulo 2^32)."""
+    d = (a - b) % SEQ_MOD
+    return d - SEQ_MOD if d >= SEQ_MOD // 2 else d
 
 
 class PacketError(ValueError):

@@ -14,15 +14,15 @@ import pytest
 
 from handshake.analysis import capture
 from handshake.analysis.capture import CaptureAnalyzer, inspect_capture
-from handshake.analysis.connection import RECORD_STALL_CAUSE, analyze_tcp_flow
-from handshake.analysis.flows import tcp_flows
+from handshake.analysis.tcp.connection import RECORD_STALL_CAUSE, analyze_tcp_flow
+from handshake.analysis.tcp.flows import tcp_flows
 from handshake.runner import RunOptions
 from handshake.trace.record import TracedPacket
 from handshake.analysis.keylog import parse_keylog
 from handshake.trace.packet import ACK, PSH, SYN, decode, encode, tcp_packet, timestamp_option
 from handshake.variants import CATALOG
 
-from ..capture_files import LINK_HEADERS, raw_packets, reframe, to_ipv6, written_run
+from tests.capture_files import LINK_HEADERS, raw_packets, reframe, to_ipv6, written_run
 
 FACTS = ("transport", "tls_version", "resumed", "early_data", "tfo", "round_trips", "setup_round_trips", "ttfb_s",
          "packets", "causes", "sni", "cipher", "alpn")
@@ -66,7 +66,7 @@ def test_every_framing_of_the_same_packets_gives_the_same_verdicts(runs, variant
 def test_scapy_builds_an_ethernet_ipv6_pcapng_that_reads_the_same(runs, tmp_path):
     scapy = pytest.importorskip("scapy.all")
     written = runs["tfo-tls13-0rtt"]
-    from ..capture_files import to_ipv6
+    from tests.capture_files import to_ipv6
 
     frames = []
     for time, data in raw_packets(written.pcap):
@@ -207,7 +207,7 @@ def test_worker_processes_give_the_same_verdicts_and_ladders_in_the_same_order(r
                                 dst=address if packet.dst == "198.18.0.1" else packet.dst)
                 records.append((time + copy * 0.01, encode(moved)))
     records.sort(key=lambda r: r[0])
-    from ..capture_files import pcap_bytes
+    from tests.capture_files import pcap_bytes
 
     data = pcap_bytes(records)
     keylog = parse_keylog("".join(w.keylog.read_text() for w in runs.values()))

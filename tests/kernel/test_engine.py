@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from handshake.analysis.flows import tcp_flows
-from handshake.analysis.quic_flows import quic_flows
-from handshake.analysis.quic_packets import parse_datagram
+from handshake.analysis.tcp.flows import tcp_flows
+from handshake.analysis.quic.flows import quic_flows
+from handshake.analysis.quic.packets import parse_datagram
 from handshake.cli import main
 from handshake.kernel import privileges
 from handshake.kernel.engine import KernelSession, run_kernel

@@ -13,7 +13,7 @@ from handshake.net.link import LinkConfig
 from handshake.runner import row_from_run, write_capture
 from handshake.variants import CATALOG
 
-from ..test_inspect import INTENT_CAUSES, PARITY_KEYS
+from tests.test_inspect import INTENT_CAUSES, PARITY_KEYS
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from handshake.analysis.connection import RECORD_STALL_CAUSE, ConnectionReport
+from handshake.analysis.report import ConnectionReport
+from handshake.analysis.tcp.connection import RECORD_STALL_CAUSE
 from handshake.kernel import CLIENT_ADDR, SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
 from handshake.report.ladder import render_ladder

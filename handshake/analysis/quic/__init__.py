@@ -1,0 +1,1 @@
+"""QUIC: packets, frames, protection, the TLS inside CRYPTO frames, flows, rounds and the verdict."""

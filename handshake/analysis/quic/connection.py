@@ -1,0 +1,521 @@
+"""One QUIC connection's verdict: what was negotiated, and the round trips to the first response byte.
+
+The QUIC counterpart of ``tcp.connection.analyze_tcp_flow``, judged by the same rules:
+``round_trips`` is the round (``quic.rounds``) of the datagram carrying the first byte of the
+HTTP/3 response, i.e. the first server STREAM frame with data on a client-initiated
+bidirectional stream (stream ID ending in binary 00, RFC 9000 §2.1); ``setup_round_trips`` the
+round of the client datagram carrying the request (the first client STREAM frame with data on
+such a stream, in 0-RTT or 1-RTT; a rejected 0-RTT request does not count).
+
+Without the key log only Initial packets open: the SNI, the cipher suite, resumption and a
+Retry are still known, but the request and response are not, and rounds rest on Initial ACKs
+alone; ``round_trips`` is then None and the notes say why (DESIGN §3: unknown, not a guess).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final, TypeGuard
+
+from ..report import QuicConnectionReport, first_byte_mark, note_retransmission, on_microseconds, retransmission_causes
+from ..intervals import FirstSeenRanges
+from ..keylog import KeyLog
+from .decode import DecodedDatagram, DecodedPacket, QuicDecoder
+from .flows import QuicDatagram, QuicFlow, QuicFlowTracker, quic_flows
+from .frames import (
+    AckFrame,
+    ConnectionCloseFrame,
+    CryptoFrame,
+    HandshakeDoneFrame,
+    NewConnectionIdFrame,
+    NewTokenFrame,
+    OtherFrame,
+    PaddingFrame,
+    PingFrame,
+    StreamFrame,
+)
+from .packets import version_name
+from .rounds import DatagramRound, QuicRoundCounter
+from ..http.http3 import h3_label
+from ..steps import LadderStep
+from ..tls.messages import FINISHED
+
+__all__ = [
+    "QuicConnectionAnalyzer", "QuicConnectionReport", "QuicFlowTracker", "QuicDatagram", "QuicDatagramRound", "QuicFlow", "QuicFlowReader", "analyze_quic_flow",
+    "quic_datagram_rounds", "quic_flows",
+]
+
+RETRY_CAUSE: Final = "Retry: the server asked the client to prove its address"
+AMPLIFICATION_CAUSE: Final = (
+    "anti-amplification: the server's flight exceeded 3x what the client had sent and waited for the client"
+)
+VERSION_NEGOTIATION_CAUSE: Final = "Version Negotiation: the server did not speak the client's QUIC version"
+HRR_CAUSE: Final = "HelloRetryRequest: the server asked for another key share"
+ZERO_RTT_REJECTED_CAUSE: Final = "0-RTT rejected: the request was sent again after the handshake"
+
+_WHAT: Final = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT data", "1rtt": "1-RTT data"}
+
+
+_ORDERLY_CLOSE: Final = {0x0, 0x0C, 0x100}
+"""NO_ERROR; APPLICATION_ERROR, which an application close becomes in Initial and Handshake
+packets (RFC 9000 §10.2.3); H3_NO_ERROR (RFC 9114 §8.1). Only other codes are worth a note."""
+
+
+def _client_bidi(stream_id: int | None) -> TypeGuard[int]:
+    """RFC 9000 §2.1: the two low bits 00 mark a client-initiated bidirectional stream."""
+    return stream_id is not None and stream_id & 0x03 == 0
+
+
+class _Resent:
+    """Spots a side sending CRYPTO or STREAM bytes again in a new packet (loss or PTO, RFC 9002 §6)."""
+
+    def __init__(self, side: str) -> None:
+        self.side = side
+        self._sent: dict[tuple, FirstSeenRanges] = {}
+        self.found: dict[str, list[tuple[float, float | None]]] = {}
+
+    def check(self, packet: DecodedPacket, time: float, attempt: int) -> bool:
+        """Whether the packet resent data. ``attempt``: after a Retry or Version Negotiation
+        the client starts its handshake over, which is the Retry's cost, not a retransmission."""
+        if packet.frames is None or packet.duplicate:
+            return False
+        resent = False
+        kind = packet.packet.packet_type
+        for frame in packet.frames:
+            if isinstance(frame, CryptoFrame):
+                key: tuple = (attempt, kind, "crypto")
+            elif isinstance(frame, StreamFrame):
+                key = (attempt, kind, "stream", frame.stream_id)
+            else:
+                continue
+            if not frame.data:
+                continue
+            sent = self._sent.get(key)
+            if sent is None:
+                if len(self._sent) >= _MAX_STREAMS:
+                    continue
+                sent = self._sent[key] = FirstSeenRanges()
+            start, end = frame.offset, frame.offset + len(frame.data)
+            first = sent.covered_since(start, end)
+            sent.add(start, end, time)
+            if first is not None:
+                resent = True
+                note_retransmission(self.found, _WHAT[kind], time, time - first)
+        return resent
+
+    def causes(self, before: float | None) -> list[str]:
+        return retransmission_causes(self.side, self.found, before)
+
+
+_MAX_STREAMS: Final = 4096
+"""Streams (and CRYPTO levels) whose sent ranges are kept; data on more is not checked."""
+_MAX_ERRORS: Final = 20
+
+_ACK_ONLY_PACKET_BYTES: Final = 100
+"""An unopened Handshake packet larger than this carries more than an ACK (a long header with
+8-byte CIDs, a short ACK frame and the 16-byte tag take about 50)."""
+
+
+def _continues_flight(packet: DecodedPacket) -> bool:
+    """An Initial or Handshake packet with handshake data (CRYPTO), not just acknowledgments."""
+    if packet.packet.packet_type not in ("initial", "handshake"):
+        return False
+    if packet.frames is None:
+        return len(packet.packet.data) > _ACK_ONLY_PACKET_BYTES
+    return any(isinstance(frame, CryptoFrame) for frame in packet.frames)
+
+
+def _is_probe(packet: DecodedPacket) -> bool:
+    """RFC 9002 §6.2.4: with nothing new to send when its probe timeout fires, an endpoint sends
+    a PING; during the handshake nothing else sends a PING alone in an Initial or Handshake packet."""
+    if packet.frames is None or packet.duplicate or packet.packet.packet_type not in ("initial", "handshake"):
+        return False
+    return any(isinstance(f, PingFrame) for f in packet.frames) and all(
+        isinstance(f, (PingFrame, PaddingFrame, AckFrame)) for f in packet.frames
+    )
+
+
+class _Evidence:
+    """What the packets' contents prove one side had received, beyond ACK frames."""
+
+    def __init__(self) -> None:
+        self.server_cid_rounds: dict[bytes, int] = {}
+        """SCIDs the server chose (Initial, Handshake, Retry) → round of the first datagram naming it."""
+        self.version_negotiation_round: int | None = None
+        self.client_finished_round: int | None = None
+        self.client_streams: dict[tuple[int, bool], int] = {}
+        """(client-bidi stream ID, sent in 0-RTT) → round of the first client frame on that stream."""
+        self._opened_round: dict[tuple[int, bool], int | None] = {}  # cache for ``_stream_opened``
+
+    def client_had(self, decoded: DecodedDatagram, flow: QuicFlow) -> list[int]:
+        had = []
+        for packet in decoded.packets:
+            dcid = packet.packet.dcid
+            if dcid is not None and dcid in self.server_cid_rounds and dcid != flow.original_dcid:
+                # RFC 9000 §7.2: the client took the server's SCID as its DCID (unless the
+                # server kept the client's own choice, which proves nothing).
+                had.append(self.server_cid_rounds[dcid])
+            if (self.version_negotiation_round is not None and packet.packet.packet_type == "initial"
+                    and packet.packet.version != flow.version):
+                had.append(self.version_negotiation_round)  # RFC 9000 §6.2: a new attempt after VN
+        return had
+
+    def server_had(self, decoded: DecodedDatagram, zero_rtt_usable: bool) -> list[int]:
+        had = []
+        for packet in decoded.packets:
+            for frame in packet.frames or ():
+                if isinstance(frame, HandshakeDoneFrame) and self.client_finished_round is not None:
+                    had.append(self.client_finished_round)  # RFC 9001 §4.1.2
+                elif isinstance(frame, (StreamFrame, OtherFrame)) and _client_bidi(stream_id := frame.stream_id):
+                    # RFC 9000 §3.2/§19.8: the server may only use a client-initiated stream the
+                    # client opened, by a frame on it or on a higher-numbered one.
+                    opened = self._stream_opened(stream_id, zero_rtt_usable)
+                    if opened is not None:
+                        had.append(opened)
+        return had
+
+    def _stream_opened(self, stream_id: int, zero_rtt_usable: bool) -> int | None:
+        """The earliest round of a client frame that opened ``stream_id`` (one on it or above)."""
+        key = (stream_id, zero_rtt_usable)
+        if key not in self._opened_round:
+            rounds = [rnd for (stream, early), rnd in self.client_streams.items()
+                      if stream >= stream_id and (zero_rtt_usable or not early)]
+            self._opened_round[key] = min(rounds) if rounds else None
+        return self._opened_round[key]
+
+    def after_client(self, decoded: DecodedDatagram, rnd: int) -> None:
+        for packet in decoded.packets:
+            if self.client_finished_round is None and any(
+                m.msg_type == FINISHED and m.epoch == "handshake" for m in packet.messages
+            ):
+                self.client_finished_round = rnd
+            early = packet.packet.packet_type == "0rtt"
+            for frame in packet.frames or ():
+                stream_id = getattr(frame, "stream_id", None)
+                if (_client_bidi(stream_id) and (stream_id, early) not in self.client_streams
+                        and len(self.client_streams) < _MAX_STREAMS):
+                    self.client_streams[(stream_id, early)] = rnd
+                    self._opened_round.clear()
+
+    def after_server(self, decoded: DecodedDatagram, rnd: int) -> None:
+        for packet in decoded.packets:
+            quic_packet = packet.packet
+            if quic_packet.packet_type in ("initial", "handshake", "retry") and quic_packet.scid:
+                self.server_cid_rounds.setdefault(quic_packet.scid, rnd)
+            if quic_packet.packet_type == "version_negotiation" and self.version_negotiation_round is None:
+                self.version_negotiation_round = rnd
+
+
+# Made once per datagram: its __init__ is written out, as TcpSegment's is (handshake.trace.packet).
+@dataclass(slots=True, unsafe_hash=True, init=False)
+class QuicDatagramRound:
+    """One datagram as the counter saw it: what it carried, and its round."""
+
+    decoded: DecodedDatagram
+    round: DatagramRound
+
+    def __init__(self, decoded: DecodedDatagram, round: DatagramRound) -> None:
+        self.decoded = decoded
+        self.round = round
+
+
+class QuicFlowReader:
+    """A connection's datagrams, opened and counted, in capture order: ``add`` them one by one,
+    or iterate once over ``flow.datagrams``."""
+
+    def __init__(self, flow: QuicFlow, keylog: KeyLog | None = None) -> None:
+        self.flow = flow
+        self.decoder = QuicDecoder(flow, keylog)
+        self.counter = QuicRoundCounter()
+        self.evidence = _Evidence()
+        self.errors: list[str] = []
+        """Datagrams the reader failed on (a bug: each is reported, none stops the analysis)."""
+
+    def __iter__(self) -> Iterator[QuicDatagramRound]:
+        for datagram in self.flow.datagrams:
+            yield self.add(datagram)
+
+    def add(self, datagram: QuicDatagram) -> QuicDatagramRound:
+        """Open and count the connection's next datagram."""
+        decoded = self.open(datagram)
+        rnd = self._count(decoded)
+        if datagram.from_client:
+            self.evidence.after_client(decoded, rnd.round)
+        else:
+            self.evidence.after_server(decoded, rnd.round)
+        return QuicDatagramRound(decoded, rnd)
+
+    def open(self, datagram: QuicDatagram) -> DecodedDatagram:
+        """Open the connection's next datagram without counting its round (``add`` does both)."""
+        try:
+            return self.decoder.decode(datagram)
+        except Exception as error:  # noqa: BLE001 - one unreadable datagram must not hide the rest
+            if len(self.errors) < _MAX_ERRORS:
+                self.errors.append(f"datagram at {datagram.time:.6f} s not read: {type(error).__name__}: {error}")
+            return DecodedDatagram(datagram, (), len(datagram.payload))
+
+    def _count(self, decoded: DecodedDatagram) -> DatagramRound:
+        counter, decoder = self.counter, self.decoder
+        from_client = decoded.datagram.from_client
+        sent, acks = [], []
+        for packet in decoded.packets:
+            if packet.packet_number is not None and packet.space is not None:
+                sent.append((packet.space, packet.packet_number))
+                for frame in packet.frames or ():
+                    if isinstance(frame, AckFrame):
+                        acks.append((packet.space, frame.ranges))
+            if from_client and packet.packet.packet_type == "initial" and packet.packet.token:
+                # A token may validate the client's address at once (RFC 9000 §8.1.3): if it
+                # came from NEW_TOKEN rather than this connection's Retry, 3x proves nothing.
+                counter.amplification_limit_applies = False
+        if decoder.retry is not None:
+            counter.amplification_limit_applies = False
+        if from_client:
+            had = self.evidence.client_had(decoded, self.flow)
+        else:
+            had = self.evidence.server_had(decoded, decoder.tls.facts.early_data != "rejected")
+        return counter.add(from_client, len(decoded.datagram.payload), sent=sent, acks=acks, had=had)
+
+
+def quic_datagram_rounds(flow: QuicFlow, keylog: KeyLog | None = None) -> list[QuicDatagramRound]:
+    """Every datagram of the connection with its round (for ladders and tests)."""
+    return list(QuicFlowReader(flow, keylog))
+
+
+def analyze_quic_flow(flow: QuicFlow, keylog: KeyLog | None = None) -> QuicConnectionReport:
+    """Count the round trips of one QUIC connection, from its datagrams (and key log)."""
+    analyzer = QuicConnectionAnalyzer(flow, keylog)
+    for datagram in flow.datagrams:
+        time = on_microseconds(datagram.time)
+        analyzer.add(datagram if time == datagram.time else
+                     QuicDatagram(time, datagram.from_client, datagram.payload, datagram.wire_bytes))
+    return analyzer.report()
+
+
+class QuicConnectionAnalyzer:
+    """One QUIC connection's verdict, fed datagram by datagram in capture order (sans-IO).
+
+    ``flow`` gives the endpoints and connection IDs (``QuicFlowTracker`` keeps it up to date);
+    its ``datagrams`` list is not read. Datagram times are on the microsecond grid
+    (``on_microseconds``: the callers put them there). With ``steps=True`` each ``add`` also
+    returns the datagram as a ladder step.
+    """
+
+    def __init__(self, flow: QuicFlow, keylog: KeyLog | None = None, *, steps: bool = False) -> None:
+        self.report_so_far = QuicConnectionReport(
+            transport="quic",
+            client=QuicFlow.endpoint_text(flow.client),
+            server=QuicFlow.endpoint_text(flow.server),
+            start_time=flow.start_time,
+            tls_version="1.3",
+            quic_version=version_name(flow.version),
+        )
+        self._reader = QuicFlowReader(flow, keylog)
+        self._steps = steps
+        self._started = False
+        self._resent = {True: _Resent("client"), False: _Resent("server")}
+        self._request_round: dict[bool, int] = {}  # sent in 0-RTT? → round of the first request datagram
+        self._request_attempt = 0
+        """The client attempt (``QuicDecoder.attempt``) ``_request_round`` belongs to: a Retry
+        or Version Negotiation discards what the client sent before it, 0-RTT request included."""
+        self._stalled = False
+        self._closes: dict[str, None] = {}
+        self._probes: dict[str, list] = {}  # "client Handshake" → [count, time of the first] of PING-only probes
+
+    def add(self, datagram: QuicDatagram) -> LadderStep | None:
+        """Count one datagram of the connection."""
+        report = self.report_so_far
+        if not self._started:
+            self._started = True
+            report.start_time = datagram.time
+        if report.round_trips is not None and not self._steps:
+            self._add_late(datagram)
+            return None
+        item = self._reader.add(datagram)
+        decoded, rnd = item.decoded, item.round
+        from_client = datagram.from_client
+        answered = report.round_trips is not None
+        report.count(from_client, datagram.wire_bytes)
+        marks: list[str] = []
+
+        if not from_client and rnd.round > rnd.round_by_evidence and not self._stalled and not answered:
+            # Only the 3x bound proves this datagram waited for the client, and it goes on with
+            # the handshake: the server's flight had stopped at the anti-amplification limit.
+            if any(_continues_flight(packet) for packet in decoded.packets):
+                self._stalled = True
+                report.causes.append(AMPLIFICATION_CAUSE)
+                marks.append(AMPLIFICATION_CAUSE)
+
+        side = "client" if from_client else "server"
+        for packet in decoded.packets:
+            if self._resent[from_client].check(packet, datagram.time, self._reader.decoder.attempt):
+                marks.append(f"{_WHAT[packet.packet.packet_type]} resent")
+            if not answered and _is_probe(packet):
+                what = f"{side} {_WHAT[packet.packet.packet_type]}"
+                probe = self._probes.setdefault(what, [0, datagram.time])
+                probe[0] += 1
+                marks.append("PTO probe")
+            for frame in packet.frames or ():
+                if isinstance(frame, ConnectionCloseFrame):
+                    self._note_close(frame, side)
+                if not isinstance(frame, StreamFrame) or not _client_bidi(frame.stream_id) or not frame.data:
+                    continue
+                if from_client:
+                    attempt = self._reader.decoder.attempt
+                    if attempt != self._request_attempt:
+                        self._request_round.clear()
+                        self._request_attempt = attempt
+                    self._request_round.setdefault(packet.packet.packet_type == "0rtt", rnd.round)
+                elif report.round_trips is None:
+                    report.round_trips = rnd.round
+                    report.ttfb_s = datagram.time - report.start_time
+                    marks.append(first_byte_mark(rnd.round))
+        if not self._steps:
+            return None
+        return _quic_step(report, item, marks, self._reader.decoder)
+
+    def _add_late(self, datagram: QuicDatagram) -> None:
+        """A datagram after the first response byte: rounds are no longer asked and resends no
+        longer causes, so it is opened (packet numbers, keys, a CONNECTION_CLOSE's reason) and
+        counted, but not placed in a round."""
+        self.report_so_far.count(datagram.from_client, datagram.wire_bytes)
+        for packet in self._reader.open(datagram).packets:
+            for frame in packet.frames or ():
+                if isinstance(frame, ConnectionCloseFrame):
+                    self._note_close(frame, "client" if datagram.from_client else "server")
+
+    def _note_close(self, frame: ConnectionCloseFrame, side: str) -> None:
+        if frame.error_code not in _ORDERLY_CLOSE and len(self._closes) < _MAX_ERRORS:
+            reason = f" ({frame.reason})" if frame.reason else ""
+            self._closes[f"closed by the {side}: error 0x{frame.error_code:x}{reason}"] = None
+
+    def report(self) -> QuicConnectionReport:
+        """The verdict on the datagrams added so far (call once, at the end)."""
+        report = self.report_so_far
+        reader = self._reader
+        _apply_facts(report, reader.decoder, self._request_round)
+        response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
+        for side in (True, False):
+            report.causes.extend(self._resent[side].causes(before=response_time))
+        for what, (count, first) in self._probes.items():
+            times = "" if count == 1 else f" {count} times"
+            report.causes.append(f"{what} PTO probe{times} (first at {first - report.start_time:.3f} s)")
+        report.notes.extend(self._closes)
+        report.notes.extend(reader.errors)
+        return report
+
+
+_PACKET_NAMES: Final = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT", "1rtt": "1-RTT",
+                 "retry": "Retry", "version_negotiation": "Version Negotiation", "unknown_version": "unknown version"}
+
+
+def _quic_step(report: QuicConnectionReport, item: QuicDatagramRound, marks: list[str],
+               decoder: QuicDecoder) -> LadderStep:
+    decoded = item.decoded
+    carries = [_packet_label(packet) for packet in decoded.packets]
+    trailing = decoded.trailing_bytes
+    if trailing:
+        zeros = not decoded.datagram.payload[-trailing:].strip(b"\0")
+        carries.append(f"{trailing} bytes of padding" if zeros else f"{trailing} bytes that are no packet")
+    for packet in decoded.packets:
+        kind = packet.packet.packet_type
+        if kind == "retry" and decoder.retry is packet.packet:
+            marks.append(RETRY_CAUSE)
+        elif kind == "version_negotiation" and decoder.version_negotiation is packet.packet:
+            marks.append(VERSION_NEGOTIATION_CAUSE)
+        for message in packet.messages:
+            if message.name == "HelloRetryRequest":
+                marks.append(HRR_CAUSE)
+            elif message.name == "EncryptedExtensions" and decoder.tls.facts.early_data in ("accepted", "rejected"):
+                marks.append(f"0-RTT {decoder.tls.facts.early_data}")
+    datagram = decoded.datagram
+    return LadderStep(datagram.time - report.start_time, datagram.from_client, item.round.round,
+                      tuple(carries) or ("(empty)",), tuple(marks), datagram.wire_bytes)
+
+
+_FRAME_NAMES: Final = ((AckFrame, "ACK"), (PaddingFrame, "PADDING"), (PingFrame, "PING"), (HandshakeDoneFrame, "HANDSHAKE_DONE"),
+                (NewTokenFrame, "NEW_TOKEN"), (NewConnectionIdFrame, "NEW_CONNECTION_ID"),
+                (ConnectionCloseFrame, "CONNECTION_CLOSE"))
+
+
+def _packet_label(packet: DecodedPacket) -> str:
+    """"Initial[CRYPTO ClientHello, PADDING]": the packet type, then its frames as opened; the
+    first CRYPTO frame names the TLS messages the packet completed."""
+    name = _PACKET_NAMES.get(packet.packet.packet_type, packet.packet.packet_type)
+    if packet.packet.packet_type in ("retry", "version_negotiation", "unknown_version"):
+        return name
+    if packet.frames is None:
+        return f"{name} (not opened)"
+    messages = [m.name for m in packet.messages]
+    parts: list[str] = []
+    for frame in packet.frames:
+        if isinstance(frame, CryptoFrame):
+            parts.append("CRYPTO " + "+".join(messages) if messages else "CRYPTO")
+            messages = []
+        elif isinstance(frame, StreamFrame):
+            h3 = h3_label(frame.data) if frame.offset == 0 and _client_bidi(frame.stream_id) else None
+            what = f" {h3}" if h3 else (f" ({len(frame.data)} B)" if frame.data else "")
+            parts.append(f"STREAM {frame.stream_id}{what}{' FIN' if frame.fin else ''}")
+        else:
+            parts.append(next((label for kind, label in _FRAME_NAMES if isinstance(frame, kind)),
+                              f"frame 0x{frame.frame_type:x}"))
+    if not packet.frames_complete:
+        parts.append("...")
+    folded: list[list] = []  # runs of the same frame (three ACKs) read better counted
+    for part in parts:
+        if folded and folded[-1][0] == part:
+            folded[-1][1] += 1
+        else:
+            folded.append([part, 1])
+    return f"{name}[{', '.join(part if n == 1 else f'{part} x{n}' for part, n in folded)}]"
+
+
+def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_round: dict[bool, int]) -> None:
+    facts = decoder.tls.facts
+    report.sni = facts.sni
+    report.cipher = facts.cipher_suite
+    report.resumed = facts.resumed
+    report.hrr = facts.hrr
+    report.alpn = facts.alpn_selected
+    report.quic_version = version_name(decoder.version)
+    report.retry = decoder.retry is not None
+    report.version_negotiation = decoder.version_negotiation is not None
+    early = facts.early_data
+    zero_rtt_packets = decoder.zero_rtt_packets > 0
+    if early in ("accepted", "rejected"):
+        report.early_data = early
+    elif early == "sent" or zero_rtt_packets:
+        report.early_data = "sent"
+    else:
+        report.early_data = "none"
+
+    if report.early_data != "rejected" and True in request_round:
+        report.setup_round_trips = request_round[True]
+    elif False in request_round:
+        report.setup_round_trips = request_round[False]
+
+    causes = []
+    if decoder.flow.version_negotiated:
+        causes.append(VERSION_NEGOTIATION_CAUSE)
+    if report.retry:
+        causes.append(RETRY_CAUSE)
+    if report.hrr:
+        causes.append(HRR_CAUSE)
+    if report.early_data == "rejected":
+        causes.append(ZERO_RTT_REJECTED_CAUSE)
+    report.causes[:0] = causes
+
+    if report.quic_version:
+        report.notes.append(f"QUIC version {report.quic_version}")
+    if report.resumed:
+        report.notes.append("resumed")
+    if report.early_data == "accepted":
+        report.notes.append("0-RTT accepted")
+    if not decoder.keys_found:
+        report.notes.append(
+            "no key log for this connection: only Initial packets opened, so the request and the "
+            "response were not found and rounds rest on Initial ACKs"
+        )
+    elif decoder.unopened:
+        report.notes.append(f"{decoder.unopened} packets did not open with the logged keys")
