@@ -38,6 +38,13 @@ class ConnectionReport:
     round_trips: int | None = None
     setup_round_trips: int | None = None
     ttfb_s: float | None = None
+    server_s: float | None = None
+    """How long the server held the request before its first response byte, as far as the
+    capture's vantage point shows it (its answer time less the path's, which a SYN-ACK or a
+    server Initial shows); None where the capture cannot tell."""
+    round_trips_basis: str | None = None
+    """How the response was found: "clear" (HTTP read in clear), "decrypted" (with the key
+    log), "inferred" (from what is in clear and causality, without keys); None without a count."""
     bytes_client: int = 0
     bytes_server: int = 0
     packets: int = 0
@@ -51,7 +58,8 @@ class ConnectionReport:
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
                  resumed: bool | None = False, early_data: str = "none", tfo: str = "none", hrr: bool = False,
                  round_trips: int | None = None, setup_round_trips: int | None = None, ttfb_s: float | None = None,
-                 bytes_client: int = 0, bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
+                 server_s: float | None = None, round_trips_basis: str | None = None, bytes_client: int = 0,
+                 bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
                  notes: list[str] | None = None) -> None:
         self.transport = transport
         self.client = client
@@ -68,6 +76,8 @@ class ConnectionReport:
         self.round_trips = round_trips
         self.setup_round_trips = setup_round_trips
         self.ttfb_s = ttfb_s
+        self.server_s = server_s
+        self.round_trips_basis = round_trips_basis
         self.bytes_client = bytes_client
         self.bytes_server = bytes_server
         self.packets = packets
@@ -80,6 +90,10 @@ class ConnectionReport:
     @property
     def ttfb_ms(self) -> float | None:
         return None if self.ttfb_s is None else round(self.ttfb_s * 1000, 3)
+
+    @property
+    def server_ms(self) -> float | None:
+        return None if self.server_s is None else round(self.server_s * 1000, 3)
 
     def count(self, from_client: bool, wire_bytes: int) -> None:
         """One more packet of the connection, on its side."""
@@ -106,11 +120,13 @@ class QuicConnectionReport(ConnectionReport):
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
                  resumed: bool | None = False, early_data: str = "none", tfo: str = "none", hrr: bool = False,
                  round_trips: int | None = None, setup_round_trips: int | None = None, ttfb_s: float | None = None,
-                 bytes_client: int = 0, bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
+                 server_s: float | None = None, round_trips_basis: str | None = None, bytes_client: int = 0,
+                 bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
                  notes: list[str] | None = None, quic_version: str | None = None, retry: bool = False,
                  version_negotiation: bool = False) -> None:
         super().__init__(transport, client, server, start_time, tls_version, sni, cipher, alpn, resumed, early_data, tfo,
-                         hrr, round_trips, setup_round_trips, ttfb_s, bytes_client, bytes_server, packets, causes, notes)
+                         hrr, round_trips, setup_round_trips, ttfb_s, server_s, round_trips_basis, bytes_client,
+                         bytes_server, packets, causes, notes)
         self.quic_version = quic_version
         self.retry = retry
         self.version_negotiation = version_negotiation

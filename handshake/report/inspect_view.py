@@ -41,6 +41,8 @@ def conn_dict(report: ConnectionReport) -> dict[str, Any]:
         "round_trips": report.round_trips,
         "setup_round_trips": report.setup_round_trips,
         "ttfb_ms": report.ttfb_ms,
+        "server_ms": report.server_ms,
+        "round_trips_basis": report.round_trips_basis,
         "bytes_client": report.bytes_client,
         "bytes_server": report.bytes_server,
         "packets": report.packets,
