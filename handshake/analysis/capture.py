@@ -248,6 +248,7 @@ class CaptureAnalyzer:
         if entry.connection is None:
             entry.connection = InspectedConnection(report)
         entry.connection.report = report
+        _revise(entry.connection.steps, analyzer.step_revisions)
         entry.analyzer = None
         self._done.append(entry)
 
@@ -266,6 +267,16 @@ class CaptureAnalyzer:
                       key=lambda item: item[:2])
         self._done = []
         return done
+
+
+def _revise(steps: list[LadderStep], revisions: dict[int, tuple[str, ...]]) -> None:
+    """Move a first-byte mark the analyzer placed too early: its step gets the revision's marks
+    in place of the first-byte one."""
+    for index, replacement in revisions.items():
+        if index < len(steps):
+            step = steps[index]
+            marks = tuple(mark for mark in step.marks if not mark.startswith("first response byte")) + replacement
+            steps[index] = LadderStep(step.time_s, step.from_client, step.round, step.carries, marks, step.wire_bytes)
 
 
 def _failed_at(time: float, error: Exception) -> str:

@@ -13,6 +13,8 @@ __all__ = ["ConnectionReport", "QuicConnectionReport", "first_byte_mark", "note_
 
 _MAX_EVENTS: Final = 1 << 16
 """Retransmissions remembered per kind and side (for the counts in the causes)."""
+SERVER_TIME_NOTE_S: Final = 0.010
+"""Server time worth a note in words; below it, a server's own computation is in the noise."""
 
 
 @dataclass(init=False)
@@ -94,6 +96,11 @@ class ConnectionReport:
     @property
     def server_ms(self) -> float | None:
         return None if self.server_s is None else round(self.server_s * 1000, 3)
+
+    def note_server_time(self) -> None:
+        """Say the server time in words where it is more than computation noise."""
+        if self.server_s is not None and self.server_s >= SERVER_TIME_NOTE_S:
+            self.notes.append(f"the server took {self.server_s * 1000:.0f} ms to answer")
 
     def count(self, from_client: bool, wire_bytes: int) -> None:
         """One more packet of the connection, on its side."""

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Final, TypeGuard
 
 from ..report import QuicConnectionReport, first_byte_mark, note_retransmission, on_microseconds, retransmission_causes
+from ..server_time import PathLeg
 from ..intervals import FirstSeenRanges
+from ..keyless import FIRST, LATER, SMALL_CLIENT_RECORD, KeylessResponse
 from ..keylog import KeyLog
 from .decode import DecodedDatagram, DecodedPacket, QuicDecoder
 from .flows import QuicDatagram, QuicFlow, QuicFlowTracker, quic_flows
@@ -112,6 +114,10 @@ _MAX_STREAMS: Final = 4096
 """Streams (and CRYPTO levels) whose sent ranges are kept; data on more is not checked."""
 _MAX_ERRORS: Final = 20
 
+_SHORT_DCID_GUESS: Final = 8
+"""A short header's DCID length where the flow did not learn it (the common choice)."""
+_ACK_ONLY_FRAMES: Final = 10
+"""Frame bytes of a 1-RTT packet at or under which it is an ACK frame (and padding) alone."""
 _ACK_ONLY_PACKET_BYTES: Final = 100
 """An unopened Handshake packet larger than this carries more than an ACK (a long header with
 8-byte CIDs, a short ACK frame and the 16-byte tag take about 50)."""
@@ -229,6 +235,16 @@ class QuicFlowReader:
         self.decoder = QuicDecoder(flow, keylog)
         self.counter = QuicRoundCounter()
         self.evidence = _Evidence()
+        self.path = PathLeg()
+        self._client_round1_at = -1.0
+        """When the client's first datagram past round 0 was seen (-1.0: not yet)."""
+        self.first_initial_missing = False
+        """The client's first Initial (CRYPTO from offset 0) is not in the capture."""
+        self._client_initial_seen = False
+        self._server_flight: list[tuple[float, int]] = []
+        """(time, round) of the server datagrams that carried its handshake flight (CRYPTO in
+        Handshake packets), for the client's first 1-RTT packet to name without keys."""
+        self._one_rtt_seen = False
         self.errors: list[str] = []
         """Datagrams the reader failed on (a bug: each is reported, none stops the analysis)."""
 
@@ -239,12 +255,48 @@ class QuicFlowReader:
     def add(self, datagram: QuicDatagram) -> QuicDatagramRound:
         """Open and count the connection's next datagram."""
         decoded = self.open(datagram)
+        if datagram.from_client:
+            self._client_datagram(decoded)
+            self.path.answered_back(datagram.time)
+        elif decoded.packets:
+            self.path.answered(datagram.time)  # the first server datagram: an Initial, Retry or VN
         rnd = self._count(decoded)
         if datagram.from_client:
             self.evidence.after_client(decoded, rnd.round)
+            if rnd.round >= 1 and self._client_round1_at < 0:
+                self._client_round1_at = datagram.time
         else:
             self.evidence.after_server(decoded, rnd.round)
+            if any(packet.packet.packet_type == "handshake" and _continues_flight(packet) for packet in decoded.packets):
+                self._server_flight.append((datagram.time, rnd.round))
         return QuicDatagramRound(decoded, rnd)
+
+    def _flight_had(self, decoded: DecodedDatagram) -> list[int]:
+        """Without keys: the client's first 1-RTT packet proves it had the server's handshake
+        flight (RFC 9001 §4.1.4: 1-RTT keys come with the server's Finished), i.e. every
+        flight datagram that could have reached it by then."""
+        if self._one_rtt_seen or not any(p.packet.packet_type == "1rtt" and p.frames is None for p in decoded.packets):
+            return []
+        self._one_rtt_seen = True
+        time = decoded.datagram.time
+        return [rnd for seen_at, rnd in self._server_flight if self.path.client_could_have(time, seen_at)]
+
+    def _client_datagram(self, decoded: DecodedDatagram) -> None:
+        """The client's Initials: the path's first exchange, and whether the capture holds the first."""
+        for packet in decoded.packets:
+            if packet.packet.packet_type != "initial":
+                continue
+            self.path.asked(decoded.datagram.time)
+            if not self._client_initial_seen and packet.frames is not None:
+                crypto = [frame for frame in packet.frames if isinstance(frame, CryptoFrame)]
+                if crypto:
+                    self._client_initial_seen = True
+                    if min(frame.offset for frame in crypto) > 0:
+                        # RFC 9000 §17.2.2: the ClientHello starts the Initial CRYPTO stream at
+                        # offset 0; a first Initial seen from later on means an earlier one was
+                        # sent and missed, and with it bytes the 3x bound counts.
+                        self.first_initial_missing = True
+                        self.counter.amplification_limit_applies = False
 
     def open(self, datagram: QuicDatagram) -> DecodedDatagram:
         """Open the connection's next datagram without counting its round (``add`` does both)."""
@@ -272,10 +324,13 @@ class QuicFlowReader:
         if decoder.retry is not None:
             counter.amplification_limit_applies = False
         if from_client:
-            had = self.evidence.client_had(decoded, self.flow)
-        else:
-            had = self.evidence.server_had(decoded, decoder.tls.facts.early_data != "rejected")
-        return counter.add(from_client, len(decoded.datagram.payload), sent=sent, acks=acks, had=had)
+            had = self.evidence.client_had(decoded, self.flow) + self._flight_had(decoded)
+            return counter.add(True, len(decoded.datagram.payload), sent=sent, acks=acks, had=had)
+        had = self.evidence.server_had(decoded, decoder.tls.facts.early_data != "rejected")
+        answered_at = self._client_round1_at
+        may = answered_at >= 0 and not self.path.before_it_arrived(decoded.datagram.time, answered_at)
+        return counter.add(False, len(decoded.datagram.payload), sent=sent, acks=acks, had=had,
+                           client_may_have_answered=may)
 
 
 def quic_datagram_rounds(flow: QuicFlow, keylog: KeyLog | None = None) -> list[QuicDatagramRound]:
@@ -322,6 +377,14 @@ class QuicConnectionAnalyzer:
         self._stalled = False
         self._closes: dict[str, None] = {}
         self._probes: dict[str, list] = {}  # "client Handshake" → [count, time of the first] of PING-only probes
+        self._request_time = -1.0
+        """When the first client datagram with request data (or, without keys, its first 1-RTT
+        packet) was seen."""
+        self._keyless = KeylessResponse()
+        self._first_step = -1
+        self._steps_made = 0
+        self.step_revisions: dict[int, tuple[str, ...]] = {}
+        """As ``TcpConnectionAnalyzer.step_revisions``."""
 
     def add(self, datagram: QuicDatagram) -> LadderStep | None:
         """Count one datagram of the connection."""
@@ -329,7 +392,8 @@ class QuicConnectionAnalyzer:
         if not self._started:
             self._started = True
             report.start_time = datagram.time
-        if report.round_trips is not None and not self._steps:
+        if report.round_trips is not None and not self._steps and (
+                report.round_trips_basis != "inferred" or self._keyless.final):
             self._add_late(datagram)
             return None
         item = self._reader.add(datagram)
@@ -366,14 +430,63 @@ class QuicConnectionAnalyzer:
                     if attempt != self._request_attempt:
                         self._request_round.clear()
                         self._request_attempt = attempt
+                        self._request_time = -1.0
                     self._request_round.setdefault(packet.packet.packet_type == "0rtt", rnd.round)
+                    if self._request_time < 0:
+                        self._request_time = datagram.time
                 elif report.round_trips is None:
-                    report.round_trips = rnd.round
-                    report.ttfb_s = datagram.time - report.start_time
-                    marks.append(first_byte_mark(rnd.round))
+                    self._answer(datagram.time, rnd.round, marks, "decrypted")
+        if not self._reader.decoder.keys_found and report.round_trips_basis != "decrypted":
+            self._keyless_datagram(decoded, rnd.round, marks)
         if not self._steps:
             return None
+        self._steps_made += 1
         return _quic_step(report, item, marks, self._reader.decoder)
+
+    def _answer(self, time: float, rnd: int, marks: list[str], basis: str) -> None:
+        """The datagram seen at ``time`` brought the first response byte."""
+        report = self.report_so_far
+        report.round_trips = rnd
+        report.ttfb_s = time - report.start_time
+        report.round_trips_basis = basis
+        report.server_s = self._reader.path.server_time(time, self._request_time)
+        marks.append(first_byte_mark(rnd))
+        self._first_step = self._steps_made
+
+    def _keyless_datagram(self, decoded: DecodedDatagram, rnd: int, marks: list[str]) -> None:
+        """Without 1-RTT keys: the client's first short-header packet is the request, and the
+        answer a server short-header packet that left after it could have arrived (``keyless``)."""
+        if self._reader.decoder.zero_rtt_packets:
+            return  # the request may be 0-RTT and the answer in the server's first flight: only keys tell
+        finder = self._keyless
+        datagram = decoded.datagram
+        if datagram.from_client:
+            finder.client_packet(datagram.time)
+        for packet in decoded.packets:
+            quic_packet = packet.packet
+            if quic_packet.packet_type != "1rtt" or packet.frames is not None:
+                continue
+            # Header up to the packet number, a 2-byte packet number (RFC 9000 §17.1: what a
+            # young connection needs), the 16-byte AEAD tag: the rest is frames.
+            header = quic_packet.pn_offset if quic_packet.pn_offset is not None else 1 + _SHORT_DCID_GUESS
+            plaintext = len(quic_packet.data) - header - 2 - 16
+            if datagram.from_client:
+                if finder.client_record(False, plaintext, len(quic_packet.data), None, 0, datagram.time, rnd):
+                    self._request_round.setdefault(False, rnd)
+                    self._request_time = datagram.time
+                return
+            if plaintext <= _ACK_ONLY_FRAMES:
+                continue  # an acknowledgment alone answers nothing
+            had = finder.request_end is not None and \
+                not self._reader.path.before_it_arrived(datagram.time, finder.request_time)
+            verdict = finder.server_record(plaintext, datagram.time, had, self._reader.path, True)
+            if verdict == FIRST or verdict == LATER:
+                if verdict == LATER and self._first_step >= 0:
+                    self.step_revisions[self._first_step] = (
+                        "sent at once on the request: taken for the server's own frames (HANDSHAKE_DONE, tickets)",)
+                request_round = finder.request_round if finder.request_round is not None else rnd
+                self._answer(datagram.time, max(rnd, request_round + 1), marks, "inferred")
+            return
 
     def _add_late(self, datagram: QuicDatagram) -> None:
         """A datagram after the first response byte: rounds are no longer asked and resends no
@@ -403,7 +516,30 @@ class QuicConnectionAnalyzer:
             report.causes.append(f"{what} PTO probe{times} (first at {first - report.start_time:.3f} s)")
         report.notes.extend(self._closes)
         report.notes.extend(reader.errors)
+        self._incomplete_notes(report)
+        report.note_server_time()
         return report
+
+    def _incomplete_notes(self, report: QuicConnectionReport) -> None:
+        """What the count rests on without keys, and what the capture lacks."""
+        reader = self._reader
+        decoder = reader.decoder
+        if report.round_trips_basis == "inferred":
+            report.notes.append(self._keyless.note("1-RTT packet", "HANDSHAKE_DONE, tickets"))
+        elif not decoder.keys_found:
+            if decoder.zero_rtt_packets:
+                why = "0-RTT packets sent: whether the server answered them in its first flight needs the key log"
+            elif self._keyless.request_end is None:
+                why = "no 1-RTT packet from the client: no request"
+            else:
+                why = "no server 1-RTT packet after the request could have reached it: no response in the capture"
+            report.notes.append(f"no key log for this connection: only Initial packets opened; {why}")
+        missing = decoder.tls.missing()
+        if reader.first_initial_missing:
+            report.notes.append("capture incomplete: the client's first Initial is not in it "
+                                "(the 3x anti-amplification bound was not used)")
+        if missing:
+            report.notes.append("capture incomplete: never saw " + ", ".join(missing))
 
 
 _PACKET_NAMES: Final = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT", "1rtt": "1-RTT",
@@ -512,10 +648,5 @@ def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_rou
         report.notes.append("resumed")
     if report.early_data == "accepted":
         report.notes.append("0-RTT accepted")
-    if not decoder.keys_found:
-        report.notes.append(
-            "no key log for this connection: only Initial packets opened, so the request and the "
-            "response were not found and rounds rest on Initial ACKs"
-        )
-    elif decoder.unopened:
+    if decoder.keys_found and decoder.unopened:
         report.notes.append(f"{decoder.unopened} packets did not open with the logged keys")

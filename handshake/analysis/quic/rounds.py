@@ -113,10 +113,14 @@ class QuicRoundCounter:
         sent: Iterable[tuple[str, int]] = (),
         acks: Iterable[tuple[str, Iterable[tuple[int, int]]]] = (),
         had: Iterable[int] = (),
+        client_may_have_answered: bool = True,
     ) -> DatagramRound:
         """One datagram: the packet numbers it ``sent`` (space, number), the ranges its ACK
         frames acknowledge (space, ranges), and the rounds of the other side's datagrams its
-        content proves were received (``had``)."""
+        content proves were received (``had``). ``client_may_have_answered`` (server datagrams):
+        whether any client datagram past round 0 could have reached the server before this one
+        left; where the capture's times say none could, the 3x bound proves nothing (a capture
+        that misses client bytes undercounts them)."""
         mine, theirs = (self._client, self._server) if from_client else (self._server, self._client)
         for space, ranges in acks:
             theirs.acknowledge(space, ranges)
@@ -130,7 +134,7 @@ class QuicRoundCounter:
         else:
             self.server_bytes += udp_bytes
             by_evidence = max(theirs.known + 1, 1)
-            if self.amplification_limit_applies and \
+            if self.amplification_limit_applies and client_may_have_answered and \
                     self.server_bytes > AMPLIFICATION_FACTOR * self.client_round0_bytes:
                 self._server_had_round1 = True
             rnd = max(by_evidence, 2) if self._server_had_round1 else by_evidence

@@ -49,6 +49,13 @@ class CryptoStream:
         """Bytes delivered so far (the contiguous end)."""
         self._pending: dict[int, bytes] = {}
 
+    def missing(self) -> tuple[int, int] | None:
+        """(start, end) of the first hole before data already received, or None: bytes the
+        capture never held (its sender must have sent them: it sent what follows)."""
+        if not self._pending:
+            return None
+        return self.offset, min(self._pending)
+
     def feed(self, offset: int, data: bytes) -> bytes:
         """The bytes this frame makes newly contiguous (often none)."""
         end = offset + len(data)
@@ -109,6 +116,15 @@ class QuicTlsReader:
         self.secrets: ConnectionSecrets | None = None
         """The key log's secrets for this connection, once the ClientHello named its random."""
         self._server_hello_bytes = 0
+
+    def missing(self) -> list[str]:
+        """The CRYPTO bytes the capture lacks, per side and level ("client Initial 0-1200")."""
+        out = []
+        for (from_client, epoch), stream in self._streams.items():
+            hole = stream.missing()
+            if hole is not None:
+                out.append(f"{'client' if from_client else 'server'} {epoch} CRYPTO bytes {hole[0]}-{hole[1]}")
+        return out
 
     def restart_client(self) -> None:
         """The client starts over (after a Retry or Version Negotiation): a new ClientHello

@@ -6,14 +6,17 @@ run, a kernel run and a stranger's capture are judged by the same rules.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Final
 
 from handshake.trace.packet import TcpSegment, seq_diff
 
 from ..http.http1 import http1_label
 from ..intervals import FirstSeenRanges, RecentSet
+from ..keyless import FIRST, LATER, TLS13_RECORD_OVERHEAD, KeylessResponse
 from ..keylog import KeyLog
 from ..report import ConnectionReport, first_byte_mark, note_retransmission, on_microseconds, retransmission_causes
+from ..server_time import PathLeg
 from ..steps import LadderStep
 from ..tls.conversation import TlsConversation, TlsFacts, TlsMessage
 from .flows import FlowPacket, StreamAssembler, TcpFlow
@@ -21,6 +24,9 @@ from .rounds import TcpRoundCounter
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
 _NEVER: Final = 1 << 30
+_KEPT_SEGMENTS: Final = 64
+"""Server data packets remembered (where each began in the stream, when, what its ACK covered),
+to find the packet that carried a record's first byte."""
 
 
 class _Retransmissions:
@@ -155,6 +161,21 @@ class TcpConnectionAnalyzer:
         self._server_data_rounds: dict[int, int] = {}  # round -> server payload bytes first sent in it
         self._request_rounds = {"early_data": _NEVER, "app_data": _NEVER}  # TLS: first client request record of each kind
         self._plain_labels = {True: False, False: False}  # plain HTTP: first bytes of each side labelled
+        self._path = PathLeg()
+        self._client_base: int | None = None
+        """Sequence number of the client's first stream byte (its SYN's + 1), once seen."""
+        self._server_segments: deque[tuple[int, float, int, float]] = deque(maxlen=_KEPT_SEGMENTS)
+        """(stream offset of its first byte, time, ACK as a client stream offset (-1: unknown), time
+        of the newest client packet its ACK covers) of recent server data packets."""
+        self._request_time = -1.0
+        """Capture time of the packet completing the first request record (TLS)."""
+        self._keyless: KeylessResponse | None = None
+        self._first_step = -1
+        """Index of the ladder step that got the first-byte mark, for a keyless answer to revise."""
+        self._steps_made = 0
+        self.step_revisions: dict[int, tuple[str, ...]] = {}
+        """Ladder step index → the marks it should have had: a keyless answer found later than the
+        record first taken for it moves the first-byte mark (``steps=True`` only)."""
         self._verdict_time: float | None = None
         """Set once the verdict cannot change any more (the response's time; not for ladders)."""
         self._released: tuple | None = None
@@ -177,7 +198,11 @@ class TcpConnectionAnalyzer:
         placed = self._counter.place(packet, timestamps)
         rnd = placed.round_by_ack if retransmission else placed.round
         if not packet.from_client and segment.payload and not retransmission and placed.round > placed.round_by_ack:
-            if self._server_data_rounds.get(placed.round - 1):
+            if self._path.at_once(packet.time, placed.heard_by_echo) is False:
+                # The echo names a client packet the server had, but it sent this long after: it
+                # was busy (server time), not waiting for that packet (DESIGN.md §6).
+                rnd = placed.round_by_ack
+            elif self._server_data_rounds.get(placed.round - 1):
                 # New data that could only leave once the client's ACKs arrived: the flight had
                 # begun in the round before and the congestion window was full.
                 if not self._answered and not self._stall_seen:
@@ -208,6 +233,8 @@ class TcpConnectionAnalyzer:
 
         if segment.syn and not segment.has_ack and packet.from_client:
             self._syn_seen = True
+            self._path.asked(packet.time)
+            self._client_base = (segment.seq + 1) & 0xFFFFFFFF
             cookie = segment.fastopen_cookie
             if segment.payload and cookie:
                 report.tfo = "data"
@@ -218,13 +245,24 @@ class TcpConnectionAnalyzer:
                 report.causes.append(TFO_BARE_RESEND_CAUSE)
                 marks.append(TFO_BARE_RESEND_CAUSE)
             self._syn_data_end = segment.seq + 1 + len(segment.payload) if segment.payload else None
+        if segment.syn and segment.has_ack and not packet.from_client:
+            self._path.answered(packet.time)
         if segment.syn and segment.has_ack and not packet.from_client and self._syn_data_end is not None:
             if seq_diff(segment.ack, self._syn_data_end % (1 << 32)) < 0 and not answered:
                 report.causes.append(TFO_REFUSED_CAUSE)
                 marks.append(TFO_REFUSED_CAUSE)
             self._syn_data_end = None
 
-        data = self._streams[packet.from_client].feed(segment)
+        if packet.from_client:
+            self._path.answered_back(packet.time)
+            if self._keyless is not None:
+                self._keyless.client_packet(packet.time)
+        stream = self._streams[packet.from_client]
+        data = stream.feed(segment)
+        if data and not packet.from_client:
+            base = self._client_base
+            acked = seq_diff(segment.ack, base) if base is not None and segment.has_ack else -1
+            self._server_segments.append((stream.offset - len(data), packet.time, acked, placed.heard_by_ack))
         if data:
             self._data(packet, data, rnd, carries, marks)
             if report.ttfb_s is not None and not self._steps and self._settled():
@@ -233,6 +271,7 @@ class TcpConnectionAnalyzer:
             carries.append(f"{len(segment.payload)} bytes" + (" again" if retransmission else " (held: out of order)"))
         if not self._steps:
             return None
+        self._steps_made += 1
         if not carries:
             carries.append("ACK" if segment.has_ack else "(no flags)")
         return LadderStep(packet.time - report.start_time, packet.from_client, rnd, tuple(carries), tuple(marks),
@@ -264,9 +303,8 @@ class TcpConnectionAnalyzer:
             if packet.from_client and report.setup_round_trips is None:
                 report.setup_round_trips = rnd
             if not packet.from_client and report.round_trips is None:
-                report.round_trips = rnd
-                report.ttfb_s = packet.time - report.start_time
-                marks.append(first_byte_mark(rnd))
+                start = self._server_segments[-1]
+                self._answer(packet, rnd, marks, "clear", self._path.server_time(start[1], start[3]))
             if self._steps:
                 label = None if self._plain_labels[packet.from_client] else http1_label(data)
                 self._plain_labels[packet.from_client] = True
@@ -275,12 +313,17 @@ class TcpConnectionAnalyzer:
         before = conversation.facts
         labelled = len(carries)
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
-            if packet.from_client and message.kind in self._request_rounds:
-                self._request_rounds[message.kind] = min(self._request_rounds[message.kind], rnd)
-            elif not packet.from_client and message.kind == "app_data" and report.round_trips is None:
-                report.round_trips = rnd
-                report.ttfb_s = packet.time - report.start_time
-                marks.append(first_byte_mark(rnd))
+            kind = message.kind
+            keyless = (kind == "encrypted" and conversation.tls13) or (kind == "app_data" and conversation.tls12_opaque)
+            if keyless:
+                self._keyless_record(packet, message, rnd, marks)
+            elif packet.from_client and kind in self._request_rounds:
+                self._request_rounds[kind] = min(self._request_rounds[kind], rnd)
+                if self._request_time < 0:
+                    self._request_time = packet.time
+            elif not packet.from_client and kind == "app_data" and report.round_trips is None:
+                start = self._record_start(message.start_offset)
+                self._answer(packet, rnd, marks, "decrypted", self._path.server_time(start[1], self._request_time))
             if self._steps:
                 carries.append(_tls_label(message))
         if self._steps:
@@ -294,6 +337,57 @@ class TcpConnectionAnalyzer:
             if after.resumed and not before.resumed:
                 marks.append("resumed")
 
+    def _record_start(self, offset: int) -> tuple[int, float, int, float]:
+        """The server data packet that carried stream byte ``offset`` (the oldest remembered if it
+        is older still)."""
+        segments = self._server_segments
+        for index in range(len(segments) - 1, -1, -1):
+            if segments[index][0] <= offset:
+                return segments[index]
+        return segments[0]
+
+    def _answer(self, packet: FlowPacket, rnd: int, marks: list[str], basis: str, server_s: float | None) -> None:
+        """``packet`` brought the first response byte (completed the record holding it)."""
+        report = self.report_so_far
+        report.round_trips = rnd
+        report.ttfb_s = packet.time - report.start_time
+        report.round_trips_basis = basis
+        report.server_s = server_s
+        marks.append(first_byte_mark(rnd))
+        self._first_step = self._steps_made
+
+    def _keyless_record(self, packet: FlowPacket, message: TlsMessage, rnd: int, marks: list[str]) -> None:
+        """A record no key opened (``keyless``): the request or the answer, by causality and timing."""
+        conversation = self._conversation
+        assert conversation is not None
+        facts = conversation.facts
+        if facts.early_data == "sent":
+            return  # the request may be early data and the answer 0.5-RTT data: only keys tell
+        tls13 = message.kind == "encrypted"
+        finder = self._keyless
+        if finder is None:
+            finder = self._keyless = KeylessResponse()
+        if tls13:
+            plaintext = message.length - TLS13_RECORD_OVERHEAD
+        else:
+            plaintext = message.length  # TLS 1.2 records' overhead is already taken off where known
+        if packet.from_client:
+            suite = facts.cipher_suite or ""
+            finished = None if not suite else 4 + (48 if suite.endswith("SHA384") else 32) + TLS13_RECORD_OVERHEAD
+            if finder.client_record(tls13, plaintext, message.length, finished, message.end_offset, packet.time, rnd):
+                self._request_rounds["app_data"] = min(self._request_rounds["app_data"], rnd)
+                self._request_time = packet.time
+            return
+        start = self._record_start(message.start_offset)
+        chatter = tls13 or facts.alpn_selected == "h2"
+        had_request = finder.request_end is not None and start[2] >= finder.request_end
+        verdict = finder.server_record(plaintext, start[1], had_request, self._path, chatter)
+        if verdict == FIRST or verdict == LATER:
+            if verdict == LATER and self._first_step >= 0:
+                self.step_revisions[self._first_step] = (
+                    "sent at once on the request: taken for the server's own records (tickets, HTTP/2 control)",)
+            self._answer(packet, rnd, marks, "inferred", self._path.server_time(start[1], finder.request_time))
+
     def _settled(self) -> bool:
         """Nothing after the response can change the facts: plain HTTP, or TLS whose handshake
         said all it will (1.2 after the response; 1.3 once the server's keys opened it)."""
@@ -301,6 +395,8 @@ class TcpConnectionAnalyzer:
         if conversation is None:
             return True
         facts = conversation.facts
+        if self._keyless is not None and self.report_so_far.round_trips_basis == "inferred" and not self._keyless.final:
+            return False  # a later record may still turn out to be the answer
         return facts.tls_version is not None and facts.resumed is not None and facts.early_data != "sent"
 
     def _release(self) -> None:
@@ -310,6 +406,7 @@ class TcpConnectionAnalyzer:
         self._retransmissions, self._counter, self._server_data_rounds = {}, TcpRoundCounter(), {}
         self._conversation = None
         self._streams = {}
+        self._server_segments.clear()
 
     def _retransmitted(self) -> list[str]:
         """The retransmission causes of both sides, up to the first response byte."""
@@ -338,9 +435,22 @@ class TcpConnectionAnalyzer:
             early, late = self._request_rounds["early_data"], self._request_rounds["app_data"]
             first = late if report.early_data == "rejected" else min(early, late)
             report.setup_round_trips = None if first == _NEVER else first
-            if report.round_trips is None and not facts.keys_found and report.tls_version == "1.3":
-                report.notes.append("TLS 1.3 response not found: give the key log to tell it from tickets")
+            self._keyless_notes(report, facts)
+        report.note_server_time()
         return report
+
+    def _keyless_notes(self, report: ConnectionReport, facts: TlsFacts) -> None:
+        """What a count without keys rests on, and what the key log would settle."""
+        finder = self._keyless
+        if report.round_trips_basis == "inferred" and finder is not None:
+            report.notes.append(finder.note("record", "tickets, HTTP/2 control"))
+        elif report.round_trips is None and facts.tls_version is not None and not facts.keys_found:
+            if facts.early_data == "sent":
+                report.notes.append("early data offered: whether the server answered it at once needs the key log")
+            elif finder is None or finder.request_end is None:
+                report.notes.append("no request found in the encrypted records (the key log would show them)")
+            else:
+                report.notes.append("no server record after the request reached the server: no response in the capture")
 
 
 def _flag_labels(segment: TcpSegment, from_client: bool) -> list[str]:

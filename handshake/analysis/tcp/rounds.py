@@ -14,6 +14,10 @@ or the engine's knowledge:
   share one; only the *first* packet with the echoed TSval is taken as received (never
   overcount a round on a fast link).
 
+A packet's placement also says *when* (capture time) the newest packet it proves received was
+seen, by each kind of evidence: having received a packet is not having waited for it, and the
+caller tells the two apart by time (a server that was busy answers long after what it echoes).
+
 The round trips to the first response byte are then the round of the packet that completes it.
 """
 
@@ -35,10 +39,16 @@ class PacketRound:
     """Round trips completed before this packet was sent."""
     round_by_ack: int
     """The same, from ACK numbers alone (a lower value means the timestamp echo showed a wait for pure ACKs)."""
+    heard_by_ack: float
+    """Capture time of the newest other-side packet the ACK number proves received (-1.0: none)."""
+    heard_by_echo: float
+    """The same for the timestamp echo (-1.0: none)."""
 
-    def __init__(self, round: int, round_by_ack: int) -> None:
+    def __init__(self, round: int, round_by_ack: int, heard_by_ack: float = -1.0, heard_by_echo: float = -1.0) -> None:
         self.round = round
         self.round_by_ack = round_by_ack
+        self.heard_by_ack = heard_by_ack
+        self.heard_by_echo = heard_by_echo
 
 
 _MAX_UNACKNOWLEDGED: Final = 1 << 13
@@ -54,11 +64,13 @@ class _Side:
     def __init__(self) -> None:
         self.seq_base: int | None = None
         self.ts_base: int | None = None
-        self.by_seq_end: list[tuple[int, int]] = []  # heap of (relative seq end, round)
-        self.by_tsval: list[tuple[int, int]] = []  # (relative TSval, round) in send order
+        self.by_seq_end: list[tuple[int, int, float]] = []  # heap of (relative seq end, round, time)
+        self.by_tsval: list[tuple[int, int, float]] = []  # (relative TSval, round, time) in send order
         self.ts_cursor = 0
         self.known_by_ack = -1  # highest round of this side's packets the other side acknowledged
         self.known_by_ts = -1
+        self.heard_by_ack = -1.0  # capture time of the newest of them (-1.0: none yet)
+        self.heard_by_ts = -1.0
 
     def rel_seq(self, seq: int) -> int:
         assert self.seq_base is not None
@@ -87,8 +99,9 @@ class _Side:
         rel = self.rel_seq(ack)
         heap = self.by_seq_end
         while heap and heap[0][0] <= rel:
-            _, rnd = heappop(heap)
+            _, rnd, time = heappop(heap)
             self.known_by_ack = max(self.known_by_ack, rnd)
+            self.heard_by_ack = max(self.heard_by_ack, time)
 
     def echo(self, tsecr: int) -> None:
         if self.ts_base is None:
@@ -96,10 +109,11 @@ class _Side:
         rel = seq_diff(tsecr, self.ts_base)
         entries = self.by_tsval
         while self.ts_cursor < len(entries):
-            tsval, rnd = entries[self.ts_cursor]
+            tsval, rnd, time = entries[self.ts_cursor]
             first_of_its_tick = self.ts_cursor == 0 or entries[self.ts_cursor - 1][0] != tsval
             if tsval < rel or (tsval == rel and first_of_its_tick):
                 self.known_by_ts = max(self.known_by_ts, rnd)
+                self.heard_by_ts = max(self.heard_by_ts, time)
                 self.ts_cursor += 1
             else:
                 break
@@ -129,7 +143,7 @@ class TcpRoundCounter:
                 theirs.echo(stamps[1])
         step = 0 if packet.from_client else 1
         by_ack = max(theirs.known_by_ack + step, 0)
-        return PacketRound(max(by_ack, theirs.known_by_ts + step), by_ack)
+        return PacketRound(max(by_ack, theirs.known_by_ts + step), by_ack, theirs.heard_by_ack, theirs.heard_by_ts)
 
     def record(self, packet: FlowPacket, rnd: int,
                timestamps: tuple[int, int] | None | object = _FROM_SEGMENT) -> None:
@@ -139,12 +153,12 @@ class TcpRoundCounter:
         if segment.syn or segment.fin or segment.payload:
             end = mine.rel_seq(segment.seq) + segment.seq_len
             heap = mine.by_seq_end
-            heappush(heap, (end, rnd))
+            heappush(heap, (end, rnd, packet.time))
             if len(heap) > _MAX_UNACKNOWLEDGED:  # never acknowledged (a one-sided capture)
                 heappop(heap)
         stamps = segment.timestamps if timestamps is _FROM_SEGMENT else cast("tuple[int, int] | None", timestamps)
         if stamps is not None:
-            mine.by_tsval.append((mine.rel_ts(stamps[0]), rnd))
+            mine.by_tsval.append((mine.rel_ts(stamps[0]), rnd, packet.time))
             mine.trim_tsvals()
 
     def add(self, packet: FlowPacket, *, retransmission: bool = False) -> PacketRound:
@@ -153,4 +167,4 @@ class TcpRoundCounter:
         placed = self.place(packet)
         rnd = placed.round_by_ack if retransmission else placed.round
         self.record(packet, rnd)
-        return PacketRound(rnd, placed.round_by_ack)
+        return PacketRound(rnd, placed.round_by_ack, placed.heard_by_ack, placed.heard_by_echo)

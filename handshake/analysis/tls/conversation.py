@@ -193,6 +193,17 @@ class TlsConversation:
     def facts(self) -> TlsFacts:
         return self._facts
 
+    @property
+    def tls13(self) -> bool:
+        """TLS 1.3 negotiated (its records after the ServerHello all look like application data)."""
+        return self._version is not None and self._version >= TLS13
+
+    @property
+    def tls12_opaque(self) -> bool:
+        """TLS 1.2 (or older) whose application data no key opens: its record types show (RFC
+        5246 §6.2), its contents do not."""
+        return self._is_tls12()
+
     def feed(self, direction: Direction, data: bytes) -> list[TlsMessage]:
         """The messages completed by the next ``data`` bytes of ``direction``'s stream."""
         if direction == "c2s":

@@ -1,0 +1,152 @@
+"""The response in records nobody can open: causality and timing instead of the key log.
+
+Without keys a TLS 1.3 connection's records after the handshake are all "application data" to
+the eye (RFC 8446 §5.2: the true type is inside the encryption), and so are a TLS 1.2
+connection's, tickets aside; a QUIC connection's 1-RTT packets are opaque altogether. What the
+capture still shows (DESIGN.md §6):
+
+- **Which client record is the request.** TLS 1.2: the client's first ApplicationData record
+  (its type is in clear). TLS 1.3: the record after the client's Finished, which is the first
+  encrypted client record of exactly a Finished's size (4 + the suite's hash length, plus the
+  inner type byte and the 16-byte tag), or, with client certificates first, the first of that
+  size among the client's first few records. QUIC: the client's first 1-RTT (short header)
+  packet, which the client can only send once it has the server's handshake flight.
+- **Causality.** A server record whose first packet's ACK number does not cover the request was
+  sent before the request reached the server: it is not the answer (nginx sends its HTTP/2
+  SETTINGS the moment a TLS 1.2 handshake ends, a round trip before it has the request). QUIC
+  has no clear ACK for 1-RTT packets, so there the times say it: a server packet that left
+  before the request could have reached the server (``PathLeg.before_it_arrived``) is not the
+  answer.
+- **Timing.** What a server sends *at once* on the client's Finished and request — TLS 1.3
+  NewSessionTickets, HTTP/2 SETTINGS / SETTINGS ACK / WINDOW_UPDATE — is its own chatter when a
+  later record follows after server time (``server_time.PathLeg``): the answer is then that
+  later record, provided the client sent nothing in between that could be another request (a
+  record bigger than HTTP/2's control frames), and nothing it could be the at-once reaction to
+  (an ACK that opened the server's congestion window, which clocks out a long answer). Within
+  the at-once records, one too big for chatter (``CHATTER_MAX``: a ticket or a SETTINGS frame
+  is a few hundred bytes at most) is the answer itself. Where no later record follows, the first record
+  after the request is the answer, and its time is the chatter's within the same burst. QUIC
+  servers chatter the same way on the client's Finished: HANDSHAKE_DONE, NEW_TOKEN,
+  NEW_CONNECTION_ID, tickets.
+
+So a count stays a count without keys, its basis "inferred"; what a key log would settle is
+whether the at-once records were the answer, and a TLS 1.3 alert or HTTP/2 GOAWAY that is the
+only later record (both shorter than any answer, so never taken for one).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .server_time import PathLeg
+
+TLS13_RECORD_OVERHEAD: Final = 17
+"""RFC 8446 §5.2: the inner content type byte and the AEAD tag (16 bytes for every TLS 1.3 suite
+but CCM_8, which nothing deploys)."""
+SMALL_CLIENT_RECORD: Final = 24
+"""Plaintext bytes at or under which a client record after the request is HTTP/2 control (SETTINGS
+ACK 9, WINDOW_UPDATE or RST_STREAM 13, PING 17) or an alert (2), not another request."""
+SMALLEST_ANSWER: Final = 19
+"""Plaintext bytes of the shortest HTTP answer ("HTTP/1.1 200 OK\\r\\n\\r\\n"); a TLS alert (2),
+an HTTP/2 GOAWAY or PING (17) is shorter."""
+CHATTER_MAX: Final = 1500
+"""Plaintext bytes above which an at-once server record is no ticket (RFC 8446 §4.6.1: a
+lifetime, a nonce and an opaque ticket, a few hundred bytes from every server seen) and no
+HTTP/2 SETTINGS, WINDOW_UPDATE or PING: it is the answer."""
+_CLIENT_RECORDS_BEFORE_FINISHED: Final = 4
+"""Client records (Certificate, CertificateVerify) that may precede its Finished."""
+
+NONE: Final = 0
+FIRST: Final = 1
+"""The first record after the request: the answer, maybe to be replaced by a later one."""
+LATER: Final = 2
+"""A record after server time, replacing an at-once first one: the answer, finally."""
+
+
+class KeylessResponse:
+    """Fed a TLS connection's undecrypted records in capture order, finds the request and the
+    answer as the module docstring says (sans-IO)."""
+
+    def __init__(self) -> None:
+        self.request_end: int | None = None
+        """Client stream offset just past the request record."""
+        self.request_time = -1.0
+        """Capture time of the packet that completed the request record."""
+        self.request_round: int | None = None
+        self.final = False
+        """The answer cannot change any more."""
+        self.at_once_records = 0
+        """Records the server sent at once on the request (before the answer, when ``replaced``)."""
+        self.replaced = ""
+        """Why the answer is a later record than the first after the request (LATER): "time"
+        (it came after server time) or "size" (too big for chatter); "" if it is the first."""
+        self._client_records = 0
+        self._finished_seen = False
+        self._answer_time = -1.0
+        self._client_data_since = False
+        self._client_seen_at = -1.0
+        """When the client's newest packet (an ACK too) after the request was seen."""
+
+    def client_packet(self, time: float) -> None:
+        """Any client packet, pure ACKs included (called for every one)."""
+        if self.request_end is not None:
+            self._client_seen_at = time
+
+    def client_record(self, tls13: bool, plaintext_bytes: int, fragment_bytes: int, finished_bytes: int | None,
+                      end_offset: int, time: float, rnd: int) -> bool:
+        """A client record that carries no visible handshake type; True when it is the request."""
+        if tls13 and not self._finished_seen:
+            self._client_records += 1
+            if fragment_bytes == finished_bytes or finished_bytes is None or \
+                    self._client_records >= _CLIENT_RECORDS_BEFORE_FINISHED:
+                self._finished_seen = True
+            return False
+        if self.request_end is None:
+            self.request_end, self.request_time, self.request_round = end_offset, time, rnd
+            return True
+        if plaintext_bytes > SMALL_CLIENT_RECORD and time > self.request_time and self._answer_time >= 0:
+            self._client_data_since = True
+        return False
+
+    def server_record(self, plaintext_bytes: int, start_time: float, had_request: bool, path: PathLeg,
+                      chatter: bool) -> int:
+        """A server record (``start_time``: when the packet that carried its first byte was
+        seen; ``had_request``: whether the server provably had the request when it sent that
+        packet): NONE, FIRST or LATER.
+
+        ``chatter``: the server may send records of its own after the handshake (TLS 1.3 tickets,
+        HTTP/2): an at-once first record may then give way to a later one."""
+        if self.final or self.request_end is None or not had_request or plaintext_bytes <= 2:
+            return NONE
+        at_once = path.at_once(start_time, self.request_time)
+        if self._answer_time < 0:
+            self._answer_time = start_time
+            self.at_once_records = 1
+            if not chatter or at_once is not True or plaintext_bytes > CHATTER_MAX:
+                self.final = True
+            return FIRST
+        if at_once:
+            if plaintext_bytes > CHATTER_MAX:
+                self.final, self.replaced = True, "size"
+                return LATER
+            self.at_once_records += 1
+            return NONE
+        if self._client_seen_at > self.request_time and path.at_once(start_time, self._client_seen_at) is not False:
+            self.final = True  # clocked out by a client ACK: the rest of an answer already begun
+            return NONE
+        if plaintext_bytes < SMALLEST_ANSWER or self._client_data_since:
+            self.final = True  # only an alert or a GOAWAY, or an answer to something else: the first stands
+            return NONE
+        self.final, self.replaced = True, "time"
+        return LATER
+
+    def note(self, unit: str, chatter: str) -> str:
+        """What an inferred count rests on, in words (``unit``: "record", "1-RTT packet";
+        ``chatter``: what the server sends of its own)."""
+        if self.replaced:
+            how = "after server time" if self.replaced == "time" else f"too big to be its own ({chatter})"
+            what = (f"the first {unit} the server sent {how}; the {self.at_once_records} it sent at once on the "
+                    f"request before it were taken for its own")
+        else:
+            what = f"the first {unit} the server sent after it had the request"
+        return f"inferred without a key log: the response is {what}; the key log would settle it"
