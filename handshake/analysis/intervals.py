@@ -122,6 +122,12 @@ class NumberSet:
         index = _index_after(runs, number) - 1
         return index >= 0 and runs[index][1] >= number
 
+    def missing_in(self, low: int, high: int) -> bool:
+        """Whether some number from ``low`` to ``high`` (inclusive) is not in the set."""
+        runs = self._runs
+        index = _index_after(runs, low) - 1
+        return index < 0 or runs[index][1] < high
+
     def add(self, number: int) -> None:
         runs = self._runs
         index = _index_after(runs, number) - 1

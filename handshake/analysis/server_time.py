@@ -56,6 +56,13 @@ class PathLeg:
         if self.client_leg_s is None and self._answered_at is not None:
             self.client_leg_s = max(time - self._answered_at, 0.0)
 
+    def client_time(self, sent_at: float, heard_at: float) -> float | None:
+        """How long the client held the server packet seen at ``heard_at`` before the client
+        packet seen at ``sent_at`` (a user, a script, Nagle); None before the leg is known."""
+        if self.client_leg_s is None or heard_at < 0:
+            return None
+        return max(sent_at - heard_at - self.client_leg_s, 0.0)
+
     def client_could_have(self, sent_at: float, server_seen_at: float) -> bool:
         """Whether the client packet seen at ``sent_at`` left after the server packet seen at
         ``server_seen_at`` could have reached the client."""

@@ -63,6 +63,7 @@ _COLUMNS = (
     ("setup_round_trips", "setup RTT"),
     ("round_trips", "RTTs to 1st byte"),
     ("ttfb_ms", "TTFB ms"),
+    ("server_ms", "server ms"),
     ("bytes", "bytes c→s / s→c"),
     ("packets", "pkts"),
     ("notes", "notes"),
@@ -81,8 +82,12 @@ def _cell(index: int, conn: dict[str, Any], key: str) -> Any:
         return f"{version} QUIC v{conn['quic_version']}" if conn["quic_version"] else version
     if key == "resumed":
         return {True: "yes", False: "no", None: "?"}[conn["resumed"]]
-    if key == "ttfb_ms":
-        return "-" if conn["ttfb_ms"] is None else f"{conn['ttfb_ms']:.1f}"
+    if key == "round_trips":
+        if conn["round_trips"] is None:
+            return "-"
+        return f"{conn['round_trips']} (inferred)" if conn["round_trips_basis"] == "inferred" else conn["round_trips"]
+    if key in ("ttfb_ms", "server_ms"):
+        return "-" if conn[key] is None else f"{conn[key]:.1f}"
     if key == "notes":
         return "; ".join(conn["notes"] + [f"cause: {c}" for c in conn["causes"]])
     value = conn.get(key)

@@ -534,10 +534,17 @@ class QuicConnectionAnalyzer:
             else:
                 why = "no server 1-RTT packet after the request could have reached it: no response in the capture"
             report.notes.append(f"no key log for this connection: only Initial packets opened; {why}")
-        missing = decoder.tls.missing()
-        if reader.first_initial_missing:
+        first_missing = reader.first_initial_missing
+        if first_missing:
             report.notes.append("capture incomplete: the client's first Initial is not in it "
                                 "(the 3x anti-amplification bound was not used)")
+        for from_client, side in ((True, "client"), (False, "server")):
+            spaces = reader.counter.unseen_acknowledged(from_client) - ({"initial"} if from_client and first_missing
+                                                                        else set())
+            if spaces:
+                names = ", ".join(_PACKET_NAMES.get(space, space) for space in sorted(spaces))
+                report.notes.append(f"capture incomplete: {side} {names} packets were acknowledged but are not in it")
+        missing = [hole for hole in decoder.tls.missing() if not (first_missing and hole.startswith("client initial"))]
         if missing:
             report.notes.append("capture incomplete: never saw " + ", ".join(missing))
 

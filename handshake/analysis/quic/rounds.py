@@ -58,6 +58,9 @@ class _Side:
         self.sent: dict[str, dict[int, int]] = {}  # space → unacknowledged packet number → round
         self.unacknowledged: dict[str, list[int]] = {}  # space → sorted packet numbers
         self.acknowledged: dict[str, NumberSet] = {}  # space → numbers acknowledged (merged runs)
+        self.seen: dict[str, NumberSet] = {}  # space → every number seen sent
+        self.unseen_acknowledged: set[str] = set()
+        """Spaces in which the other side acknowledged a packet the capture never held."""
         self.known = -1
         """Highest round of this side's datagrams the other side provably had."""
 
@@ -65,6 +68,10 @@ class _Side:
         numbers = self.sent.setdefault(space, {})
         if packet_number in numbers or packet_number in self.acknowledged.get(space, ()):
             return  # a duplicated datagram: the first copy's round stands
+        seen = self.seen.get(space)
+        if seen is None:
+            seen = self.seen[space] = NumberSet()
+        seen.add(packet_number)
         numbers[packet_number] = rnd
         pending = self.unacknowledged.setdefault(space, [])
         bisect.insort(pending, packet_number)
@@ -72,6 +79,10 @@ class _Side:
             del numbers[pending.pop(0)]
 
     def acknowledge(self, space: str, ranges: Iterable[tuple[int, int]]) -> None:
+        seen = self.seen.get(space)
+        if space not in self.unseen_acknowledged and (seen is None or any(seen.missing_in(low, high)
+                                                                          for low, high in ranges)):
+            self.unseen_acknowledged.add(space)
         pending = self.unacknowledged.get(space)
         if not pending:
             return
@@ -105,6 +116,11 @@ class QuicRoundCounter:
         datagram (a token in a round-0 Initial)."""
         self._server_had_round1 = False
 
+    def unseen_acknowledged(self, from_client: bool) -> set[str]:
+        """The packet-number spaces in which that side sent packets the other acknowledged but
+        the capture does not hold."""
+        return (self._client if from_client else self._server).unseen_acknowledged
+
     def add(
         self,
         from_client: bool,
@@ -124,6 +140,9 @@ class QuicRoundCounter:
         mine, theirs = (self._client, self._server) if from_client else (self._server, self._client)
         for space, ranges in acks:
             theirs.acknowledge(space, ranges)
+        if "initial" in self._client.unseen_acknowledged:
+            # Client Initials the capture missed hold bytes the 3x bound would have to count.
+            self.amplification_limit_applies = False
         for rnd in had:
             theirs.known = max(theirs.known, rnd)
         if from_client:

@@ -13,17 +13,21 @@ from handshake.trace.packet import TcpSegment, seq_diff
 
 from ..http.http1 import http1_label
 from ..intervals import FirstSeenRanges, RecentSet
-from ..keyless import FIRST, LATER, TLS13_RECORD_OVERHEAD, KeylessResponse
+from ..keyless import FIRST, LATER, SMALL_CLIENT_RECORD, TLS13_RECORD_OVERHEAD, KeylessResponse
 from ..keylog import KeyLog
 from ..report import ConnectionReport, first_byte_mark, note_retransmission, on_microseconds, retransmission_causes
 from ..server_time import PathLeg
 from ..steps import LadderStep
 from ..tls.conversation import TlsConversation, TlsFacts, TlsMessage
 from .flows import FlowPacket, StreamAssembler, TcpFlow
-from .rounds import TcpRoundCounter
+from .rounds import PacketRound, TcpRoundCounter
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
 _NEVER: Final = 1 << 30
+_KEPT_REQUEST_PARTS: Final = 16
+"""Request records remembered (a request written in pieces, or followed by more)."""
+CLIENT_WAIT_NOTE_S: Final = 0.010
+"""Client time before the request worth a note (a user, a script, Nagle)."""
 _KEPT_SEGMENTS: Final = 64
 """Server data packets remembered (where each began in the stream, when, what its ACK covered),
 to find the packet that carried a record's first byte."""
@@ -161,14 +165,20 @@ class TcpConnectionAnalyzer:
         self._server_data_rounds: dict[int, int] = {}  # round -> server payload bytes first sent in it
         self._request_rounds = {"early_data": _NEVER, "app_data": _NEVER}  # TLS: first client request record of each kind
         self._plain_labels = {True: False, False: False}  # plain HTTP: first bytes of each side labelled
+        self._sent_end: dict[bool, int | None] = {True: None, False: None}
+        """Sequence number just past the furthest byte (SYN, FIN) each side was seen to send."""
+        self._unseen: dict[bool, int] = {True: 0, False: 0}
+        """Bytes of each side that the other acknowledged but the capture never held."""
         self._path = PathLeg()
         self._client_base: int | None = None
         """Sequence number of the client's first stream byte (its SYN's + 1), once seen."""
         self._server_segments: deque[tuple[int, float, int, float]] = deque(maxlen=_KEPT_SEGMENTS)
         """(stream offset of its first byte, time, ACK as a client stream offset (-1: unknown), time
         of the newest client packet its ACK covers) of recent server data packets."""
-        self._request_time = -1.0
-        """Capture time of the packet completing the first request record (TLS)."""
+        self._request_parts: deque[tuple[int, float]] = deque(maxlen=_KEPT_REQUEST_PARTS)
+        """(client stream offset just past it, time) of the records that carried the request."""
+        self._client_wait_s: float | None = None
+        """How long the client held its request after it had what it needed to send it."""
         self._keyless: KeylessResponse | None = None
         self._first_step = -1
         """Index of the ladder step that got the first-byte mark, for a keyless answer to revise."""
@@ -195,6 +205,7 @@ class TcpConnectionAnalyzer:
         marks: list[str] = []
         timestamps = segment.timestamps
         retransmission = self._retransmissions[packet.from_client].check(segment, packet.time, timestamps)
+        self._check_unseen(packet.from_client, segment)
         placed = self._counter.place(packet, timestamps)
         rnd = placed.round_by_ack if retransmission else placed.round
         if not packet.from_client and segment.payload and not retransmission and placed.round > placed.round_by_ack:
@@ -264,7 +275,7 @@ class TcpConnectionAnalyzer:
             acked = seq_diff(segment.ack, base) if base is not None and segment.has_ack else -1
             self._server_segments.append((stream.offset - len(data), packet.time, acked, placed.heard_by_ack))
         if data:
-            self._data(packet, data, rnd, carries, marks)
+            self._data(packet, data, rnd, placed, carries, marks)
             if report.ttfb_s is not None and not self._steps and self._settled():
                 self._verdict_time = report.start_time + report.ttfb_s
         if segment.payload and not data and self._steps:
@@ -291,7 +302,8 @@ class TcpConnectionAnalyzer:
             self._release()
         self.report_so_far.count(from_client, wire_bytes)
 
-    def _data(self, packet: FlowPacket, data: bytes, rnd: int, carries: list[str], marks: list[str]) -> None:
+    def _data(self, packet: FlowPacket, data: bytes, rnd: int, placed: PacketRound, carries: list[str],
+              marks: list[str]) -> None:
         report = self.report_so_far
         if self._is_tls is None:
             self._is_tls = data[0] == _TLS_HANDSHAKE_RECORD and len(data) > 1 and data[1] == 3
@@ -316,14 +328,13 @@ class TcpConnectionAnalyzer:
             kind = message.kind
             keyless = (kind == "encrypted" and conversation.tls13) or (kind == "app_data" and conversation.tls12_opaque)
             if keyless:
-                self._keyless_record(packet, message, rnd, marks)
+                self._keyless_record(packet, message, rnd, placed, marks)
             elif packet.from_client and kind in self._request_rounds:
                 self._request_rounds[kind] = min(self._request_rounds[kind], rnd)
-                if self._request_time < 0:
-                    self._request_time = packet.time
+                self._request_part(message.end_offset, message.length, packet.time, placed)
             elif not packet.from_client and kind == "app_data" and report.round_trips is None:
                 start = self._record_start(message.start_offset)
-                self._answer(packet, rnd, marks, "decrypted", self._path.server_time(start[1], self._request_time))
+                self._answer(packet, rnd, marks, "decrypted", self._path.server_time(start[1], self._request_heard(start[2])))
             if self._steps:
                 carries.append(_tls_label(message))
         if self._steps:
@@ -346,6 +357,48 @@ class TcpConnectionAnalyzer:
                 return segments[index]
         return segments[0]
 
+    def _check_unseen(self, from_client: bool, segment: TcpSegment) -> None:
+        """An ACK beyond what the other side was seen to send proves bytes the capture missed
+        (not lost: they arrived). Captures drop packets under load; the count then rests on
+        less than the wire held, and the report says so."""
+        seq_len = segment.seq_len
+        if seq_len:
+            end = (segment.seq + seq_len) & 0xFFFFFFFF
+            known = self._sent_end[from_client]
+            if known is None or seq_diff(end, known) > 0:
+                self._sent_end[from_client] = end
+        other_end = self._sent_end[not from_client]
+        if segment.has_ack and other_end is not None:
+            missing = seq_diff(segment.ack, other_end)
+            if missing > self._unseen[not from_client]:
+                self._unseen[not from_client] = missing
+
+    def _request_part(self, end_offset: int, plaintext_bytes: int, time: float, placed: PacketRound) -> None:
+        """A client record that may carry (part of) the request. Where HTTP/2 may be spoken, a
+        record after the first that is no bigger than its control frames (a SETTINGS ACK) is
+        not: the server's answer does not wait for it."""
+        parts = self._request_parts
+        if not parts:
+            self._client_wait_s = self._path.client_time(time, placed.heard_by_ack)
+        elif plaintext_bytes <= SMALL_CLIENT_RECORD and self._may_speak_h2():
+            return
+        parts.append((end_offset, time))
+
+    def _may_speak_h2(self) -> bool:
+        facts = self._conversation.facts if self._conversation is not None else None
+        if facts is None or "h2" not in facts.alpn_offered:
+            return False
+        return facts.alpn_selected in (None, "h2")
+
+    def _request_heard(self, acked: int) -> float:
+        """When the newest request record the server had (its ACK, a client stream offset, covers
+        it) passed the capture point: what its answer's server time counts from."""
+        heard = -1.0
+        for end, time in self._request_parts:
+            if end <= acked or heard < 0:
+                heard = time
+        return heard
+
     def _answer(self, packet: FlowPacket, rnd: int, marks: list[str], basis: str, server_s: float | None) -> None:
         """``packet`` brought the first response byte (completed the record holding it)."""
         report = self.report_so_far
@@ -356,7 +409,8 @@ class TcpConnectionAnalyzer:
         marks.append(first_byte_mark(rnd))
         self._first_step = self._steps_made
 
-    def _keyless_record(self, packet: FlowPacket, message: TlsMessage, rnd: int, marks: list[str]) -> None:
+    def _keyless_record(self, packet: FlowPacket, message: TlsMessage, rnd: int, placed: PacketRound,
+                        marks: list[str]) -> None:
         """A record no key opened (``keyless``): the request or the answer, by causality and timing."""
         conversation = self._conversation
         assert conversation is not None
@@ -376,7 +430,8 @@ class TcpConnectionAnalyzer:
             finished = None if not suite else 4 + (48 if suite.endswith("SHA384") else 32) + TLS13_RECORD_OVERHEAD
             if finder.client_record(tls13, plaintext, message.length, finished, message.end_offset, packet.time, rnd):
                 self._request_rounds["app_data"] = min(self._request_rounds["app_data"], rnd)
-                self._request_time = packet.time
+            if finder.request_end is not None:
+                self._request_part(message.end_offset, plaintext, packet.time, placed)
             return
         start = self._record_start(message.start_offset)
         chatter = tls13 or facts.alpn_selected == "h2"
@@ -386,7 +441,7 @@ class TcpConnectionAnalyzer:
             if verdict == LATER and self._first_step >= 0:
                 self.step_revisions[self._first_step] = (
                     "sent at once on the request: taken for the server's own records (tickets, HTTP/2 control)",)
-            self._answer(packet, rnd, marks, "inferred", self._path.server_time(start[1], finder.request_time))
+            self._answer(packet, rnd, marks, "inferred", self._path.server_time(start[1], self._request_heard(start[2])))
 
     def _settled(self) -> bool:
         """Nothing after the response can change the facts: plain HTTP, or TLS whose handshake
@@ -428,7 +483,11 @@ class TcpConnectionAnalyzer:
             report.causes.append(TFO_COOKIE_REQUEST_CAUSE)
         elif not self._syn_seen and report.packets:
             report.tfo = "unknown"
-            report.notes.append("the capture began after the client's SYN")
+            report.notes.append("capture incomplete: it began after the client's SYN")
+        for side, name in ((True, "client"), (False, "server")):
+            if self._unseen[side]:
+                report.notes.append(f"capture incomplete: {self._unseen[side]} bytes the {name} sent were acknowledged "
+                                    "but are not in it")
         if facts is not None:
             _apply_tls_facts(report, facts)
             # The request that got answered: the early one unless the server refused early data.
@@ -437,6 +496,8 @@ class TcpConnectionAnalyzer:
             report.setup_round_trips = None if first == _NEVER else first
             self._keyless_notes(report, facts)
         report.note_server_time()
+        if self._client_wait_s is not None and self._client_wait_s >= CLIENT_WAIT_NOTE_S:
+            report.notes.append(f"the client waited {self._client_wait_s * 1000:.0f} ms before sending its request")
         return report
 
     def _keyless_notes(self, report: ConnectionReport, facts: TlsFacts) -> None:

@@ -96,16 +96,19 @@ def run_quic(
     body: bytes = RESPONSE_BODY,
     key_update: bool = False,
     close_error: int | None = None,
+    extra_alpn: tuple[str, ...] = (),
 ) -> QuicRun:
     """One HTTP/3 GET over one QUIC connection. ``early_request``: send the request before
     the handshake (0-RTT, needs ``session_ticket``). ``close_error``: once the response is in,
-    the client closes with this application error code."""
+    the client closes with this application error code. ``extra_alpn``: protocols the client
+    offers before h3 (a long list makes a ClientHello that needs two Initials, as Chrome's
+    post-quantum key shares do)."""
     chain = chain or make_chain("p256", 1)
     client_addr = (CLIENT[0], client_port)
     keylog = io.StringIO()
     tickets_received: list = []
     client_configuration = QuicConfiguration(
-        is_client=True, alpn_protocols=H3_ALPN, server_name=chain.server_name, secrets_log_file=keylog
+        is_client=True, alpn_protocols=[*extra_alpn, *H3_ALPN], server_name=chain.server_name, secrets_log_file=keylog
     )
     client_configuration.load_verify_locations(cadata=chain.ca_pem)
     if versions is not None:

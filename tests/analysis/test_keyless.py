@@ -1,0 +1,155 @@
+"""Counts without a key log: the request and the answer found by causality and timing
+(``analysis.keyless``), checked against the same captures decrypted."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from handshake.analysis.capture import inspect_packets
+from handshake.analysis.keyless import FIRST, LATER, NONE, KeylessResponse
+from handshake.analysis.keylog import parse_keylog
+from handshake.analysis.server_time import PathLeg
+from handshake.net.link import LinkConfig
+from handshake.runner import RunOptions, run_sim
+from handshake.variants import CATALOG
+
+COUNTED_WITHOUT_KEYS = [name for name, variant in CATALOG.items() if not variant.early_data]
+KNOBS = {
+    "plain": RunOptions(),
+    "big chain": RunOptions(key_type="rsa2048", intermediates=4),
+    "64 KB answer": RunOptions(response_bytes=65536),
+    "HelloRetryRequest": RunOptions(hrr=True),
+    "Retry": RunOptions(retry=True),
+    "cold": RunOptions(cold=True),
+}
+
+
+def _measured(run, keys: bool):
+    keylog = parse_keylog(run.trace.keylog) if keys else None
+    return inspect_packets([(p.time, p.data) for p in run.trace.packets], keylog)[-1].report
+
+
+@pytest.mark.parametrize("knob", KNOBS)
+@pytest.mark.parametrize("variant", COUNTED_WITHOUT_KEYS)
+def test_without_keys_the_count_and_ttfb_are_those_the_keys_give(variant, knob):
+    run = run_sim(CATALOG[variant], LinkConfig.from_rtt(0.1), KNOBS[knob])
+    keyed, keyless = _measured(run, True), _measured(run, False)
+    assert (keyless.round_trips, keyless.ttfb_s, keyless.setup_round_trips) == \
+        (keyed.round_trips, keyed.ttfb_s, keyed.setup_round_trips)
+    assert keyless.round_trips is not None
+    tls = CATALOG[variant].tls_version
+    if tls is None:
+        assert keyless.round_trips_basis == keyed.round_trips_basis == "clear"
+    else:
+        assert keyless.round_trips_basis == "inferred"
+        assert any(note.startswith("inferred without a key log") for note in keyless.notes)
+
+
+@pytest.mark.parametrize("seed", range(1, 9))
+@pytest.mark.parametrize("variant", ["tls12", "tls13", "tfo-tls13", "quic"])
+def test_under_loss_an_inferred_count_is_the_decrypted_one(variant, seed):
+    run = run_sim(CATALOG[variant], LinkConfig.from_rtt(0.1, loss=0.05, seed=seed))
+    keyed, keyless = _measured(run, True), _measured(run, False)
+    if keyless.round_trips is not None:
+        assert (keyless.round_trips, keyless.ttfb_s) == (keyed.round_trips, keyed.ttfb_s)
+
+
+def test_early_data_without_keys_stays_uncounted():
+    """The request may be early data and its answer 0.5-RTT data in the server's first flight:
+    without keys that cannot be told from the flight, so no count is given."""
+    for variant in ("tls13-0rtt", "tfo-tls13-0rtt", "quic-0rtt"):
+        report = _measured(run_sim(CATALOG[variant], LinkConfig.from_rtt(0.1)), False)
+        assert report.round_trips is None and report.early_data == "sent"
+
+
+# --- the finder on its own ------------------------------------------------------------------
+
+def _path(leg_s: float = 0.1) -> PathLeg:
+    path = PathLeg()
+    path.asked(0.0)
+    path.answered(leg_s)
+    return path
+
+
+def _with_request(at: float = 1.0) -> KeylessResponse:
+    finder = KeylessResponse()
+    assert not finder.client_record(True, 36, 53, 53, 100, at, 2)  # the client's Finished
+    assert finder.client_record(True, 200, 217, 53, 317, at, 2)  # the request
+    return finder
+
+
+def test_the_request_follows_a_finished_sized_record():
+    finder = KeylessResponse()
+    assert not finder.client_record(True, 900, 917, 53, 917, 1.0, 2)  # a client Certificate
+    assert not finder.client_record(True, 36, 53, 53, 970, 1.0, 2)  # Finished
+    assert finder.client_record(True, 100, 117, 53, 1087, 1.0, 2)
+    assert finder.request_end == 1087
+
+
+def test_a_record_sent_before_the_server_had_the_request_is_not_the_answer():
+    finder = _with_request()
+    assert finder.server_record(40, 1.05, False, _path(), chatter=True) == NONE
+    assert finder.server_record(300, 1.1, True, _path(), chatter=True) == FIRST
+
+
+def test_what_follows_at_once_chatter_after_server_time_is_the_answer():
+    finder, path = _with_request(), _path()
+    assert finder.server_record(250, 1.1, True, path, chatter=True) == FIRST  # a ticket, at once
+    assert finder.server_record(250, 1.1, True, path, chatter=True) == NONE  # another
+    finder.client_packet(1.1)  # the client's ACK of them
+    assert finder.server_record(400, 1.35, True, path, chatter=True) == LATER  # 250 ms later
+    assert finder.final and finder.replaced == "time" and finder.at_once_records == 2
+
+
+def test_a_later_record_clocked_out_by_a_client_ack_is_not_a_later_answer():
+    finder, path = _with_request(), _path()
+    assert finder.server_record(250, 1.1, True, path, chatter=True) == FIRST
+    finder.client_packet(1.15)
+    assert finder.server_record(1400, 1.25, True, path, chatter=True) == NONE  # at once on that ACK
+    assert finder.final and not finder.replaced
+
+
+def test_an_alert_or_goaway_after_server_time_is_no_answer():
+    finder, path = _with_request(), _path()
+    assert finder.server_record(250, 1.1, True, path, chatter=True) == FIRST
+    assert finder.server_record(17, 76.1, True, path, chatter=True) == NONE  # a GOAWAY at the idle timeout
+    assert finder.final and not finder.replaced
+
+
+def test_an_at_once_record_too_big_for_chatter_is_the_answer():
+    finder, path = _with_request(), _path()
+    assert finder.server_record(250, 1.1, True, path, chatter=True) == FIRST
+    assert finder.server_record(16384, 1.1, True, path, chatter=True) == LATER
+    assert finder.replaced == "size"
+
+
+def test_where_no_chatter_is_possible_the_first_record_after_the_request_is_final():
+    finder, path = _with_request(), _path()
+    assert finder.server_record(250, 1.1, True, path, chatter=False) == FIRST
+    assert finder.final
+    assert finder.server_record(400, 1.35, True, path, chatter=False) == NONE
+
+
+def test_another_request_in_between_keeps_the_first_answer():
+    finder, path = _with_request(), _path()
+    assert finder.server_record(250, 1.1, True, path, chatter=True) == FIRST
+    finder.client_record(True, 300, 317, 53, 700, 1.2, 3)  # a second request, not a control frame
+    assert finder.server_record(400, 1.5, True, path, chatter=True) == NONE
+
+
+@given(st.floats(0, 10), st.floats(0, 1), st.floats(-1, 10), st.floats(-1, 10))
+def test_server_time_is_never_negative_and_at_once_means_within_the_tolerance(asked, leg, sent, heard):
+    path = PathLeg()
+    path.asked(asked)
+    path.answered(asked + leg)
+    server_time = path.server_time(sent, heard)
+    at_once = path.at_once(sent, heard)
+    if heard < 0:
+        assert server_time is None and at_once is None
+    else:
+        assert server_time is not None and server_time >= 0
+        assert at_once == (sent - heard - path.leg_s <= path.tolerance_s)
+        if path.before_it_arrived(sent, heard):
+            assert at_once
