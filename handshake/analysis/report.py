@@ -30,6 +30,8 @@ class ConnectionReport:
     cipher: str | None = None
     alpn: str | None = None
     """The application protocol the server selected (TLS 1.3 and QUIC: needs the key log)."""
+    alpn_offered: list[str] = field(default_factory=list)
+    """The application protocols the ClientHello offered, in its order (always in clear)."""
     resumed: bool | None = False
     early_data: str = "none"
     """"accepted", "rejected", "sent" (offered; acceptance unknown without the key log), "none", or
@@ -58,9 +60,9 @@ class ConnectionReport:
     # their reports back).
     def __init__(self, transport: str, client: str, server: str, start_time: float, tls_version: str | None = None,
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
-                 resumed: bool | None = False, early_data: str = "none", tfo: str = "none", hrr: bool = False,
-                 round_trips: int | None = None, setup_round_trips: int | None = None, ttfb_s: float | None = None,
-                 server_s: float | None = None, round_trips_basis: str | None = None, bytes_client: int = 0,
+                 alpn_offered: list[str] | None = None, resumed: bool | None = False, early_data: str = "none",
+                 tfo: str = "none", hrr: bool = False, round_trips: int | None = None,
+                 setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None, round_trips_basis: str | None = None, bytes_client: int = 0,
                  bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
                  notes: list[str] | None = None) -> None:
         self.transport = transport
@@ -71,6 +73,7 @@ class ConnectionReport:
         self.sni = sni
         self.cipher = cipher
         self.alpn = alpn
+        self.alpn_offered = [] if alpn_offered is None else alpn_offered
         self.resumed = resumed
         self.early_data = early_data
         self.tfo = tfo
@@ -125,15 +128,15 @@ class QuicConnectionReport(ConnectionReport):
     # from a generated one with the wrong arguments, and passes super().__init__(**kwargs) wrongly.
     def __init__(self, transport: str, client: str, server: str, start_time: float, tls_version: str | None = None,
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
-                 resumed: bool | None = False, early_data: str = "none", tfo: str = "none", hrr: bool = False,
-                 round_trips: int | None = None, setup_round_trips: int | None = None, ttfb_s: float | None = None,
-                 server_s: float | None = None, round_trips_basis: str | None = None, bytes_client: int = 0,
+                 alpn_offered: list[str] | None = None, resumed: bool | None = False, early_data: str = "none",
+                 tfo: str = "none", hrr: bool = False, round_trips: int | None = None,
+                 setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None, round_trips_basis: str | None = None, bytes_client: int = 0,
                  bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
                  notes: list[str] | None = None, quic_version: str | None = None, retry: bool = False,
                  version_negotiation: bool = False) -> None:
-        super().__init__(transport, client, server, start_time, tls_version, sni, cipher, alpn, resumed, early_data, tfo,
-                         hrr, round_trips, setup_round_trips, ttfb_s, server_s, round_trips_basis, bytes_client,
-                         bytes_server, packets, causes, notes)
+        super().__init__(transport, client, server, start_time, tls_version, sni, cipher, alpn, alpn_offered, resumed,
+                         early_data, tfo, hrr, round_trips, setup_round_trips, ttfb_s, server_s, round_trips_basis,
+                         bytes_client, bytes_server, packets, causes, notes)
         self.quic_version = quic_version
         self.retry = retry
         self.version_negotiation = version_negotiation

@@ -31,6 +31,7 @@ def conn_dict(report: ConnectionReport) -> dict[str, Any]:
         "tls_version": report.tls_version,
         "sni": report.sni,
         "alpn": report.alpn,
+        "alpn_offered": list(report.alpn_offered),
         "cipher": report.cipher,
         "resumed": report.resumed,
         "early_data": report.early_data,

@@ -621,6 +621,7 @@ def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_rou
     report.resumed = facts.resumed
     report.hrr = facts.hrr
     report.alpn = facts.alpn_selected
+    report.alpn_offered = list(facts.alpn_offered)
     report.quic_version = version_name(decoder.version)
     report.retry = decoder.retry is not None
     report.version_negotiation = decoder.version_negotiation is not None

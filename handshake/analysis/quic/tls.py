@@ -22,7 +22,6 @@ from ..tls.messages import (
     FINISHED,
     HANDSHAKE_NAMES,
     SERVER_HELLO,
-    VERSION_NAMES,
     ClientHello,
     DecodeError,
     HandshakeReassembler,
@@ -31,6 +30,7 @@ from ..tls.messages import (
     parse_client_hello,
     parse_encrypted_extensions,
     parse_server_hello,
+    version_name,
 )
 
 Epoch = Literal["initial", "handshake", "1rtt"]
@@ -197,7 +197,7 @@ class QuicTlsReader:
         self.server_hello = hello
         self._server_hello_bytes = 4 + len(body)
         changes = {
-            "tls_version": VERSION_NAMES.get(hello.version, self.facts.tls_version),
+            "tls_version": version_name(hello.version) or self.facts.tls_version,
             "cipher_suite": cipher_suite_name(hello.cipher_suite),
             "resumed": hello.selected_psk_identity is not None,
         }

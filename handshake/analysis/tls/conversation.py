@@ -25,6 +25,7 @@ from .messages import (
     CERTIFICATE_REQUEST,
     CERTIFICATE_STATUS,
     CLIENT_HELLO,
+    DRAFT_HELLO_RETRY_REQUEST,
     ENCRYPTED_EXTENSIONS,
     END_OF_EARLY_DATA,
     FINISHED,
@@ -33,17 +34,20 @@ from .messages import (
     SERVER_HELLO,
     SERVER_HELLO_DONE,
     SERVER_KEY_EXCHANGE,
-    VERSION_NAMES,
+    TLS13,
     ClientHello,
     DecodeError,
     HandshakeMessage,
     HandshakeReassembler,
     ServerHello,
     cipher_suite_name,
+    is_tls13,
     parse_client_hello,
+    parse_draft_hello_retry_request,
     parse_encrypted_extensions,
     parse_server_hello,
     tls12_record_overhead,
+    version_name,
 )
 from .records import ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE, NotTls, RecordReader, TlsRecord
 
@@ -52,7 +56,6 @@ __all__ = ["Direction", "KeyLog", "MessageKind", "TlsConversation", "TlsFacts", 
 Direction = Literal["c2s", "s2c"]
 MessageKind = Literal["handshake", "ccs", "alert", "app_data", "early_data", "encrypted", "garbage"]
 
-TLS13: Final = 0x0304
 PREVIEW_BYTES: Final = 64
 
 
@@ -101,7 +104,8 @@ class TlsFacts:
     """What the handshake negotiated, as far as the bytes (and keys) seen so far tell."""
 
     tls_version: str | None = None
-    """"1.3", "1.2" (or "1.1", "1.0") from the ServerHello; None before it."""
+    """"1.3", "1.2" (or "1.1", "1.0", "ssl3", a draft: "1.3-draft-23") from the ServerHello;
+    None before it."""
     sni: str | None = None
     """The ClientHello's server_name."""
     alpn_offered: tuple[str, ...] = ()
@@ -299,6 +303,8 @@ class TlsConversation:
                 self._client_message(message, epoch)
             elif message.msg_type == SERVER_HELLO and epoch is None:
                 name = self._server_hello_message(message)
+            elif message.msg_type == DRAFT_HELLO_RETRY_REQUEST and epoch is None:
+                self._draft_hello_retry_request(message)
             else:
                 self._server_message(message, epoch)
         except DecodeError:
@@ -359,7 +365,7 @@ class TlsConversation:
         hello = parse_server_hello(message.body)
         if hello.is_hello_retry_request:
             self._version = hello.version
-            changes: dict[str, object] = {"hrr": True, "tls_version": VERSION_NAMES.get(hello.version)}
+            changes: dict[str, object] = {"hrr": True, "tls_version": version_name(hello.version)}
             if self._facts.early_data == "sent":
                 # RFC 8446 §4.2.10: a server that sends HelloRetryRequest has rejected 0-RTT
                 # (the second ClientHello may not offer it again).
@@ -371,9 +377,11 @@ class TlsConversation:
         self._server_hello = hello
         self._version = hello.version
         self._flight_start = message.start_offset
-        changes = {"tls_version": VERSION_NAMES.get(hello.version), "cipher_suite": cipher_suite_name(hello.cipher_suite)}
-        if hello.version == TLS13:
-            # RFC 8446 §2.2 / §4.2.11: a resumed handshake is one whose ServerHello takes a PSK.
+        changes = {"tls_version": version_name(hello.version), "cipher_suite": cipher_suite_name(hello.cipher_suite)}
+        if is_tls13(hello.version):
+            # RFC 8446 §2.2 / §4.2.11: a resumed handshake is one whose ServerHello takes a PSK
+            # (drafts too). Never the session id: from draft 22 on, the server echoes the
+            # client's in every handshake, for middlebox compatibility (§D.4).
             changes["resumed"] = hello.selected_psk_identity is not None
             if self._facts.early_data == "sent" and hello.selected_psk_identity != 0:
                 # §4.2.10: accepting 0-RTT requires accepting the first offered PSK.
@@ -394,10 +402,20 @@ class TlsConversation:
         self._update(changes)
         return "ServerHello"
 
+    def _draft_hello_retry_request(self, message: HandshakeMessage) -> None:
+        """Drafts before 22 sent HelloRetryRequest as a message of its own (type 6); what it
+        costs is the same as RFC 8446's (§4.1.4): another round trip, and no 0-RTT (§4.2.10)."""
+        version = parse_draft_hello_retry_request(message.body)
+        self._version = version
+        changes: dict[str, object] = {"hrr": True, "tls_version": version_name(version)}
+        if self._facts.early_data == "sent":
+            changes["early_data"] = "rejected"
+        self._update(changes)
+
     def _server_message(self, message: HandshakeMessage, epoch: _Epoch | None) -> None:
         kind = message.msg_type
         if epoch is None:
-            if self._server_hello is None or self._version == TLS13:
+            if self._server_hello is None or self._version is None or is_tls13(self._version):
                 return
             if kind in (CERTIFICATE, SERVER_KEY_EXCHANGE, CERTIFICATE_REQUEST, CERTIFICATE_STATUS, SERVER_HELLO_DONE):
                 if self._facts.resumed is None:

@@ -18,6 +18,8 @@ from handshake.trace.integers import u16, uint
 HELLO_REQUEST: Final = 0
 CLIENT_HELLO: Final = 1
 SERVER_HELLO: Final = 2
+DRAFT_HELLO_RETRY_REQUEST: Final = 6
+"""TLS 1.3 drafts before 22 (draft-ietf-tls-tls13-21 §4.1.4): a message of its own, later a ServerHello."""
 NEW_SESSION_TICKET: Final = 4
 END_OF_EARLY_DATA: Final = 5
 ENCRYPTED_EXTENSIONS: Final = 8
@@ -36,6 +38,7 @@ HANDSHAKE_NAMES: Final = {
     HELLO_REQUEST: "HelloRequest",
     CLIENT_HELLO: "ClientHello",
     SERVER_HELLO: "ServerHello",
+    DRAFT_HELLO_RETRY_REQUEST: "HelloRetryRequest",
     NEW_SESSION_TICKET: "NewSessionTicket",
     END_OF_EARLY_DATA: "EndOfEarlyData",
     ENCRYPTED_EXTENSIONS: "EncryptedExtensions",
@@ -60,7 +63,31 @@ EXT_SUPPORTED_VERSIONS: Final = 43
 HELLO_RETRY_REQUEST_RANDOM: Final = hashlib.sha256(b"HelloRetryRequest").digest()
 """RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello with this random."""
 
-VERSION_NAMES: Final = {0x0304: "1.3", 0x0303: "1.2", 0x0302: "1.1", 0x0301: "1.0", 0x0300: "ssl3"}
+TLS13: Final = 0x0304
+VERSION_NAMES: Final = {TLS13: "1.3", 0x0303: "1.2", 0x0302: "1.1", 0x0301: "1.0", 0x0300: "ssl3"}
+_DRAFT: Final = 0x7F
+"""0x7fNN is TLS 1.3 draft NN (draft-ietf-tls-tls13 §4.2.1 of each draft, e.g. 0x7f17 = draft 23)."""
+_FACEBOOK_DRAFT: Final = 0xFB
+"""0xfbNN: Facebook's experimental variant of draft NN (fizz; Wireshark names 0xfb17 and 0xfb1a)."""
+
+
+def version_name(version: int) -> str | None:
+    """"1.3", "1.2"…, or a TLS 1.3 draft as what it is: "1.3-draft-23", "1.3-fb-draft-26"; None
+    for a code no TLS version has (a ServerHello that chose one is broken)."""
+    name = VERSION_NAMES.get(version)
+    if name is not None:
+        return name
+    if version >> 8 == _DRAFT:
+        return f"1.3-draft-{version & 0xFF}"
+    if version >> 8 == _FACEBOOK_DRAFT:
+        return f"1.3-fb-draft-{version & 0xFF}"
+    return None
+
+
+def is_tls13(version: int) -> bool:
+    """TLS 1.3 or one of its drafts: the handshake is encrypted after the ServerHello, and only
+    pre_shared_key, never a session id echo, means resumption (RFC 8446 §4.1.3, §D.4)."""
+    return version == TLS13 or version >> 8 in (_DRAFT, _FACEBOOK_DRAFT)
 
 CIPHER_SUITE_NAMES: Final = {
     0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
@@ -301,12 +328,20 @@ def parse_client_hello(body: bytes) -> ClientHello:
 
 
 def parse_server_hello(body: bytes) -> ServerHello:
+    """RFC 8446 §4.1.3 (and RFC 5246 §7.4.1.3, the same layout). TLS 1.3 drafts before 22 had
+    another: version (the draft, 0x7fNN), random, cipher_suite, extensions, with no session id
+    and no compression method (draft-ietf-tls-tls13-21 §4.1.3); draft 22 brought back the
+    legacy fields for middleboxes and moved the version into supported_versions."""
     reader = _Reader(body)
     legacy_version = reader.uint(2)
     random = reader.bytes(32)
-    session_id = reader.vector(1)
-    cipher_suite = reader.uint(2)
-    reader.uint(1)  # legacy_compression_method
+    if legacy_version >> 8 == _DRAFT:
+        session_id = b""
+        cipher_suite = reader.uint(2)
+    else:
+        session_id = reader.vector(1)
+        cipher_suite = reader.uint(2)
+        reader.uint(1)  # legacy_compression_method
     extensions = _extensions(reader)
     version = legacy_version
     chosen = extensions.get(EXT_SUPPORTED_VERSIONS, b"")
@@ -322,6 +357,12 @@ def parse_server_hello(body: bytes) -> ServerHello:
         alpn_protocol=alpn[0] if alpn else None,
         selected_psk_identity=u16(psk, 0) if psk is not None and len(psk) == 2 else None,
     )
+
+
+def parse_draft_hello_retry_request(body: bytes) -> int:
+    """The version a draft-era HelloRetryRequest names (drafts 19-21 §4.1.4: server_version
+    first, then a cipher suite from draft 20 on, then extensions)."""
+    return _Reader(body).uint(2)
 
 
 def parse_encrypted_extensions(body: bytes) -> EncryptedExtensions:

@@ -68,6 +68,17 @@ def server_hello(
     return handshake(2, body)
 
 
+def draft_server_hello(version: int, *extensions: bytes, random: bytes = bytes(32), suite: int = 0x1301) -> bytes:
+    """The ServerHello of TLS 1.3 drafts before 22: version, random, cipher suite, extensions
+    (no legacy_session_id, no compression method)."""
+    return handshake(2, version.to_bytes(2, "big") + random + suite.to_bytes(2, "big") + u16_vector(b"".join(extensions)))
+
+
+def draft_hello_retry_request(version: int, *extensions: bytes) -> bytes:
+    """Drafts 20-21's HelloRetryRequest, a message of its own (type 6)."""
+    return handshake(6, version.to_bytes(2, "big") + b"\x13\x01" + u16_vector(b"".join(extensions)))
+
+
 def hello_retry_request(*extensions: bytes) -> bytes:
     return server_hello(server_version(0x0304), *extensions, random=HELLO_RETRY_REQUEST_RANDOM)
 

@@ -7,9 +7,11 @@ from handshake.analysis.tls.messages import (
     DecodeError,
     HandshakeReassembler,
     cipher_suite_name,
+    is_tls13,
     parse_client_hello,
     parse_server_hello,
     tls12_record_overhead,
+    version_name,
 )
 
 from tests.analysis.tls import builders as b
@@ -38,6 +40,20 @@ def test_the_hello_retry_request_is_the_server_hello_with_the_magic_random():
     assert b.hello_retry_request()[6:38].hex().upper() == (
         "CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C"
     )
+
+
+def test_versions_are_named_as_what_they_are_drafts_included():
+    assert [version_name(v) for v in (0x0304, 0x0303, 0x0302, 0x0301, 0x0300)] == ["1.3", "1.2", "1.1", "1.0", "ssl3"]
+    assert version_name(0x7F13) == "1.3-draft-19" and version_name(0x7F17) == "1.3-draft-23"
+    assert version_name(0xFB17) == "1.3-fb-draft-23" and version_name(0xFB1A) == "1.3-fb-draft-26"
+    assert version_name(0x0A0A) is None  # GREASE (RFC 8701) is never negotiated
+    assert [is_tls13(v) for v in (0x0304, 0x7F13, 0xFB1A, 0x0303, 0x0A0A)] == [True, True, True, False, False]
+
+
+def test_a_draft_19_server_hello_has_no_session_id_and_its_version_in_the_version_field():
+    hello = parse_server_hello(b.draft_server_hello(0x7F13, b.selected_psk(0), random=b"\x11" * 32, suite=0x1302)[4:])
+    assert (hello.version, hello.random, hello.session_id, hello.cipher_suite) == (0x7F13, b"\x11" * 32, b"", 0x1302)
+    assert hello.selected_psk_identity == 0
 
 
 def test_a_hello_shorter_than_its_length_fields_is_a_decode_error():
@@ -154,6 +170,47 @@ def test_a_tls12_server_resumes_by_echoing_the_client_session_id(echoed, resumed
         ("s2c", b.record(22, b.server_hello(session_id=echoed, suite=0xC02F))),
     )
     assert conversation.facts.resumed is resumed
+
+
+def test_a_draft_23_compatibility_echo_of_the_session_id_is_no_resumption():
+    """Draft 22 on (and RFC 8446 §D.4): the server echoes the client's session id in every
+    handshake; only pre_shared_key says resumed."""
+    for extensions, resumed in (((), False), ((b.selected_psk(0),), True)):
+        conversation = TlsConversation()
+        _feed(
+            conversation,
+            ("c2s", b.record(22, b.client_hello(b.client_versions(0x7F17, 0x0303), session_id=b"\x05" * 32))),
+            ("s2c", b.record(22, b.server_hello(b.server_version(0x7F17), *extensions, session_id=b"\x05" * 32))),
+        )
+        assert (conversation.facts.tls_version, conversation.facts.resumed) == ("1.3-draft-23", resumed)
+
+
+def test_a_draft_19_handshake_has_its_version_and_its_psk_resumption():
+    conversation = TlsConversation()
+    messages = _feed(
+        conversation,
+        ("c2s", b.record(22, b.client_hello(b.client_versions(0x7F13, 0x0303), b.early_data()), version=0x0301)),
+        ("s2c", b.record(22, b.draft_server_hello(0x7F13, b.selected_psk(0)), version=0x0301) + b.record(23, b"\x00" * 30)),
+    )
+    assert [(m.name, m.kind) for m in messages] == [("ClientHello", "handshake"), ("ServerHello", "handshake"),
+                                                    ("EncryptedRecord", "encrypted")]
+    facts = conversation.facts
+    assert (facts.tls_version, facts.resumed, facts.early_data, facts.cipher_suite) == (
+        "1.3-draft-19", True, "sent", "TLS_AES_128_GCM_SHA256")
+
+
+def test_a_draft_hello_retry_request_message_costs_what_the_rfc_one_does():
+    conversation = TlsConversation()
+    messages = _feed(
+        conversation,
+        ("c2s", b.record(22, b.client_hello(b.client_versions(0x7F15), b.early_data()))),
+        ("s2c", b.record(22, b.draft_hello_retry_request(0x7F15))),
+        ("c2s", b.record(22, b.client_hello(b.client_versions(0x7F15)))),
+        ("s2c", b.record(22, b.draft_server_hello(0x7F15))),
+    )
+    assert [m.name for m in messages] == ["ClientHello", "HelloRetryRequest", "ClientHello", "ServerHello"]
+    facts = conversation.facts
+    assert (facts.hrr, facts.tls_version, facts.early_data, facts.resumed) == (True, "1.3-draft-21", "rejected", False)
 
 
 def test_a_tls12_finished_is_the_first_handshake_record_after_change_cipher_spec():

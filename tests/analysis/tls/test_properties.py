@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 
 from handshake.analysis.keylog import KeyLog, parse_keylog
 from handshake.analysis.tls.conversation import TlsConversation, TlsMessage
+from handshake.analysis.tls.messages import DecodeError, parse_server_hello
+
+from . import builders as b
 
 from .exchange import make_contexts, run_exchange, write_self_signed_certificate
 
@@ -115,3 +118,35 @@ def test_mutated_truncated_and_reordered_conversations_never_raise(index, flips,
     if random.random() < 0.3:
         random.shuffle(mutated)  # per-direction order broken too: still must not raise
     feed_all(mutated, keylog if with_keys else None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(st.sampled_from([0x0304, 0x0303, 0x0301]), st.integers(min_value=0x7F0E, max_value=0x7F1C),
+              st.sampled_from([0xFB17, 0xFB1A])),
+    st.binary(min_size=32, max_size=32),
+    st.binary(max_size=32),
+    st.integers(min_value=0, max_value=0xFFFF),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=0xFFFF)),
+)
+def test_server_hellos_of_both_layouts_read_back_what_they_carry(version, random, session_id, suite, psk):
+    """RFC 8446 §4.1.3 / RFC 5246 §7.4.1.3, and the drafts before 22 (no session id, no
+    compression method, the draft version in the version field)."""
+    extensions = () if psk is None else (b.selected_psk(psk),)
+    if version >> 8 == 0x7F and version < 0x7F16:
+        body = b.draft_server_hello(version, *extensions, random=random, suite=suite)[4:]
+        session_id = b""
+    elif version == 0x0304 or version >> 8 in (0x7F, 0xFB):
+        body = b.server_hello(b.server_version(version), *extensions, random=random, session_id=session_id,
+                              suite=suite)[4:]
+    else:
+        body = b.server_hello(*extensions, random=random, session_id=session_id, suite=suite)[4:]
+        body = version.to_bytes(2, "big") + body[2:]
+    hello = parse_server_hello(body)
+    assert (hello.version, hello.random, hello.session_id, hello.cipher_suite, hello.selected_psk_identity) == (
+        version, random, session_id, suite, psk)
+    for cut in range(len(body)):
+        try:
+            parse_server_hello(body[:cut])  # cut short: a DecodeError, or fewer facts, never another error
+        except DecodeError:
+            pass

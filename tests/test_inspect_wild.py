@@ -1,0 +1,211 @@
+"""`inspect` on captures from the wild, with tshark as the oracle.
+
+Every file in tests/data/wild/ (public captures of browsers, curl, wolfSSL, TLS 1.3 drafts, QUIC v1
+and v2: the JA4+ project's ``pcap/`` folder and Zeek's ``testing/btest/Traces/``, see the README
+there) goes through `handshake inspect --format json` and through tshark 4.0. Per connection,
+matched by transport and addresses, they must agree on what the packets show in clear: the TLS
+version, SNI, the ALPN offer (and the choice, below TLS 1.3), resumption, HelloRetryRequest, the
+early data offer, the QUIC version and Retry (tests/wild_oracle.py reads tshark's fields). No
+traceback, and no "analysis failed" note. A connection only one of them sees is a failure too.
+
+Differences that follow from what each tool is, and so are allowed (each said where it is used):
+- UDP that is not QUIC (DNS, mDNS, SSDP…) is a tshark conversation but no connection `inspect`
+  reports: the oracle counts only what tshark reads as QUIC.
+- QUIC v1 and v2 carry TLS 1.3 and nothing older (RFC 9001 §4.2), so `inspect` says "1.3" for a
+  QUIC connection whose ServerHello is not in the capture; tshark, reading TLS alone, says nothing.
+- A connection whose capture holds no hello (it began mid-stream, or is not TLS) has no TLS facts
+  for tshark; `inspect` must then claim none: no version, SNI or ALPN, no resumption, no early data
+  offered (its report says resumed "no" and 0-RTT "none" there, which claims no TLS feature).
+
+What the oracle still finds wrong, and this branch cannot mend, is listed in KNOWN_GAPS with the
+reason; the test fails if such a gap changes or closes, so the list stays true.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from handshake.cli import main
+
+from .wild_oracle import TSHARK, OracleConnection, oracle_connections
+
+pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (CI: apt-get install tshark)")
+
+WILD = Path(__file__).parent / "data" / "wild"
+CAPTURES = sorted(path.name for path in WILD.iterdir() if path.suffix in (".pcap", ".pcapng"))
+QUIC_VERSION_NAMES = {0x00000001: "1", 0x6B3343CF: "2"}
+
+KNOWN_GAPS: dict[tuple[str, str], dict[str, str]] = {
+    # SOCKS4 (and 4a: no RFC, "SOCKS: A protocol for TCP proxy across firewalls"): the client asks the
+    # proxy on port 1080 for www.example.com:443, then runs TLS 1.0 through it. tshark's SOCKS
+    # dissector hands the rest of the stream to TLS; `inspect` reads a TCP stream as TLS only if
+    # its first byte starts a handshake record (analysis/tcp/connection.py, not this branch's), so
+    # the ClientHello after the SOCKS4 request and the proxy's 8-byte reply is never read.
+    ("ja4-socks-https-example.pcap", f"10.180.156.185:{port}"): {
+        "tls_version": "tshark '1.0', inspect None", "sni": "tshark 'www.example.com', inspect None"}
+    for port in (53554, 53555, 53556)
+}
+"""(capture, client) → the facts on which inspect still disagrees with tshark, and how."""
+
+
+@pytest.fixture(scope="module")
+def oracle() -> dict[str, list[OracleConnection]]:
+    """tshark over every capture, four at a time (a run is mostly tshark starting up)."""
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip(CAPTURES, pool.map(lambda name: oracle_connections(WILD / name), CAPTURES)))
+
+
+def inspected(capsys, name: str) -> dict:
+    assert main(["inspect", str(WILD / name), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return json.loads(captured.out)
+
+
+def disagreements(theirs: list[OracleConnection], ours: dict) -> dict[str, dict[str, str]]:
+    """Per connection (named by its client, or by both ends when tshark cannot tell the client),
+    each fact on which `inspect`'s JSON and tshark differ."""
+    found: dict[str, dict[str, str]] = {}
+    unmatched = list(ours["connections"])
+    for note in ours["notes"]:
+        if "analysis failed" in note:
+            found.setdefault("capture", {})["notes"] = note
+    for conn in theirs:
+        match = next((mine for mine in unmatched if mine["transport"] == conn.transport
+                      and frozenset((mine["client"], mine["server"])) == conn.endpoints), None)
+        name = conn.client or " ".join(sorted(conn.endpoints))
+        if match is None:
+            found[name] = {"connection": f"tshark sees {conn.transport} {sorted(conn.endpoints)}, inspect does not"}
+            continue
+        unmatched.remove(match)
+        differ = {fact: f"tshark {want!r}, inspect {got!r}" for fact, want, got in _facts(conn, match) if want != got}
+        if differ:
+            found[match["client"] if conn.client is None else name] = differ
+    for mine in unmatched:
+        found[mine["client"]] = {"connection": f"inspect sees {mine['transport']} {mine['client']} → {mine['server']}, "
+                                               "tshark does not"}
+    return found
+
+
+def _facts(conn: OracleConnection, mine: dict) -> list[tuple[str, object, object]]:
+    """(fact, tshark's answer, inspect's answer), the answers put the same way."""
+    failed = [note for note in mine["notes"] if "analysis failed" in note]
+    facts: list[tuple[str, object, object]] = [("notes", [], failed)]
+    if conn.client is not None:
+        facts.append(("client", conn.client, mine["client"]))
+    handshake_seen = bool(conn.client_hellos or conn.server_hellos)
+    if conn.transport == "tcp" and not handshake_seen:
+        # No hello in the capture: no TLS fact either way (see the module docstring).
+        facts += [("tls_version", None, mine["tls_version"]), ("sni", None, mine["sni"]), ("alpn", None, mine["alpn"]),
+                  ("alpn_offered", [], mine["alpn_offered"]), ("hrr", False, mine["hrr"]),
+                  ("resumed", "not resumed", "not resumed" if mine["resumed"] in (None, False) else mine["resumed"]),
+                  ("early_data", "not offered",
+                   "not offered" if mine["early_data"] in ("none", "unknown") else mine["early_data"])]
+        return facts
+    offered = conn.early_data_offered
+    facts += [
+        ("tls_version", conn.tls_version, mine["tls_version"]),
+        ("sni", conn.sni, mine["sni"]),
+        ("alpn", conn.alpn_selected, mine["alpn"]),
+        ("resumed", conn.resumed, mine["resumed"]),
+        ("hrr", conn.hrr, mine["hrr"]),
+        # Offered or not; "sent", "accepted" and "rejected" all mean offered, "unknown" that the
+        # ClientHello is not in the capture.
+        ("early_data", "unknown" if offered is None else ("offered" if offered else "none"),
+         mine["early_data"] if mine["early_data"] in ("none", "unknown") else "offered"),
+    ]
+    if conn.transport == "tcp":
+        # The ALPN offer of TCP connections is not in the report yet: see
+        # test_tcp_connections_report_the_alpn_offer, whose xfail goes with this early return.
+        return facts
+    facts.append(("alpn_offered", list(conn.alpn_offered), mine["alpn_offered"]))
+    version = conn.quic_version
+    facts += [
+        ("quic_version", None if version is None else QUIC_VERSION_NAMES.get(version, f"0x{version:08x}"),
+         mine["quic_version"]),
+        ("retry", conn.quic_retry, mine["retry"]),
+    ]
+    return facts
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_inspect_agrees_with_tshark(capsys, oracle, name):
+    ours = inspected(capsys, name)
+    assert ours["connections"], "inspect found no connection"
+    expected = {client: facts for (capture, client), facts in KNOWN_GAPS.items() if capture == name}
+    assert disagreements(oracle[name], ours) == expected
+
+
+def test_every_capture_is_here():
+    """CI runs on a clean clone: the captures must be in the repository, all 31 of them."""
+    assert len(CAPTURES) == 31
+    assert all(name.startswith(("ja4-", "zeek-")) for name in CAPTURES)
+    readme = (WILD / "README.md").read_text()
+    assert "FoxIO-LLC/ja4" in readme and "zeek/zeek" in readme
+
+
+def test_the_drafts_are_named_and_not_resumed_by_their_session_id_echo(capsys):
+    """draft-ietf-tls-tls13-19 (ServerHello without legacy_session_id, version 0x7f13 in its own
+    field) and -23 (0x7f17 in supported_versions, the client's 32-byte session id echoed for
+    middleboxes, which is no resumption)."""
+    draft19 = inspected(capsys, "zeek-tls-tls-13draft19-early-data.pcap")["connections"]
+    assert [(c["tls_version"], c["resumed"], c["early_data"]) for c in draft19] == [
+        ("1.3-draft-19", False, "none"), ("1.3-draft-19", True, "sent")]
+    draft23 = inspected(capsys, "zeek-tls-tls13draft23-chrome67.0.3368.0-canary.pcap")["connections"][0]
+    assert (draft23["tls_version"], draft23["resumed"], draft23["sni"]) == ("1.3-draft-23", False,
+                                                                           "tls13.crypto.mozilla.org")
+
+
+@pytest.mark.xfail(strict=True, reason="analysis/tcp/connection.py's _apply_tls_facts does not copy TlsFacts."
+                   "alpn_offered into the report yet (one line; not this branch's file). When it does, drop this "
+                   "xfail and the TCP early return in _facts, so that the oracle checks every TCP offer")
+def test_tcp_connections_report_the_alpn_offer(capsys):
+    conn = inspected(capsys, "ja4-tls-alpn-h2.pcap")["connections"][0]
+    assert conn["alpn_offered"] == ["h2", "http/1.1"]
+
+
+# -- the oracle can fail ---------------------------------------------------------------------------
+
+PLANTED = [
+    # (capture, client, fact, wrong value)
+    ("zeek-tls-tls13_wolfssl.pcap", "192.168.186.133:43056", "tls_version", "1.2"),
+    ("ja4-browsers-x509.pcapng", "172.27.7.31:54524", "sni", "edge.example.com"),
+    ("ja4-tls-alpn-h2.pcap", "[2001:4998:ef83:14:8000::100d]:64034", "alpn", "http/1.1"),
+    ("ja4-latest.pcapng", "172.16.225.48:52938", "resumed", False),
+    ("zeek-tls-tls1.2.pcap", "10.0.0.80:56637", "resumed", True),
+    ("zeek-tls-tls-13draft19-early-data.pcap", "192.168.6.240:65504", "early_data", "none"),
+    ("zeek-tls-tls-13draft19-early-data.pcap", "192.168.6.240:65503", "early_data", "sent"),
+    ("zeek-tls-tls13_wolfssl.pcap", "192.168.186.133:43056", "hrr", True),
+    ("zeek-quic-quicv2-http3-443.pcap", "127.0.0.1:50841", "quic_version", "1"),
+    ("zeek-quic-curl-8.1.2-dev-http3-www-google-de.pcap", "172.17.0.2:34347", "retry", True),
+    ("zeek-quic-curl-8.1.2-dev-http3-www-google-de.pcap", "172.17.0.2:34347", "alpn_offered", ["h3"]),
+    # What inspect said before this branch: a draft named as nothing, its compatibility echo of
+    # the session id taken for TLS 1.2 resumption.
+    ("zeek-tls-tls-13draft19-early-data.pcap", "192.168.6.240:65503", "tls_version", None),
+    ("zeek-tls-tls13draft23-chrome67.0.3368.0-canary.pcap", "192.168.86.23:63449", "resumed", True),
+    ("ja4-tls3.pcapng", "192.168.1.169:63249", "sni", "darksail.ai"),  # plain HTTP claimed TLS
+    ("ja4-tls3.pcapng", "192.168.1.169:63249", "notes", ["analysis failed at the end (ValueError: planted)"]),
+]
+
+
+@pytest.mark.parametrize("name, client, fact, wrong", PLANTED, ids=[f"{p[2]}-{i}" for i, p in enumerate(PLANTED)])
+def test_a_planted_wrong_answer_is_caught(capsys, oracle, name, client, fact, wrong):
+    ours = inspected(capsys, name)
+    conn = next(c for c in ours["connections"] if c["client"] == client)
+    assert conn[fact] != wrong
+    conn[fact] = wrong
+    found = disagreements(oracle[name], ours)
+    assert list(found.get(client, {})) == [fact]
+
+
+def test_a_connection_inspect_drops_or_invents_is_caught(capsys, oracle):
+    ours = inspected(capsys, "zeek-tls-google-duplicate.pcap")
+    dropped = ours["connections"].pop(0)
+    assert list(disagreements(oracle["zeek-tls-google-duplicate.pcap"], ours)) == [dropped["client"]]
+    ours["connections"].append(dict(dropped, client="192.168.4.149:1", server="74.125.239.129:443"))
+    assert set(disagreements(oracle["zeek-tls-google-duplicate.pcap"], ours)) == {dropped["client"],
+                                                                                 "192.168.4.149:1"}
