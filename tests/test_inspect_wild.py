@@ -118,11 +118,9 @@ def _facts(conn: OracleConnection, mine: dict) -> list[tuple[str, object, object
         ("early_data", "unknown" if offered is None else ("offered" if offered else "none"),
          mine["early_data"] if mine["early_data"] in ("none", "unknown") else "offered"),
     ]
-    if conn.transport == "tcp":
-        # The ALPN offer of TCP connections is not in the report yet: see
-        # test_tcp_connections_report_the_alpn_offer, whose xfail goes with this early return.
-        return facts
     facts.append(("alpn_offered", list(conn.alpn_offered), mine["alpn_offered"]))
+    if conn.transport == "tcp":
+        return facts
     version = conn.quic_version
     facts += [
         ("quic_version", None if version is None else QUIC_VERSION_NAMES.get(version, f"0x{version:08x}"),
@@ -160,9 +158,6 @@ def test_the_drafts_are_named_and_not_resumed_by_their_session_id_echo(capsys):
                                                                            "tls13.crypto.mozilla.org")
 
 
-@pytest.mark.xfail(strict=True, reason="analysis/tcp/connection.py's _apply_tls_facts does not copy TlsFacts."
-                   "alpn_offered into the report yet (one line; not this branch's file). When it does, drop this "
-                   "xfail and the TCP early return in _facts, so that the oracle checks every TCP offer")
 def test_tcp_connections_report_the_alpn_offer(capsys):
     conn = inspected(capsys, "ja4-tls-alpn-h2.pcap")["connections"][0]
     assert conn["alpn_offered"] == ["h2", "http/1.1"]

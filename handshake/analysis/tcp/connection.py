@@ -100,6 +100,7 @@ def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
     report.hrr = facts.hrr
     report.resumed = facts.resumed
     report.alpn = facts.alpn_selected
+    report.alpn_offered = list(facts.alpn_offered)
     if facts.early_data == "sent":
         report.early_data = "sent"
     elif facts.early_data in ("accepted", "rejected"):
