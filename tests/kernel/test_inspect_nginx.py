@@ -17,29 +17,19 @@ same question asked of the server most people actually run.
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import signal
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from handshake.analysis.report import ConnectionReport
 from handshake.analysis.tcp.connection import RECORD_STALL_CAUSE
-from handshake.kernel import CLIENT_ADDR, SERVER_ADDR, Topology
+from handshake.kernel import SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
-from handshake.report.ladder import render_ladder
 
-from .real_programs import OPENSSL, inspect_what_crossed, self_signed, spans_its_round_trips
+from .real_programs import (
+    CURL, NGINX, OPENSSL, CurlRun, curl_fetch, running_nginx, self_signed, spans_its_round_trips,
+)
 
-NGINX = shutil.which("nginx")
-CURL = shutil.which("curl")
 pytestmark = [
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (CI installs nginx-light)"),
     pytest.mark.skipif(CURL is None, reason="curl is not installed"),
@@ -49,7 +39,6 @@ pytestmark = [
 RTT_S = 0.1
 PORT = 443
 URL = f"https://{SERVER_ADDR}/"
-WRITE_OUT = "%{http_code} %{time_connect} %{time_appconnect} %{time_starttransfer}"
 TTFB_LAG_MS = RTT_S * 1000 / 2
 """How much later than inspect's TTFB curl's time_starttransfer may be: under half a round trip,
 so a miscounted one (100 ms) cannot pass. inspect counts from the SYN leaving to the first
@@ -58,24 +47,7 @@ the SYN waits for the ClientHello it carries: 2-4 ms here) and stops later (read
 decrypting the byte): 0.5-4 ms on a quiet machine, 10 ms with both cores oversubscribed, 17 ms
 once in CI. Never earlier: both clocks are CLOCK_MONOTONIC, in µs."""
 
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
-                   "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-NGINX_CONF = """\
-master_process off;
-daemon off;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {work}/access.log;
-    client_body_temp_path {work}/temp/body;
-    proxy_temp_path {work}/temp/proxy;
-    fastcgi_temp_path {work}/temp/fastcgi;
-    uwsgi_temp_path {work}/temp/uwsgi;
-    scgi_temp_path {work}/temp/scgi;
-    default_type text/plain;
+SERVERS = """\
     server {{
         listen {addr}:{port} ssl fastopen=256;
         ssl_certificate {work}/cert.pem;
@@ -83,9 +55,7 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;
         location / {{ return 200 "ok"; }}
         location = /big.bin {{ root {work}; }}
-    }}
-}}
-"""
+    }}"""
 
 CASES: list[tuple[str, list[str], str]] = [
     ("tls12", ["--tlsv1.2", "--tls-max", "1.2"], "/"),
@@ -100,79 +70,6 @@ BIG_BODY = bytes(range(256)) * 250
 BODIES = {"/": b"ok", "/big.bin": BIG_BODY}
 
 
-@dataclass
-class CurlRun:
-    """One curl fetch: what inspect read from its capture, and what curl said."""
-
-    reports: list[ConnectionReport]
-    http_code: str
-    body: bytes
-    time_connect_s: float
-    time_appconnect_s: float
-    time_starttransfer_s: float
-    verbose: str
-    """curl -v's stderr."""
-    ladder: str
-    """inspect's ladder of the fetch: where the time went, should a check of it fail."""
-
-    @property
-    def report(self) -> ConnectionReport:
-        (report,) = self.reports
-        return report
-
-    @property
-    def tls_version(self) -> str | None:
-        """The version curl says it negotiated ("SSL connection using TLSv1.3 / ...")."""
-        found = re.search(r"SSL connection using TLSv(1\.[23])", self.verbose)
-        return found.group(1) if found else None
-
-
-@contextmanager
-def _nginx(topo: Topology, work: Path) -> Iterator[subprocess.Popen]:
-    """nginx in the server namespace, listening; killed and reaped however the block ends."""
-    (work / "temp").mkdir()
-    conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(work=work, addr=SERVER_ADDR, port=PORT))
-    with open(work / "nginx.out", "wb") as output:
-        server = topo.popen("server", [NGINX, "-p", str(work), "-c", str(conf), "-e", str(work / "error.log")],
-                            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 5
-        while ("tcp", PORT) not in topo.listening("server"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                log = b"".join(p.read_bytes() for p in (work / "nginx.out", work / "error.log") if p.exists())
-                pytest.fail(f"nginx did not start listening (exit {server.poll()}):\n{log.decode(errors='replace')}")
-            time.sleep(0.01)
-        yield server
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)  # fast shutdown
-            try:
-                server.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        server.wait(timeout=5)
-
-
-def _curl(topo: Topology, work: Path, name: str, options: list[str], path: str = "/") -> CurlRun:
-    """One fetch from the client namespace; its packets written to NAME.pcap and inspected."""
-    keylog, body = work / f"{name}.keylog", work / f"{name}.body"
-    env = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
-    env["SSLKEYLOGFILE"] = str(keylog)
-    client = topo.popen("client", [CURL, "-q", "-sS", "-v", "-k", "--noproxy", "*", "--interface", CLIENT_ADDR, *options, "-o", str(body),
-                                   "-w", WRITE_OUT, URL + path.lstrip("/")],
-                        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stdout, stderr = client.communicate(timeout=20)
-    verbose = stderr.decode(errors="replace")
-    assert client.returncode == 0, verbose
-    time.sleep(0.3)  # the FINs and anything else in flight
-    inspection = inspect_what_crossed(topo, work / f"{name}.pcap", keylog, steps=True)
-    code, connect, appconnect, starttransfer = stdout.decode().split()
-    ladder = "\n".join(render_ladder(c, i) for i, c in enumerate(inspection.connections, 1))
-    return CurlRun([c.report for c in inspection.connections], code, body.read_bytes(), float(connect),
-                   float(appconnect), float(starttransfer), verbose, ladder)
-
-
 @pytest.fixture(scope="module")
 def nginx_runs(tmp_path_factory) -> dict[str, CurlRun]:
     work: Path = tmp_path_factory.mktemp("nginx")
@@ -180,10 +77,10 @@ def nginx_runs(tmp_path_factory) -> dict[str, CurlRun]:
     (work / "big.bin").write_bytes(BIG_BODY)
     out: dict[str, CurlRun] = {}
     with Topology(LinkConfig.from_rtt(RTT_S), keep_packets=True, purpose="the nginx tests") as topo:
-        with _nginx(topo, work):
+        with running_nginx(topo, work, SERVERS.format(work=work, addr=SERVER_ADDR, port=PORT), PORT):
             topo.shim.take_packets()
             for name, options, path in CASES:
-                out[name] = _curl(topo, work, name, options, path)
+                out[name] = curl_fetch(topo, work, name, options, URL + path.lstrip("/"))
     return out
 
 
@@ -192,7 +89,7 @@ def _checked(nginx_runs: dict[str, CurlRun], name: str, tls_version: str, path: 
     curl and inspect name the same TLS version, and inspect's TTFB and setup agree with curl's
     clock."""
     run = nginx_runs[name]
-    report = run.report
+    report, ladder = run.with_keys.report, run.with_keys.ladder
     assert (run.http_code, run.body) == ("200", BODIES[path])
     assert run.tls_version == tls_version, run.verbose
     assert report.transport == "tcp" and report.server == f"{SERVER_ADDR}:{PORT}"
@@ -200,9 +97,8 @@ def _checked(nginx_runs: dict[str, CurlRun], name: str, tls_version: str, path: 
     assert (report.resumed, report.early_data, report.hrr) == (False, "none", False)
     assert report.sni is None  # curl sends no SNI for an IP address (RFC 6066 §3)
     assert report.alpn == "http/1.1"  # curl offers h2 too; this nginx does not listen with http2
-    assert -0.01 <= run.time_starttransfer_s * 1000 - report.ttfb_ms <= TTFB_LAG_MS, \
-        (report.ttfb_ms, run.time_starttransfer_s, run.ladder)
-    assert spans_its_round_trips(report.ttfb_ms, report.round_trips, RTT_S * 1000), run.ladder
+    assert -0.01 <= run.ttfb_ms - report.ttfb_ms <= TTFB_LAG_MS, (report.ttfb_ms, run.time_starttransfer_s, ladder)
+    assert spans_its_round_trips(report.ttfb_ms, report.round_trips, RTT_S * 1000), ladder
     # curl's handshake is done when the request can leave: its setup, in round trips.
     assert round(run.time_appconnect_s / RTT_S) == report.setup_round_trips
     return report
