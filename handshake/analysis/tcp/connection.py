@@ -24,6 +24,8 @@ from .rounds import PacketRound, TcpRoundCounter
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
 _NEVER: Final = 1 << 30
+_DEFAULT_SMSS: Final = 1460
+"""A segment size where the handshake's MSS options were not seen (Ethernet's)."""
 _KEPT_REQUEST_PARTS: Final = 16
 """Request records remembered (a request written in pieces, or followed by more)."""
 CLIENT_WAIT_NOTE_S: Final = 0.010
@@ -171,6 +173,8 @@ class TcpConnectionAnalyzer:
         self._unseen: dict[bool, int] = {True: 0, False: 0}
         """Bytes of each side that the other acknowledged but the capture never held."""
         self._path = PathLeg()
+        self._smss: int | None = None
+        """The server's segment size: the smaller MSS option of the SYN and the SYN-ACK."""
         self._client_base: int | None = None
         """Sequence number of the client's first stream byte (its SYN's + 1), once seen."""
         self._server_segments: deque[tuple[int, float, int, float]] = deque(maxlen=_KEPT_SEGMENTS)
@@ -210,11 +214,14 @@ class TcpConnectionAnalyzer:
         placed = self._counter.place(packet, timestamps)
         rnd = placed.round_by_ack if retransmission else placed.round
         if not packet.from_client and segment.payload and not retransmission and placed.round > placed.round_by_ack:
-            if self._path.at_once(packet.time, placed.heard_by_echo) is False:
-                # The echo names a client packet the server had, but it sent this long after: it
-                # was busy (server time), not waiting for that packet (DESIGN.md §6).
+            flight = self._server_data_rounds.get(placed.round - 1, 0)
+            if self._path.at_once(packet.time, placed.heard_by_echo) is False or 0 < flight < 2 * (self._smss or _DEFAULT_SMSS):
+                # The echo names a client packet the server had, but the server did not wait for
+                # it: it sent this long after (server time, DESIGN.md §6), or had too little in
+                # flight to be held by its congestion window, which is never under two segments
+                # (RFC 5681 §3.1) — a server computing between messages.
                 rnd = placed.round_by_ack
-            elif self._server_data_rounds.get(placed.round - 1):
+            elif flight:
                 # New data that could only leave once the client's ACKs arrived: the flight had
                 # begun in the round before and the congestion window was full.
                 if not self._answered and not self._stall_seen:
@@ -243,6 +250,10 @@ class TcpConnectionAnalyzer:
         if retransmission:
             marks.append("retransmission")
 
+        if segment.syn:
+            mss = segment.mss
+            if mss:
+                self._smss = mss if self._smss is None else min(self._smss, mss)
         if segment.syn and not segment.has_ack and packet.from_client:
             self._syn_seen = True
             self._path.asked(packet.time)
