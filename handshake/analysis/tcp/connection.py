@@ -11,6 +11,8 @@ from typing import Final
 from handshake.trace.packet import TcpSegment, seq_diff
 
 from ..http.http1 import http1_label
+from ..http.http2 import Http2Frame
+from ..http.response import ResponseFinder
 from ..intervals import FirstSeenRanges, RecentSet
 from ..keylog import KeyLog
 from ..report import ConnectionReport, first_byte_mark, note_retransmission, on_microseconds, retransmission_causes
@@ -21,6 +23,9 @@ from .rounds import TcpRoundCounter
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
 _NEVER: Final = 1 << 30
+_KEPT_CHUNKS: Final = 16
+"""Server chunks remembered while the answer is sought: its first byte can lie a few chunks (an
+HTTP/2 frame header split across TLS records) before the one that shows what it is."""
 
 
 class _Retransmissions:
@@ -155,6 +160,10 @@ class TcpConnectionAnalyzer:
         self._server_data_rounds: dict[int, int] = {}  # round -> server payload bytes first sent in it
         self._request_rounds = {"early_data": _NEVER, "app_data": _NEVER}  # TLS: first client request record of each kind
         self._plain_labels = {True: False, False: False}  # plain HTTP: first bytes of each side labelled
+        self._response: ResponseFinder | None = None
+        """HTTP read in clear or decrypted: which server byte answers the request."""
+        self._response_chunks: list[tuple[int, float, int]] = []
+        """(server application offset, time, round) of the latest server chunks, until the answer."""
         self._verdict_time: float | None = None
         """Set once the verdict cannot change any more (the response's time; not for ladders)."""
         self._released: tuple | None = None
@@ -260,29 +269,36 @@ class TcpConnectionAnalyzer:
                 self._conversation = TlsConversation(self._keylog)
         conversation = self._conversation
         if conversation is None:
-            # Plain HTTP: the first client byte is the request, the first server byte the response.
+            # Plain HTTP: the first client byte is the request; the answer is what the response
+            # finder says (HTTP/1.x: the status line; h2c: HEADERS or DATA on the request stream).
             if packet.from_client and report.setup_round_trips is None:
                 report.setup_round_trips = rnd
-            if not packet.from_client and report.round_trips is None:
-                report.round_trips = rnd
-                report.ttfb_s = packet.time - report.start_time
-                marks.append(first_byte_mark(rnd))
+            frames = self._application_bytes(packet, rnd, data, marks, "clear", None)
             if self._steps:
                 label = None if self._plain_labels[packet.from_client] else http1_label(data)
                 self._plain_labels[packet.from_client] = True
-                carries.append(label or f"{len(data)} bytes")
+                carries.extend([frame.label for frame in frames] if frames else [label or f"{len(data)} bytes"])
             return
         before = conversation.facts
         labelled = len(carries)
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
             if packet.from_client and message.kind in self._request_rounds:
                 self._request_rounds[message.kind] = min(self._request_rounds[message.kind], rnd)
-            elif not packet.from_client and message.kind == "app_data" and report.round_trips is None:
+            elif (not packet.from_client and message.kind == "app_data" and report.round_trips is None
+                  and message.plaintext is None):
                 report.round_trips = rnd
                 report.ttfb_s = packet.time - report.start_time
                 marks.append(first_byte_mark(rnd))
+            frames = []
+            if message.plaintext is not None and (report.round_trips is None or self._steps):
+                # Decrypted: the answer is the record holding the response's first byte.
+                if (packet.from_client and message.kind == "app_data" and self._response is not None
+                        and conversation.facts.early_data == "rejected"):
+                    self._response.early_data_rejected()
+                frames = self._application_bytes(packet, rnd, message.plaintext, marks, "decrypted",
+                                                 conversation.facts.alpn_selected)
             if self._steps:
-                carries.append(_tls_label(message))
+                carries.extend([frame.label for frame in frames] if frames else [_tls_label(message)])
         if self._steps:
             if len(carries) == labelled:
                 carries.append(f"{len(data)} bytes of a TLS record")  # its end is still to come
@@ -293,6 +309,36 @@ class TcpConnectionAnalyzer:
                 marks.append(f"0-RTT {after.early_data}")
             if after.resumed and not before.resumed:
                 marks.append("resumed")
+
+    def _application_bytes(self, packet: FlowPacket, rnd: int, data: bytes, marks: list[str], basis: str,
+                           alpn: str | None) -> list[Http2Frame]:
+        """Feed HTTP bytes (clear, or a decrypted record's) to the response finder; once it names
+        the answer's first byte, that byte's packet (for a record: the one completing it) is the
+        first response byte. Returns the HTTP/2 frames completed, for the ladder."""
+        finder = self._response
+        if finder is None:
+            finder = self._response = ResponseFinder(alpn)
+        report = self.report_so_far
+        if packet.from_client or report.round_trips is not None:
+            return finder.feed(packet.from_client, data)
+        chunks = self._response_chunks
+        chunks.append((finder.server_offset, packet.time, rnd))
+        if len(chunks) > _KEPT_CHUNKS:
+            del chunks[0]
+        frames = finder.feed(False, data)
+        answer = finder.answer_offset
+        if answer is not None:
+            time, at_round = packet.time, rnd
+            for chunk_offset, chunk_time, chunk_round in reversed(chunks):
+                if chunk_offset <= answer:
+                    time, at_round = chunk_time, chunk_round
+                    break
+            report.round_trips = at_round
+            report.ttfb_s = time - report.start_time
+            report.round_trips_basis = basis
+            marks.append(first_byte_mark(at_round))
+            self._response_chunks = []
+        return frames
 
     def _settled(self) -> bool:
         """Nothing after the response can change the facts: plain HTTP, or TLS whose handshake
@@ -309,6 +355,7 @@ class TcpConnectionAnalyzer:
         self._released = (self._retransmitted(), self._tls_facts())
         self._retransmissions, self._counter, self._server_data_rounds = {}, TcpRoundCounter(), {}
         self._conversation = None
+        self._response = None
         self._streams = {}
 
     def _retransmitted(self) -> list[str]:
