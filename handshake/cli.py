@@ -134,7 +134,7 @@ def _add_inspect_parser(commands) -> None:
         "facts and the round trips to the first response byte, counted by the same rules as compare.",
     )
     inspect.add_argument("file", metavar="FILE", help="pcap or pcapng capture")
-    inspect.add_argument("--keylog", metavar="FILE", help="NSS key log (SSLKEYLOGFILE): decrypts TLS 1.3 and QUIC")
+    inspect.add_argument("--keylog", metavar="FILE", help="NSS key log (SSLKEYLOGFILE): decrypts TLS 1.2, TLS 1.3 and QUIC")
     inspect.add_argument("--format", default="table", help="table (default), markdown, json or csv")
     inspect.add_argument("--ladder", action="store_true", help="draw each connection's packets as a ladder")
     inspect.add_argument("--jobs", type=int, help="worker processes (default: one per CPU for captures over 4 MB)")

@@ -14,6 +14,7 @@ alone; ``round_trips`` is then None and the notes say why (DESIGN §3: unknown, 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, TypeGuard
@@ -114,6 +115,7 @@ _MAX_STREAMS: Final = 4096
 """Streams (and CRYPTO levels) whose sent ranges are kept; data on more is not checked."""
 _MAX_ERRORS: Final = 20
 
+_KEPT_CLIENT_TIMES: Final = 32
 _SHORT_DCID_GUESS: Final = 8
 """A short header's DCID length where the flow did not learn it (the common choice)."""
 _ACK_ONLY_FRAMES: Final = 10
@@ -381,6 +383,8 @@ class QuicConnectionAnalyzer:
         """When the first client datagram with request data (or, without keys, its first 1-RTT
         packet) was seen."""
         self._keyless = KeylessResponse()
+        self._client_times: deque[float] = deque(maxlen=_KEPT_CLIENT_TIMES)
+        """When the client's latest datagrams were seen."""
         self._first_step = -1
         self._steps_made = 0
         self.step_revisions: dict[int, tuple[str, ...]] = {}
@@ -399,6 +403,8 @@ class QuicConnectionAnalyzer:
         item = self._reader.add(datagram)
         decoded, rnd = item.decoded, item.round
         from_client = datagram.from_client
+        if from_client:
+            self._client_times.append(datagram.time)
         answered = report.round_trips is not None
         report.count(from_client, datagram.wire_bytes)
         marks: list[str] = []
@@ -444,8 +450,20 @@ class QuicConnectionAnalyzer:
         return _quic_step(report, item, marks, self._reader.decoder)
 
     def _answer(self, time: float, rnd: int, marks: list[str], basis: str) -> None:
-        """The datagram seen at ``time`` brought the first response byte."""
+        """The datagram seen at ``time`` brought the first response byte.
+
+        It is one round past the request, unless the server sent it at once on a later client
+        datagram (then it waited for that one): what the client sent while the server computed
+        (ACKs of its HANDSHAKE_DONE and tickets, which the answer's ACK frames name) is no round
+        trip of the answer's."""
         report = self.report_so_far
+        if self._request_round:
+            request_round = max(self._request_round.values())
+            path = self._reader.path
+            if rnd > request_round + 1 and not any(
+                    path.at_once(time, seen) and not path.before_it_arrived(time, seen)
+                    for seen in self._client_times if seen > self._request_time):
+                rnd = request_round + 1
         report.round_trips = rnd
         report.ttfb_s = time - report.start_time
         report.round_trips_basis = basis

@@ -12,6 +12,8 @@ from typing import Final
 from handshake.trace.packet import TcpSegment, seq_diff
 
 from ..http.http1 import http1_label
+from ..http.http2 import Http2Frame
+from ..http.response import HTTP2, ResponseFinder
 from ..intervals import FirstSeenRanges, RecentSet
 from ..keyless import FIRST, LATER, SMALL_CLIENT_RECORD, TLS13_RECORD_OVERHEAD, KeylessResponse
 from ..keylog import KeyLog
@@ -33,6 +35,36 @@ CLIENT_WAIT_NOTE_S: Final = 0.010
 _KEPT_SEGMENTS: Final = 64
 """Server data packets remembered (where each began in the stream, when, what its ACK covered),
 to find the packet that carried a record's first byte."""
+_KEPT_CHUNKS: Final = 16
+"""Server chunks remembered while the answer is sought: its first byte can lie a few chunks (an
+HTTP/2 frame header split across TLS records) before the one that shows what it is."""
+
+
+class _SentChunk:
+    """Where a server data packet began in its stream, and what it shows about the server then."""
+
+    __slots__ = ("offset", "time", "acked", "heard", "round")
+
+    def __init__(self, offset: int, time: float, acked: int, heard: float, round: int) -> None:
+        self.offset = offset
+        self.time = time
+        self.acked = acked
+        """Its ACK as an offset into the client's stream (-1: unknown)."""
+        self.heard = heard
+        """When the newest client data its ACK covers was seen (-1.0: none)."""
+        self.round = round
+
+
+class _RequestPart:
+    """A client record (or clear chunk) that carries the request, or part of it."""
+
+    __slots__ = ("end", "time", "round")
+
+    def __init__(self, end: int, time: float, round: int) -> None:
+        self.end = end
+        """Client stream offset just past it."""
+        self.time = time
+        self.round = round
 
 
 class _Retransmissions:
@@ -177,11 +209,9 @@ class TcpConnectionAnalyzer:
         """The server's segment size: the smaller MSS option of the SYN and the SYN-ACK."""
         self._client_base: int | None = None
         """Sequence number of the client's first stream byte (its SYN's + 1), once seen."""
-        self._server_segments: deque[tuple[int, float, int, float]] = deque(maxlen=_KEPT_SEGMENTS)
-        """(stream offset of its first byte, time, ACK as a client stream offset (-1: unknown), time
-        of the newest client packet its ACK covers) of recent server data packets."""
-        self._request_parts: deque[tuple[int, float]] = deque(maxlen=_KEPT_REQUEST_PARTS)
-        """(client stream offset just past it, time) of the records that carried the request."""
+        self._server_chunks: deque[_SentChunk] = deque(maxlen=_KEPT_SEGMENTS)
+        """The latest server data packets."""
+        self._request_parts: deque[_RequestPart] = deque(maxlen=_KEPT_REQUEST_PARTS)
         self._client_wait_s: float | None = None
         """How long the client held its request after it had what it needed to send it."""
         self._keyless: KeylessResponse | None = None
@@ -191,6 +221,11 @@ class TcpConnectionAnalyzer:
         self.step_revisions: dict[int, tuple[str, ...]] = {}
         """Ladder step index → the marks it should have had: a keyless answer found later than the
         record first taken for it moves the first-byte mark (``steps=True`` only)."""
+        self._response: ResponseFinder | None = None
+        """HTTP read in clear or decrypted: which server byte answers the request."""
+        self._response_chunks: list[tuple[int, float, int, int]] = []
+        """(server application offset, time, round, TCP stream offset where it began) of the
+        latest server chunks, until the answer."""
         self._verdict_time: float | None = None
         """Set once the verdict cannot change any more (the response's time; not for ladders)."""
         self._released: tuple | None = None
@@ -285,7 +320,7 @@ class TcpConnectionAnalyzer:
         if data and not packet.from_client:
             base = self._client_base
             acked = seq_diff(segment.ack, base) if base is not None and segment.has_ack else -1
-            self._server_segments.append((stream.offset - len(data), packet.time, acked, placed.heard_by_ack))
+            self._server_chunks.append(_SentChunk(stream.offset - len(data), packet.time, acked, placed.heard_by_ack, rnd))
         if data:
             self._data(packet, data, rnd, placed, carries, marks)
             if report.ttfb_s is not None and not self._steps and self._settled():
@@ -323,32 +358,36 @@ class TcpConnectionAnalyzer:
                 self._conversation = TlsConversation(self._keylog)
         conversation = self._conversation
         if conversation is None:
-            # Plain HTTP: the first client byte is the request, the first server byte the response.
+            # Plain HTTP: the first client byte is the request; the answer is what the response
+            # finder says (HTTP/1.x: the status line; h2c: HEADERS or DATA on the request stream).
             if packet.from_client and report.setup_round_trips is None:
                 report.setup_round_trips = rnd
-            if not packet.from_client and report.round_trips is None:
-                start = self._server_segments[-1]
-                self._answer(packet, rnd, marks, "clear", self._path.server_time(start[1], start[3]))
+            offset = self._streams[packet.from_client].offset
+            frames = self._application_bytes(packet, rnd, placed, data, marks, "clear", None, offset - len(data), offset)
             if self._steps:
                 label = None if self._plain_labels[packet.from_client] else http1_label(data)
                 self._plain_labels[packet.from_client] = True
-                carries.append(label or f"{len(data)} bytes")
+                carries.extend([frame.label for frame in frames] if frames else [label or f"{len(data)} bytes"])
             return
         before = conversation.facts
         labelled = len(carries)
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
             kind = message.kind
-            keyless = (kind == "encrypted" and conversation.tls13) or (kind == "app_data" and conversation.tls12_opaque)
-            if keyless:
+            frames = []
+            if (kind == "encrypted" and conversation.tls13) or (kind == "app_data" and message.plaintext is None):
                 self._keyless_record(packet, message, rnd, placed, marks)
             elif packet.from_client and kind in self._request_rounds:
                 self._request_rounds[kind] = min(self._request_rounds[kind], rnd)
-                self._request_part(message.end_offset, message.length, packet.time, placed)
-            elif not packet.from_client and kind == "app_data" and report.round_trips is None:
-                start = self._record_start(message.start_offset)
-                self._answer(packet, rnd, marks, "decrypted", self._path.server_time(start[1], self._request_heard(start[2])))
+            if message.plaintext is not None and (report.round_trips is None or self._steps):
+                # Decrypted: the answer is the record holding the response's first byte.
+                if (packet.from_client and kind == "app_data" and self._response is not None
+                        and conversation.facts.early_data == "rejected"):
+                    self._response.early_data_rejected()
+                frames = self._application_bytes(packet, rnd, placed, message.plaintext, marks, "decrypted",
+                                                 conversation.facts.alpn_selected, message.start_offset,
+                                                 message.end_offset)
             if self._steps:
-                carries.append(_tls_label(message))
+                carries.extend([frame.label for frame in frames] if frames else [_tls_label(message)])
         if self._steps:
             if len(carries) == labelled:
                 carries.append(f"{len(data)} bytes of a TLS record")  # its end is still to come
@@ -360,14 +399,14 @@ class TcpConnectionAnalyzer:
             if after.resumed and not before.resumed:
                 marks.append("resumed")
 
-    def _record_start(self, offset: int) -> tuple[int, float, int, float]:
+    def _record_start(self, offset: int) -> _SentChunk:
         """The server data packet that carried stream byte ``offset`` (the oldest remembered if it
         is older still)."""
-        segments = self._server_segments
-        for index in range(len(segments) - 1, -1, -1):
-            if segments[index][0] <= offset:
-                return segments[index]
-        return segments[0]
+        chunks = self._server_chunks
+        for index in range(len(chunks) - 1, -1, -1):
+            if chunks[index].offset <= offset:
+                return chunks[index]
+        return chunks[0]
 
     def _check_unseen(self, from_client: bool, segment: TcpSegment) -> None:
         """An ACK beyond what the other side was seen to send proves bytes the capture missed
@@ -385,16 +424,12 @@ class TcpConnectionAnalyzer:
             if missing > self._unseen[not from_client]:
                 self._unseen[not from_client] = missing
 
-    def _request_part(self, end_offset: int, plaintext_bytes: int, time: float, placed: PacketRound) -> None:
-        """A client record that may carry (part of) the request. Where HTTP/2 may be spoken, a
-        record after the first that is no bigger than its control frames (a SETTINGS ACK) is
-        not: the server's answer does not wait for it."""
+    def _request_part(self, end_offset: int, time: float, rnd: int, placed: PacketRound) -> None:
+        """A client record (or clear chunk) that carries (part of) the request."""
         parts = self._request_parts
         if not parts:
             self._client_wait_s = self._path.client_time(time, placed.heard_by_ack)
-        elif plaintext_bytes <= SMALL_CLIENT_RECORD and self._may_speak_h2():
-            return
-        parts.append((end_offset, time))
+        parts.append(_RequestPart(end_offset, time, rnd))
 
     def _may_speak_h2(self) -> bool:
         facts = self._conversation.facts if self._conversation is not None else None
@@ -402,24 +437,35 @@ class TcpConnectionAnalyzer:
             return False
         return facts.alpn_selected in (None, "h2")
 
-    def _request_heard(self, acked: int) -> float:
-        """When the newest request record the server had (its ACK, a client stream offset, covers
-        it) passed the capture point: what its answer's server time counts from."""
-        heard = -1.0
-        for end, time in self._request_parts:
-            if end <= acked or heard < 0:
-                heard = time
-        return heard
+    def _answer(self, start: _SentChunk, time: float, rnd: int, marks: list[str], basis: str) -> None:
+        """The packet seen at ``time``, in round ``rnd``, brought the first response byte (it
+        completed the record holding it; ``start`` carried the record's first byte).
 
-    def _answer(self, packet: FlowPacket, rnd: int, marks: list[str], basis: str, server_s: float | None) -> None:
-        """``packet`` brought the first response byte (completed the record holding it)."""
+        The request is the newest request part the server had when it began the answer; server
+        time counts from it. The round is one past it, plus any the answer's record waited within
+        (a congestion window), unless the server answered at once on newer client data it had
+        (then it waited for that): client data that came in while the server was computing (an
+        HTTP/2 SETTINGS ACK) is no round trip of the answer's."""
         report = self.report_so_far
+        part = self._request_heard(start.acked)
+        heard = start.heard if part is None else part.time
+        if part is not None and start.heard > part.time and self._path.at_once(start.time, start.heard) is False:
+            rnd = part.round + 1 + max(rnd - start.round, 0)
         report.round_trips = rnd
-        report.ttfb_s = packet.time - report.start_time
+        report.ttfb_s = time - report.start_time
         report.round_trips_basis = basis
-        report.server_s = server_s
+        report.server_s = self._path.server_time(start.time, heard)
         marks.append(first_byte_mark(rnd))
         self._first_step = self._steps_made
+
+    def _request_heard(self, acked: int) -> _RequestPart | None:
+        """The newest request part the server had (its ACK, a client stream offset, covers it);
+        the first one if none is covered; None before any."""
+        heard = None
+        for part in self._request_parts:
+            if part.end <= acked or heard is None:
+                heard = part
+        return heard
 
     def _keyless_record(self, packet: FlowPacket, message: TlsMessage, rnd: int, placed: PacketRound,
                         marks: list[str]) -> None:
@@ -442,18 +488,54 @@ class TcpConnectionAnalyzer:
             finished = None if not suite else 4 + (48 if suite.endswith("SHA384") else 32) + TLS13_RECORD_OVERHEAD
             if finder.client_record(tls13, plaintext, message.length, finished, message.end_offset, packet.time, rnd):
                 self._request_rounds["app_data"] = min(self._request_rounds["app_data"], rnd)
-            if finder.request_end is not None:
-                self._request_part(message.end_offset, plaintext, packet.time, placed)
+            if finder.request_end is not None and (
+                    not self._request_parts or plaintext > SMALL_CLIENT_RECORD or not self._may_speak_h2()):
+                # Where HTTP/2 may be spoken, a later record no bigger than its control frames (a
+                # SETTINGS ACK) is not the request: the answer does not wait for it.
+                self._request_part(message.end_offset, packet.time, rnd, placed)
             return
         start = self._record_start(message.start_offset)
         chatter = tls13 or facts.alpn_selected == "h2"
-        had_request = finder.request_end is not None and start[2] >= finder.request_end
-        verdict = finder.server_record(plaintext, start[1], had_request, self._path, chatter)
+        had_request = finder.request_end is not None and start.acked >= finder.request_end
+        verdict = finder.server_record(plaintext, start.time, had_request, self._path, chatter)
         if verdict == FIRST or verdict == LATER:
             if verdict == LATER and self._first_step >= 0:
                 self.step_revisions[self._first_step] = (
                     "sent at once on the request: taken for the server's own records (tickets, HTTP/2 control)",)
-            self._answer(packet, rnd, marks, "inferred", self._path.server_time(start[1], self._request_heard(start[2])))
+            self._answer(start, packet.time, rnd, marks, "inferred")
+    def _application_bytes(self, packet: FlowPacket, rnd: int, placed: PacketRound, data: bytes, marks: list[str],
+                           basis: str, alpn: str | None, stream_start: int, end_offset: int) -> list[Http2Frame]:
+        """Feed HTTP bytes (clear, or a decrypted record's, which began at TCP stream offset
+        ``stream_start``) to the response finder; once it names the answer's first byte, that
+        byte's packet (for a record: the one completing it) is the first response byte, and the
+        packet that carried its first TCP byte tells the server time. Returns the HTTP/2 frames
+        completed, for the ladder."""
+        finder = self._response
+        if finder is None:
+            finder = self._response = ResponseFinder(alpn)
+        report = self.report_so_far
+        if packet.from_client:
+            frames = finder.feed(True, data)
+            if finder.protocol != HTTP2 or any(frame.stream_id == finder.request_stream for frame in frames):
+                self._request_part(end_offset, packet.time, rnd, placed)
+            return frames
+        if report.round_trips is not None:
+            return finder.feed(False, data)
+        chunks = self._response_chunks
+        chunks.append((finder.server_offset, packet.time, rnd, stream_start))
+        if len(chunks) > _KEPT_CHUNKS:
+            del chunks[0]
+        frames = finder.feed(False, data)
+        answer = finder.answer_offset
+        if answer is not None:
+            time, at_round, start_offset = packet.time, rnd, stream_start
+            for chunk_offset, chunk_time, chunk_round, chunk_start in reversed(chunks):
+                if chunk_offset <= answer:
+                    time, at_round, start_offset = chunk_time, chunk_round, chunk_start
+                    break
+            self._answer(self._record_start(start_offset), time, at_round, marks, basis)
+            self._response_chunks = []
+        return frames
 
     def _settled(self) -> bool:
         """Nothing after the response can change the facts: plain HTTP, or TLS whose handshake
@@ -472,8 +554,9 @@ class TcpConnectionAnalyzer:
         self._released = (self._retransmitted(), self._tls_facts())
         self._retransmissions, self._counter, self._server_data_rounds = {}, TcpRoundCounter(), {}
         self._conversation = None
+        self._response = None
         self._streams = {}
-        self._server_segments.clear()
+        self._server_chunks.clear()
 
     def _retransmitted(self) -> list[str]:
         """The retransmission causes of both sides, up to the first response byte."""

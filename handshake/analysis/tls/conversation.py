@@ -4,8 +4,11 @@ Sans-IO: ``TlsConversation.feed`` takes consecutive chunks of each direction's r
 stream, in the order the packets were captured, and returns the messages those bytes completed,
 each with the stream offset just past the record that completed it. With an NSS key log, TLS 1.3
 records are decrypted, so tickets, 0.5-RTT data and early data are told apart; without one they
-are ``kind="encrypted"`` and the caller must treat them as unknown. TLS 1.2 needs no keys for
-this: its record types stay visible after ChangeCipherSpec.
+are ``kind="encrypted"`` and the caller must treat them as unknown. TLS 1.2 needs no keys to tell
+its record types apart (they stay visible after ChangeCipherSpec); with the logged master secret
+its records are opened too (``keys12``), so the application data's plaintext is known in both
+versions (``TlsMessage.plaintext``), which is what tells an HTTP response from the server's own
+chatter (HTTP/2 SETTINGS) in the HTTP layer.
 
 Nothing here raises on bad input: a direction that stops being TLS yields one ``garbage``
 message and is ignored from then on; a truncated record just waits for more bytes.
@@ -13,12 +16,13 @@ message and is ignored from then on; a truncated record just waits for more byte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from mypy_extensions import mypyc_attr
 
 from ..keylog import ConnectionSecrets, KeyLog, parse_keylog
+from .keys12 import RecordKey12, key_block
 from .keys13 import TrafficKey
 from .messages import (
     CERTIFICATE,
@@ -75,7 +79,7 @@ class TlsMessage:
     kind: MessageKind
     """"handshake", "ccs", "alert", "app_data", "early_data" (TLS 1.3 0-RTT data, decrypted),
     "encrypted" (a TLS 1.3 record no logged key opened; a TLS 1.2 handshake record after the
-    Finished) or "garbage" (not TLS, or a decrypted record of a forbidden inner type)."""
+    Finished without keys, or any 1.2 record a key that opened the Finished did not open) or "garbage" (not TLS, or a decrypted record of a forbidden inner type)."""
     name: str
     """"ClientHello", "HelloRetryRequest", "Finished", … "ChangeCipherSpec", "Alert",
     "ApplicationData"; "EncryptedRecord" for kind "encrypted", "NotTls" for a stream that is
@@ -83,11 +87,17 @@ class TlsMessage:
     length: int
     """Plaintext bytes: handshake header + body, alert, application data. Where the plaintext
     cannot be known (no key, TLS 1.2 CBC) the record's fragment length instead."""
-    preview: bytes = b""
+    preview: bytes = field(default=b"", compare=False)
     """Application data whose plaintext is known: its first bytes (e.g. an HTTP request line)."""
+    plaintext: bytes | None = field(default=None, compare=False)
+    """Application or early data that a logged key opened: all of its plaintext (what the HTTP
+    layer reads); None where nothing was decrypted (no key log, or a key that did not open it).
+    The content is left out of comparisons (as ``preview``): a TLS 1.2 record is the same
+    message whether or not a key opened it."""
 
     def __init__(self, direction: Direction, start_offset: int, end_offset: int, record_type: int,
-                 kind: MessageKind, name: str, length: int, preview: bytes = b"") -> None:
+                 kind: MessageKind, name: str, length: int, preview: bytes = b"",
+                 plaintext: bytes | None = None) -> None:
         self.direction = direction
         self.start_offset = start_offset
         self.end_offset = end_offset
@@ -96,6 +106,7 @@ class TlsMessage:
         self.name = name
         self.length = length
         self.preview = preview
+        self.plaintext = plaintext
 
 
 @mypyc_attr(native_class=False)  # compiled too, a plain class: updated_facts copies its __dict__
@@ -178,6 +189,11 @@ class _Side:
         self.tls12_protected = False
         """TLS 1.2 ChangeCipherSpec seen: later records are encrypted (RFC 5246 §7.1)."""
         self.tls12_finished_seen = False
+        self.tls12_key: RecordKey12 | None = None
+        """TLS 1.2 with the logged master secret: this side's record key (None without one, or
+        once a record it should have opened did not open)."""
+        self.tls12_handshake: HandshakeReassembler | None = None
+        """TLS 1.2 with keys: the decrypted handshake messages (Finished, renegotiation)."""
 
 
 class TlsConversation:
@@ -192,6 +208,8 @@ class TlsConversation:
         self._server_hello: ServerHello | None = None
         self._version: int | None = None
         self._flight_start: int | None = None
+        self._master_secret: bytes | None = None
+        """TLS 1.2: the key log's master secret for this connection, until the ServerHello uses it."""
 
     @property
     def facts(self) -> TlsFacts:
@@ -201,12 +219,6 @@ class TlsConversation:
     def tls13(self) -> bool:
         """TLS 1.3 negotiated (its records after the ServerHello all look like application data)."""
         return self._version is not None and self._version >= TLS13
-
-    @property
-    def tls12_opaque(self) -> bool:
-        """TLS 1.2 (or older) whose application data no key opens: its record types show (RFC
-        5246 §6.2), its contents do not."""
-        return self._is_tls12()
 
     def feed(self, direction: Direction, data: bytes) -> list[TlsMessage]:
         """The messages completed by the next ``data`` bytes of ``direction``'s stream."""
@@ -231,7 +243,7 @@ class TlsConversation:
         if kind == CHANGE_CIPHER_SPEC:
             return [self._change_cipher_spec(side, record)]
         if side.tls12_protected and self._is_tls12():
-            return [self._tls12_protected(side, record)]
+            return self._tls12_protected(side, record)
         if kind == HANDSHAKE:
             # RFC 8446 §5: TLS 1.3 encrypts handshake messages under outer type 23, so a
             # type-22 record is plaintext in both versions (here: before a 1.2 CCS).
@@ -248,6 +260,8 @@ class TlsConversation:
         """RFC 5246 §7.1 switches 1.2 to the new keys; RFC 8446 §5 / D.4 sends it only for
         middlebox compatibility and it changes nothing."""
         if self._is_tls12():
+            if side.tls12_protected:
+                side.tls12_key = None  # a renegotiation: its keys come from another ClientHello
             side.tls12_protected = True
             if side is self._server and self._facts.resumed is None:
                 # RFC 5246 §7.3 / RFC 5077 §3.1: an abbreviated handshake goes from ServerHello
@@ -255,22 +269,63 @@ class TlsConversation:
                 self._update({"resumed": True})
         return _message(side, record, "ccs", "ChangeCipherSpec", len(record.fragment))
 
-    def _tls12_protected(self, side: _Side, record: TlsRecord) -> TlsMessage:
+    def _tls12_protected(self, side: _Side, record: TlsRecord) -> list[TlsMessage]:
+        if side.tls12_key is not None:
+            opened = self._tls12_decrypted(side, record)
+            if opened is not None:
+                return opened
         overhead = tls12_record_overhead(self._server_hello.cipher_suite) if self._server_hello else None
         length = len(record.fragment)
         if overhead is not None and length >= overhead:
             length -= overhead
         if record.content_type == HANDSHAKE:
             if side.tls12_finished_seen:
-                return _message(side, record, "encrypted", "EncryptedRecord", length)
-            # RFC 5246 §7.4.9: Finished is the first message protected by the new keys.
-            side.tls12_finished_seen = True
-            if side is self._server and self._facts.resumed and self._flight_start is not None:
-                self._set_flight_end(record.end_offset)
-            return _message(side, record, "handshake", "Finished", length)
+                return [_message(side, record, "encrypted", "EncryptedRecord", length)]
+            self._tls12_finished(side, record)
+            return [_message(side, record, "handshake", "Finished", length)]
         if record.content_type == ALERT:
-            return _message(side, record, "alert", "Alert", length)
-        return _message(side, record, "app_data", "ApplicationData", length)
+            return [_message(side, record, "alert", "Alert", length)]
+        return [_message(side, record, "app_data", "ApplicationData", length)]
+
+    def _tls12_finished(self, side: _Side, record: TlsRecord) -> None:
+        """RFC 5246 §7.4.9: Finished is the first message protected by the new keys."""
+        side.tls12_finished_seen = True
+        if side is self._server and self._facts.resumed and self._flight_start is not None:
+            self._set_flight_end(record.end_offset)
+
+    def _tls12_decrypted(self, side: _Side, record: TlsRecord) -> list[TlsMessage] | None:
+        """The messages of a record the logged key opened; None (and the key dropped) when the
+        side's first protected record, its Finished, does not open: the key is not this
+        connection's, and the keyless reading is all there is."""
+        key = side.tls12_key
+        assert key is not None
+        plaintext = key.open(record.content_type, record.fragment)
+        if plaintext is None:
+            if not side.tls12_finished_seen:
+                side.tls12_key = None
+                return None
+            return [_message(side, record, "encrypted", "EncryptedRecord", len(record.fragment))]
+        kind = record.content_type
+        if kind == APPLICATION_DATA:
+            return [_message(side, record, "app_data", "ApplicationData", len(plaintext), plaintext[:PREVIEW_BYTES],
+                             plaintext)]
+        if kind == ALERT:
+            return [_message(side, record, "alert", "Alert", len(plaintext))]
+        if kind != HANDSHAKE:
+            return [_message(side, record, "garbage", f"ContentType{kind}", len(plaintext))]
+        if side.tls12_handshake is None:
+            side.tls12_handshake = HandshakeReassembler()
+        messages = []
+        for message in side.tls12_handshake.push(plaintext, record.start_offset, record.end_offset):
+            if message.msg_type == FINISHED and not side.tls12_finished_seen:
+                self._tls12_finished(side, record)
+            messages.append(TlsMessage(side.direction, message.start_offset, message.end_offset, HANDSHAKE,
+                                       "handshake", HANDSHAKE_NAMES.get(message.msg_type, f"Handshake{message.msg_type}"),
+                                       message.wire_bytes))
+        if not side.tls12_finished_seen:
+            side.tls12_key = None  # RFC 5246 §7.4.9: the first protected message must be Finished
+            return None
+        return messages
 
     def _tls13_protected(self, side: _Side, record: TlsRecord) -> list[TlsMessage]:
         """Trial decryption: the current key first, then the later ones, because a capture does
@@ -289,7 +344,7 @@ class TlsConversation:
                 return [_message(side, record, "alert", "Alert", len(content))]
             if inner_type == APPLICATION_DATA:
                 kind: MessageKind = "early_data" if epoch.stage == EARLY else "app_data"
-                return [_message(side, record, kind, "ApplicationData", len(content), content[:PREVIEW_BYTES])]
+                return [_message(side, record, kind, "ApplicationData", len(content), content[:PREVIEW_BYTES], content)]
             # RFC 8446 §5: no other inner type may be protected (not even CCS).
             return [_message(side, record, "garbage", f"ContentType{inner_type}", len(content))]
         return [_message(side, record, "encrypted", "EncryptedRecord", len(record.fragment))]
@@ -346,6 +401,7 @@ class TlsConversation:
         if secrets is not None:
             self._update({"keys_found": True})
             self._install_keys(secrets, hello.offers_early_data)
+            self._master_secret = secrets.master_secret
 
     def _install_keys(self, secrets: ConnectionSecrets, early_data_offered: bool) -> None:
         """RFC 8446 §7.1 / §A: the client writes with the early, handshake, then application
@@ -394,6 +450,11 @@ class TlsConversation:
             changes["alpn_selected"] = hello.alpn_protocol
             if self._facts.early_data == "sent":
                 changes["early_data"] = "rejected"
+            if self._master_secret is not None and self._client_hello is not None:
+                keys = key_block(self._master_secret, self._client_hello.random, hello.random, hello.cipher_suite,
+                                 hello.version, hello.encrypt_then_mac)
+                if keys is not None:
+                    self._client.tls12_key, self._server.tls12_key = keys.client, keys.server
             offered_id = self._client_hello.session_id if self._client_hello else b""
             if offered_id:
                 # RFC 5246 §7.4.1.3 and RFC 5077 §3.4: resuming echoes the client's session id;
@@ -470,7 +531,7 @@ def _key_update(side: _Side, epoch: _Epoch) -> None:
 
 
 def _message(side: _Side, record: TlsRecord, kind: MessageKind, name: str, length: int,
-             preview: bytes = b"") -> TlsMessage:
+             preview: bytes = b"", plaintext: bytes | None = None) -> TlsMessage:
     return TlsMessage(
         direction=side.direction,
         start_offset=record.start_offset,
@@ -480,6 +541,7 @@ def _message(side: _Side, record: TlsRecord, kind: MessageKind, name: str, lengt
         name=name,
         length=length,
         preview=preview,
+        plaintext=plaintext,
     )
 
 

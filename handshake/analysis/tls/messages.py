@@ -56,6 +56,7 @@ HANDSHAKE_NAMES: Final = {
 
 EXT_SERVER_NAME: Final = 0
 EXT_ALPN: Final = 16
+EXT_ENCRYPT_THEN_MAC: Final = 22
 EXT_PRE_SHARED_KEY: Final = 41
 EXT_EARLY_DATA: Final = 42
 EXT_SUPPORTED_VERSIONS: Final = 43
@@ -192,8 +193,8 @@ class _Reader:
         return self._position == len(self._data)
 
 
-_READ_EXTENSIONS: Final = frozenset((EXT_SERVER_NAME, EXT_ALPN, EXT_PRE_SHARED_KEY, EXT_EARLY_DATA,
-                                     EXT_SUPPORTED_VERSIONS))
+_READ_EXTENSIONS: Final = frozenset((EXT_SERVER_NAME, EXT_ALPN, EXT_ENCRYPT_THEN_MAC, EXT_PRE_SHARED_KEY,
+                                     EXT_EARLY_DATA, EXT_SUPPORTED_VERSIONS))
 """The extensions any fact comes from; the others (a ClientHello has a dozen) are stepped over."""
 
 
@@ -281,15 +282,18 @@ class ServerHello:
     """TLS 1.2 only: a TLS 1.3 server puts ALPN in EncryptedExtensions."""
     selected_psk_identity: int | None
     """TLS 1.3 pre_shared_key: which of the offered PSKs the server took, None if none."""
+    encrypt_then_mac: bool
+    """TLS 1.0-1.2 with a CBC suite: the server took RFC 7366 encrypt_then_mac."""
 
     def __init__(self, random: bytes, session_id: bytes, cipher_suite: int, version: int, alpn_protocol: str | None,
-                 selected_psk_identity: int | None) -> None:
+                 selected_psk_identity: int | None, encrypt_then_mac: bool = False) -> None:
         self.random = random
         self.session_id = session_id
         self.cipher_suite = cipher_suite
         self.version = version
         self.alpn_protocol = alpn_protocol
         self.selected_psk_identity = selected_psk_identity
+        self.encrypt_then_mac = encrypt_then_mac
 
     @property
     def is_hello_retry_request(self) -> bool:
@@ -356,6 +360,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
         version=version,
         alpn_protocol=alpn[0] if alpn else None,
         selected_psk_identity=u16(psk, 0) if psk is not None and len(psk) == 2 else None,
+        encrypt_then_mac=EXT_ENCRYPT_THEN_MAC in extensions,
     )
 
 
