@@ -34,7 +34,23 @@ def test_a_capture_that_begins_after_the_syn_says_so():
     packets = _packets(run)
     report = _report(packets[2:], parse_keylog(run.trace.keylog))  # from the client's ACK of the SYN-ACK on
     assert report.tfo == "unknown"
-    assert "capture incomplete: it began after the client's SYN" in report.notes
+    assert any(note.startswith("capture incomplete: it began after the client's SYN") for note in report.notes)
+    # Its TLS facts are still read; what counts from the SYN is unknown, not counted from elsewhere.
+    assert (report.tls_version, report.round_trips, report.ttfb_s, report.setup_round_trips) == ("1.2", None, None, None)
+
+
+def test_tls_captured_mid_stream_is_tls_not_plain_http():
+    """A capture that begins after the handshake sees application data records: no TLS facts,
+    no count, and never the first server record taken for a plain-HTTP answer."""
+    run = run_sim(CATALOG["tls12"], LinkConfig.from_rtt(0.1))
+    packets = _packets(run)
+    keylog = parse_keylog(run.trace.keylog)
+    whole = inspect_packets(packets, keylog)[-1]
+    first_app = next(i for i, (_, data) in enumerate(packets)
+                     if _from(data) == whole.report.client and decode(data).transport.payload[:1] == b"\x17")
+    report = _report(packets[first_app:], keylog)
+    assert report.round_trips is None and report.ttfb_s is None
+    assert report.round_trips_basis is None and report.tls_version is None
 
 
 def test_client_data_the_server_acknowledged_but_the_capture_lacks_is_counted():

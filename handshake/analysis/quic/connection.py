@@ -383,6 +383,8 @@ class QuicConnectionAnalyzer:
         """When the first client datagram with request data (or, without keys, its first 1-RTT
         packet) was seen."""
         self._keyless = KeylessResponse()
+        self._sent_spaces: set[tuple[bool, str]] = set()
+        """(from the client?, packet type) of what each side has sent so far."""
         self._client_times: deque[float] = deque(maxlen=_KEPT_CLIENT_TIMES)
         """When the client's latest datagrams were seen."""
         self._first_step = -1
@@ -421,11 +423,15 @@ class QuicConnectionAnalyzer:
         for packet in decoded.packets:
             if self._resent[from_client].check(packet, datagram.time, self._reader.decoder.attempt):
                 marks.append(f"{_WHAT[packet.packet.packet_type]} resent")
-            if not answered and _is_probe(packet):
+            space = (from_client, packet.packet.packet_type)
+            # A probe answers a probe timeout of something this side sent before (RFC 9002 §6.2):
+            # never its first packet (aioquic's server may open with PING and ACK).
+            if not answered and space in self._sent_spaces and _is_probe(packet):
                 what = f"{side} {_WHAT[packet.packet.packet_type]}"
                 probe = self._probes.setdefault(what, [0, datagram.time])
                 probe[0] += 1
                 marks.append("PTO probe")
+            self._sent_spaces.add(space)
             for frame in packet.frames or ():
                 if isinstance(frame, ConnectionCloseFrame):
                     self._note_close(frame, side)
@@ -527,11 +533,13 @@ class QuicConnectionAnalyzer:
         reader = self._reader
         _apply_facts(report, reader.decoder, self._request_round)
         response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
+        # Causes are what delayed the answer; with no answer in the capture they are only notes.
+        causes = report.causes if report.ttfb_s is not None else report.notes
         for side in (True, False):
-            report.causes.extend(self._resent[side].causes(before=response_time))
+            causes.extend(self._resent[side].causes(before=response_time))
         for what, (count, first) in self._probes.items():
             times = "" if count == 1 else f" {count} times"
-            report.causes.append(f"{what} PTO probe{times} (first at {first - report.start_time:.3f} s)")
+            causes.append(f"{what} PTO probe{times} (first at {first - report.start_time:.3f} s)")
         report.notes.extend(self._closes)
         report.notes.extend(reader.errors)
         self._incomplete_notes(report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
+from handshake.trace.integers import u16
 from handshake.trace.packet import TcpSegment, seq_diff
 
 from ..http.http1 import http1_label
@@ -25,6 +26,8 @@ from .flows import FlowPacket, StreamAssembler, TcpFlow
 from .rounds import PacketRound, TcpRoundCounter
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
+_MAX_RECORD_BYTES: Final = (1 << 14) + 2048
+"""RFC 5246 §6.2.3: a protected record's fragment never exceeds 2^14 + 2048 bytes."""
 _NEVER: Final = 1 << 30
 _DEFAULT_SMSS: Final = 1460
 """A segment size where the handshake's MSS options were not seen (Ethernet's)."""
@@ -353,7 +356,7 @@ class TcpConnectionAnalyzer:
               marks: list[str]) -> None:
         report = self.report_so_far
         if self._is_tls is None:
-            self._is_tls = data[0] == _TLS_HANDSHAKE_RECORD and len(data) > 1 and data[1] == 3
+            self._is_tls = _starts_tls(data, mid_stream=not self._syn_seen)
             if self._is_tls:
                 self._conversation = TlsConversation(self._keylog)
         conversation = self._conversation
@@ -571,14 +574,16 @@ class TcpConnectionAnalyzer:
         """The verdict on the packets added so far (call once, at the end)."""
         report = self.report_so_far
         retransmitted, facts = self._released or (self._retransmitted(), self._tls_facts())
-        report.causes.extend(retransmitted)
+        # Causes are what delayed the answer; with no answer in the capture they are only notes.
+        (report.causes if report.ttfb_s is not None else report.notes).extend(retransmitted)
         if report.tfo == "data":
             report.notes.append("TFO cookie used")
         elif report.tfo == "cookie-request":
             report.causes.append(TFO_COOKIE_REQUEST_CAUSE)
         elif not self._syn_seen and report.packets:
             report.tfo = "unknown"
-            report.notes.append("capture incomplete: it began after the client's SYN")
+            report.notes.append("capture incomplete: it began after the client's SYN, so round trips and "
+                                "TTFB, which count from it, are unknown")
         for side, name in ((True, "client"), (False, "server")):
             if self._unseen[side]:
                 report.notes.append(f"capture incomplete: {self._unseen[side]} bytes the {name} sent were acknowledged "
@@ -590,6 +595,10 @@ class TcpConnectionAnalyzer:
             first = late if report.early_data == "rejected" else min(early, late)
             report.setup_round_trips = None if first == _NEVER else first
             self._keyless_notes(report, facts)
+        if not self._syn_seen:
+            # The first packet seen is no start: a count from it would be a guess (DESIGN.md §3).
+            report.round_trips = report.setup_round_trips = report.ttfb_s = report.server_s = None
+            report.round_trips_basis = None
         report.note_server_time()
         if self._client_wait_s is not None and self._client_wait_s >= CLIENT_WAIT_NOTE_S:
             report.notes.append(f"the client waited {self._client_wait_s * 1000:.0f} ms before sending its request")
@@ -607,6 +616,21 @@ class TcpConnectionAnalyzer:
                 report.notes.append("no request found in the encrypted records (the key log would show them)")
             else:
                 report.notes.append("no server record after the request reached the server: no response in the capture")
+
+
+_TLS_RECORD_TYPES: Final = frozenset((20, 21, 22, 23))
+"""ChangeCipherSpec, Alert, Handshake, ApplicationData (RFC 8446 §5.1, RFC 5246 §6.2.1)."""
+
+
+def _starts_tls(data: bytes, mid_stream: bool) -> bool:
+    """Whether a stream's first bytes start TLS: a handshake record (the ClientHello); for a stream
+    whose start the capture missed, any record header (a type, version 3.x, a possible length),
+    as a capture that begins in the middle of HTTPS mostly sees application data."""
+    if len(data) < 5 or data[1] != 3 or data[2] > 4:
+        return len(data) > 1 and data[0] == _TLS_HANDSHAKE_RECORD and data[1] == 3
+    if data[0] == _TLS_HANDSHAKE_RECORD:
+        return True
+    return mid_stream and data[0] in _TLS_RECORD_TYPES and u16(data, 3) <= _MAX_RECORD_BYTES
 
 
 def _flag_labels(segment: TcpSegment, from_client: bool) -> list[str]:
