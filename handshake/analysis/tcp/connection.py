@@ -365,7 +365,9 @@ class TcpConnectionAnalyzer:
             # finder says (HTTP/1.x: the status line; h2c: HEADERS or DATA on the request stream).
             if packet.from_client and report.setup_round_trips is None:
                 report.setup_round_trips = rnd
-            offset = self._streams[packet.from_client].offset
+            streams = self._streams
+            assert streams is not None  # set by add before any data
+            offset = streams[packet.from_client].offset
             frames = self._application_bytes(packet, rnd, placed, data, marks, "clear", None, offset - len(data), offset)
             if self._steps:
                 label = None if self._plain_labels[packet.from_client] else http1_label(data)
