@@ -45,6 +45,9 @@ def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument("--response-size", metavar="SIZE",
                        help="HTTP response body, e.g. 20KB (default 64 bytes): a first TLS record over the "
                             "initial window costs a round trip")
+    knobs.add_argument("--server-time", metavar="DURATION",
+                       help="the server holds each request this long before answering, e.g. 250ms (a slow "
+                            "origin): server time, not a round trip")
     knobs.add_argument("--hrr", action="store_true", default=None, help="server accepts only P-256: HelloRetryRequest")
     knobs.add_argument("--retry", action="store_true", default=None, help="QUIC server demands a Retry")
     knobs.add_argument("--cold", action="store_true", default=None, help="no warm-up: no ticket, no TFO cookie")
@@ -64,9 +67,11 @@ _FLAG_FIELDS = {
     "network": (
         "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
     ),
-    "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size"),
+    "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size", "server_time"),
     "client": ("cold", "drop"),
 }
+_SCENARIO_KEYS = {"server_time": "time"}
+"""Flags whose scenario field is named otherwise (``--server-time`` is ``[server] time``)."""
 
 
 def _scenario(args: argparse.Namespace):
@@ -81,7 +86,7 @@ def _scenario(args: argparse.Namespace):
         for field in fields:
             value = getattr(args, field)
             if value is not None:
-                data.setdefault(section, {})[field] = value
+                data.setdefault(section, {})[_SCENARIO_KEYS.get(field, field)] = value
     if args.variants is not None:
         data["variants"] = args.variants
     return scenario_from_mapping(data, origin, text)
@@ -214,7 +219,8 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"handshake: {stop}", file=sys.stderr)
         return stop.exit_status
     network = scenario.link.describe()
-    print(render([row.as_dict() for row in rows], args.format, engine=args.engine, network=network))
+    print(render([row.as_dict() for row in rows], args.format, engine=args.engine, network=network,
+                 server_time=scenario.options.server_time_s > 0))
     return 0
 
 

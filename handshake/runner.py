@@ -71,6 +71,10 @@ class RunOptions:
     response_bytes: int = DEFAULT_BODY_BYTES
     """Size of the HTTP response body: the first byte's round trips do not depend on it, the
     transfer after it (and a capture's packet count) does."""
+    server_time_s: float = 0.0
+    """How long the server holds each request before its answer leaves (a slow origin behind a
+    proxy): server time, never a round trip (DESIGN.md §6). Only the HTTP answer waits; TLS 1.3
+    tickets and QUIC's own frames leave at once."""
 
 
 @dataclass
@@ -111,6 +115,9 @@ class Row:
     early_data: str = "none"
     tfo: str = "none"
     warmup_connections: int = 0
+    server_ms: float | None = None
+    """How long the server held the request before its first response byte, as the analysis
+    reads it from the trace (``ConnectionReport.server_s``), never the knob's value."""
     spread: dict[str, Any] | None = None
     """With several seeded runs: {"runs", "complete", "ttfb_ms": [min, median, max], "round_trips": [min, max]}."""
 
@@ -136,7 +143,7 @@ class VariantEndpoints:
 
             self._server_config = QuicServerConfig(
                 chain, retry=options.retry, accept_early_data=options.accept_early_data,
-                body_bytes=options.response_bytes,
+                body_bytes=options.response_bytes, server_time_s=options.server_time_s,
             )
             self._client_config = QuicClientConfig.for_chain(chain, keylog_path=keylog_path)
         elif variant.early_data:
@@ -151,13 +158,13 @@ class VariantEndpoints:
             )
 
     def server(self) -> StreamEndpoint:
-        body_bytes = self.options.response_bytes
+        body_bytes, server_time_s = self.options.response_bytes, self.options.server_time_s
         if self.variant.tls_version is None:
-            return HttpServer(body_bytes)
+            return HttpServer(body_bytes, server_time_s)
         if self.variant.early_data:
             return EarlyHttpServer(self._server_config, accept_early_data=self.options.accept_early_data,
-                                   body_bytes=body_bytes)
-        return TlsHttpServer(self._server_config, body_bytes)
+                                   body_bytes=body_bytes, server_time_s=server_time_s)
+        return TlsHttpServer(self._server_config, body_bytes, server_time_s)
 
     def client(self, session: Any = None) -> StreamEndpoint:
         if self.variant.tls_version is None:
@@ -190,7 +197,7 @@ def _got_response(session: Session) -> bool:
 def _tcp_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
     """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
     session = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(ticket))
-    sim.run(lambda: _got_response(session), RESPONSE_LIMIT_S)
+    sim.run(lambda: _got_response(session), RESPONSE_LIMIT_S + endpoints.options.server_time_s)
     session.close()
     try:
         sim.run(lambda: session.closed, CLOSE_LIMIT_S)
@@ -204,7 +211,7 @@ def _quic_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, wa
     later, DESIGN.md §4), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
     client = endpoints.quic_client(ticket)
     binding = sim.client.bind_udp(client)
-    sim.run(lambda: client.response is not None, RESPONSE_LIMIT_S)
+    sim.run(lambda: client.response is not None, RESPONSE_LIMIT_S + endpoints.options.server_time_s)
     if want_ticket:
         sim.run(lambda: client.session_ticket is not None, CLOSE_LIMIT_S)
     client.close()
@@ -298,6 +305,7 @@ def row_from_run(run: VariantRun) -> Row:
         early_data=report.early_data,
         tfo=report.tfo,
         warmup_connections=run.warmup_connections,
+        server_ms=report.server_ms,
     )
 
 
@@ -341,6 +349,8 @@ def summarize_runs(rows: list[Row]) -> Row:
         summary.bytes_client = int(statistics.median(r.bytes_client for r in complete))
         summary.bytes_server = int(statistics.median(r.bytes_server for r in complete))
         summary.packets = int(statistics.median(r.packets for r in complete))
+        server = [r.server_ms for r in complete if r.server_ms is not None]
+        summary.server_ms = statistics.median(server) if server else None
     summary.spread = {
         "runs": len(rows),
         "complete": len(complete),

@@ -19,6 +19,8 @@ Both go through one mapping, so a file and the command line mean the same thing:
     hrr = false              # accept only P-256: a client leading with X25519 gets a HelloRetryRequest
     retry = false            # QUIC: demand address validation
     accept_early_data = true
+    response_size = "64B"    # the HTTP answer's body
+    time = "0ms"             # server time: each answer leaves this long after its request (e.g. "250ms")
 
     [client]
     cold = false             # no warm-up: no ticket, no TFO cookie
@@ -45,12 +47,15 @@ from handshake.variants import Variant, select
 
 KEY_TYPES = ("p256", "rsa2048")
 MAX_INTERMEDIATES = 32
+MAX_SERVER_TIME_S = 30.0
+"""Longest server time: aioquic closes a QUIC connection idle for 60 s (its default idle timeout),
+and a request held that long is a timeout, not a slow origin."""
 
 _SECTIONS: dict[str, set[str]] = {
     "network": {
         "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
     },
-    "server": {"key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size"},
+    "server": {"key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size", "time"},
     "client": {"cold", "drop"},
 }
 _TOP_LEVEL = {"variants", "name", "description", *_SECTIONS}
@@ -149,6 +154,13 @@ def _key_type(value: Any, key: str) -> str:
     return text
 
 
+def _server_time(value: Any, key: str) -> float:
+    seconds = parse_duration(_text(value, key), key)
+    if seconds > MAX_SERVER_TIME_S:
+        raise UsageError(f"{key} {value!r} is over {MAX_SERVER_TIME_S:g}s: a QUIC connection would go idle first")
+    return seconds
+
+
 def _selectors(value: Any, key: str) -> tuple[str, ...]:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -197,6 +209,7 @@ def scenario_from_mapping(data: dict[str, Any], origin: str = "command line", te
         retry=server.get("retry", _bool, False),
         accept_early_data=server.get("accept_early_data", _bool, True),
         response_bytes=server.get("response_size", _parsed(parse_size), RunOptions.response_bytes),
+        server_time_s=server.get("time", _server_time, 0.0),
         cold=client.get("cold", _bool, False),
         drops=client.get("drop", _selectors, ()),
     )

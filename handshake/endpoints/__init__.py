@@ -1,7 +1,9 @@
 """Sans-IO protocol endpoints: bytes in, bytes and events out, no sockets, no clock.
 
 Every endpoint implements ``StreamEndpoint`` (``start``, ``receive``, ``data_to_send``,
-``next_event``). Pick the pair for a variant:
+``next_event``); the servers also have aioquic's timer pair (``get_timer``, ``handle_timer``:
+``TimedStreamEndpoint``), on which they send an answer held for its server time. Pick the pair
+for a variant:
 
 - ``http``: ``HttpClient`` / ``HttpServer``
 - ``tls12``, ``tls13`` and their ``-resume``: ``TlsHttpClient`` / ``TlsHttpServer`` (stdlib ssl)
@@ -20,6 +22,7 @@ from .events import (
     RequestReceived,
     ResponseReceived,
     StreamEndpoint,
+    TimedStreamEndpoint,
 )
 from .http1 import HttpClient, HttpServer
 from .tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig, EarlySession
@@ -41,6 +44,7 @@ __all__ = [
     "RequestReceived",
     "ResponseReceived",
     "StreamEndpoint",
+    "TimedStreamEndpoint",
     "TlsClientConfig",
     "TlsError",
     "TlsHttpClient",

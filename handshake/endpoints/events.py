@@ -56,6 +56,11 @@ class StreamEndpoint(Protocol):
     The engine calls ``start`` once when the connection may carry data (a client produces its
     first bytes here: a ClientHello, or a plain GET), then ``receive`` with every chunk of the
     peer's stream, and after each call drains ``data_to_send`` and ``next_event``.
+
+    An endpoint that acts on its own later (a server holding its answer for its server time)
+    also has aioquic's timer pair, ``TimedStreamEndpoint``; engines call ``handle_timer`` once
+    the clock reaches ``get_timer()`` and then drain as after ``receive``. One that only ever
+    answers what it receives may leave them out.
     """
 
     def start(self, now: float) -> None: ...
@@ -65,6 +70,22 @@ class StreamEndpoint(Protocol):
     def data_to_send(self) -> bytes: ...
 
     def next_event(self) -> Event | None: ...
+
+
+class TimedStreamEndpoint(StreamEndpoint, Protocol):
+    """A stream endpoint with a timer: ``get_timer()`` is when it next wants ``handle_timer(now)``
+    (None: nothing pending); after the call, what it has to say is in ``data_to_send``."""
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+def stream_timer(endpoint: StreamEndpoint) -> TimedStreamEndpoint | None:
+    """The endpoint as a ``TimedStreamEndpoint``, or None when it has no timer."""
+    if hasattr(endpoint, "get_timer") and hasattr(endpoint, "handle_timer"):
+        return endpoint  # type: ignore[return-value]
+    return None
 
 
 class DatagramEndpoint(Protocol):

@@ -67,15 +67,23 @@ class ClientExchange:
 
 
 class ServerExchange:
-    """The server half: parse one request, answer 200 with a fixed-size body and Content-Length."""
+    """The server half: parse one request, answer 200 with a fixed-size body and Content-Length.
 
-    def __init__(self, body_bytes: int = DEFAULT_BODY_BYTES) -> None:
+    ``server_time_s``: how long the server holds the request before its answer is ready, as a
+    slow origin behind a proxy would (``respond_at``); 0 answers the moment the request is in.
+    """
+
+    def __init__(self, body_bytes: int = DEFAULT_BODY_BYTES, server_time_s: float = 0.0) -> None:
         self._h11 = h11.Connection(h11.SERVER)
         self._body = response_body(body_bytes)
         self._request: h11.Request | None = None
+        self._server_time_s = server_time_s
         self.done = False
+        self.respond_at: float | None = None
+        """When the answer is ready (the request's time plus the server time); None before the
+        request is complete and once the answer is written."""
 
-    def receive(self, data: bytes, *, in_early_data: bool = False) -> RequestReceived | None:
+    def receive(self, data: bytes, now: float, *, in_early_data: bool = False) -> RequestReceived | None:
         """Feed request bytes; returns the event once the request (with its end) is in."""
         if self.done:
             return None
@@ -84,6 +92,7 @@ class ServerExchange:
                 self._request = event
             elif isinstance(event, h11.EndOfMessage) and self._request is not None:
                 self.done = True
+                self.respond_at = now + self._server_time_s
                 return RequestReceived(
                     method=self._request.method.decode(),
                     target=self._request.target.decode(),
@@ -92,8 +101,13 @@ class ServerExchange:
             elif isinstance(event, h11.ConnectionClosed):
                 return None
 
+    def due(self, now: float) -> bool:
+        """Whether the answer is ready and not yet written."""
+        return self.respond_at is not None and self.respond_at <= now
+
     def response(self) -> bytes:
-        """The 200 response to the request just received."""
+        """The 200 response to the request just received (written now: no longer due)."""
+        self.respond_at = None
         headers = [
             ("Content-Type", "text/plain"),
             ("Content-Length", str(len(self._body))),
@@ -123,17 +137,24 @@ class HttpClient(EventQueue):
 
 
 class HttpServer(EventQueue):
-    """Plain HTTP/1.1 server: answers the first request."""
+    """Plain HTTP/1.1 server: answers the first request, ``server_time_s`` after it is complete."""
 
-    def __init__(self, body_bytes: int = DEFAULT_BODY_BYTES) -> None:
+    def __init__(self, body_bytes: int = DEFAULT_BODY_BYTES, server_time_s: float = 0.0) -> None:
         super().__init__()
-        self._exchange = ServerExchange(body_bytes)
+        self._exchange = ServerExchange(body_bytes, server_time_s)
 
     def start(self, now: float) -> None:
         pass
 
     def receive(self, data: bytes, now: float) -> None:
-        request = self._exchange.receive(data)
+        request = self._exchange.receive(data, now)
         if request is not None:
             self._events.append(request)
+            self.handle_timer(now)
+
+    def get_timer(self) -> float | None:
+        return self._exchange.respond_at
+
+    def handle_timer(self, now: float) -> None:
+        if self._exchange.due(now):
             self._outgoing += self._exchange.response()

@@ -92,6 +92,8 @@ class QuicServerConfig(_KeylogOwner):
     keylog_path: str | os.PathLike[str] | None = None
     body_bytes: int = DEFAULT_BODY_BYTES
     """Size of the HTTP/3 response body."""
+    server_time_s: float = 0.0
+    """How long the server holds each request before answering it (a slow origin)."""
     tickets: dict[bytes, SessionTicket] = field(default_factory=dict, repr=False)
     """Issued session tickets by ticket label: the store aioquic asks the application to keep."""
 

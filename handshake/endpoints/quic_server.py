@@ -72,6 +72,16 @@ class _Connection:
     """Request streams whose first bytes arrived before the handshake completed (0-RTT)."""
     answered: set[int] = field(default_factory=set)
     request_headers: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
+    held: deque[tuple[float, int, str, str]] = field(default_factory=deque)
+    """Requests whose answer waits for the server time: (when it is due, stream id, method,
+    target), oldest first (every request waits as long, so that is also the order they fall due)."""
+
+    def timer(self) -> float | None:
+        """The earlier of aioquic's timer and the next held answer."""
+        timer = self.quic.get_timer()
+        if self.held and (timer is None or self.held[0][0] < timer):
+            return self.held[0][0]
+        return timer
 
 
 class QuicHttpServer:
@@ -81,6 +91,9 @@ class QuicHttpServer:
     in 0-RTT packets, i.e. before this connection's handshake completed: the server installs its
     1-RTT read key only on the client's Finished, so nothing else can be read that early) and
     ``HandshakeCompleted`` when the client's Finished arrives.
+
+    The answer leaves ``config.server_time_s`` after the request is complete, on the timer;
+    what aioquic sends of its own (ACKs, HANDSHAKE_DONE, tickets, NEW_CONNECTION_ID) does not wait.
     """
 
     def __init__(self, config: QuicServerConfig) -> None:
@@ -158,8 +171,12 @@ class QuicHttpServer:
         due = [key for key, timer in self._timers.items() if timer <= now]
         for key in due:
             connection = self._live[key]
-            connection.quic.handle_timer(now)
-            self._pump(connection, now)
+            quic_timer = connection.quic.get_timer()
+            if quic_timer is not None and quic_timer <= now:
+                connection.quic.handle_timer(now)
+                self._pump(connection, now)
+            if key in self._live:
+                self._answer_due(connection, now)
             self._touch(connection)
 
     def next_event(self) -> Event | None:
@@ -225,7 +242,7 @@ class QuicHttpServer:
             return  # terminated meanwhile
         if send:
             self._touched[key] = connection
-        timer = connection.quic.get_timer()
+        timer = connection.timer()
         if timer is None:
             self._timers.pop(key, None)
         else:
@@ -273,9 +290,9 @@ class QuicHttpServer:
                 )
             if connection.h3 is not None:
                 for h3_event in connection.h3.handle_event(event):
-                    self._on_h3(connection, h3_event)
+                    self._on_h3(connection, h3_event, now)
 
-    def _on_h3(self, connection: _Connection, event: H3Event) -> None:
+    def _on_h3(self, connection: _Connection, event: H3Event, now: float) -> None:
         if not isinstance(event, (HeadersReceived, DataReceived)):
             return
         stream_id = event.stream_id
@@ -295,7 +312,15 @@ class QuicHttpServer:
             RequestReceived(method=method, target=target, in_early_data=stream_id in connection.early_streams)
         )
         connection.early_streams.discard(stream_id)
-        self._respond(connection, stream_id, method, target)
+        connection.held.append((now + self.config.server_time_s, stream_id, method, target))
+        self._answer_due(connection, now)
+
+    def _answer_due(self, connection: _Connection, now: float) -> None:
+        """Answer the held requests whose server time is over."""
+        held = connection.held
+        while held and held[0][0] <= now:
+            _, stream_id, method, target = held.popleft()
+            self._respond(connection, stream_id, method, target)
 
     def _respond(self, connection: _Connection, stream_id: int, method: str, target: str) -> None:
         assert connection.h3 is not None

@@ -2,8 +2,9 @@
 
 The client writes its GET with ``SSL_write_early_data`` before the handshake, so the request
 leaves in the first flight beside the ClientHello. The server reads it with
-``SSL_read_early_data`` and answers at once in 0.5-RTT data, so the response rides in the
-server's first flight. If the server rejects early data, the client learns so from the
+``SSL_read_early_data`` and answers in 0.5-RTT data, so the response rides in the server's
+first flight (or, held for a server time, leaves when that is over: still as 0.5-RTT data if the
+client's Finished has not come, as application data after it). If the server rejects early data, the client learns so from the
 handshake and sends the request again, as RFC 8446 §4.2.10 requires.
 
 Contexts live in the config objects: tickets are stateful under OpenSSL's anti-replay (kept in
@@ -224,11 +225,11 @@ class _EarlyEndpoint(EventQueue):
             return  # closed: like a closed socket, drop what still arrives
         L.BIO_write(self._rbio, data, len(data))
         try:
-            self._on_ciphertext()
+            self._on_ciphertext(now)
         finally:
             self._flush()
 
-    def _on_ciphertext(self) -> None: ...
+    def _on_ciphertext(self, now: float) -> None: ...
 
     def _flush(self) -> None:
         if self._wbio:
@@ -263,13 +264,13 @@ class _EarlyEndpoint(EventQueue):
         )
         self._on_handshake_complete()
 
-    def _read_plaintext(self) -> None:
+    def _read_plaintext(self, now: float) -> None:
         while True:
             L.ERR_clear_error()
             if L.SSL_read_ex(self._ssl, self._buffer, _READ_CHUNK, ctypes.byref(self._count)) != 1:
                 self._failure(0, "read")
                 return
-            self._on_plaintext(self._buffer.raw[: self._count.value])
+            self._on_plaintext(self._buffer.raw[: self._count.value], now)
 
     def _write(self, data: bytes) -> None:
         L.ERR_clear_error()
@@ -278,7 +279,7 @@ class _EarlyEndpoint(EventQueue):
 
     def _on_handshake_complete(self) -> None: ...
 
-    def _on_plaintext(self, data: bytes) -> None: ...
+    def _on_plaintext(self, data: bytes, now: float) -> None: ...
 
 
 class EarlyHttpClient(_EarlyEndpoint):
@@ -337,11 +338,11 @@ class EarlyHttpClient(_EarlyEndpoint):
         """
         return self._ticket
 
-    def _on_ciphertext(self) -> None:
+    def _on_ciphertext(self, now: float) -> None:
         if not self.handshake_complete:
             self._advance_handshake()
         if self.handshake_complete:
-            self._read_plaintext()
+            self._read_plaintext(now)
             ticket = _TICKETS.pop(self._ssl, None)
             if ticket:
                 self._ticket = EarlySession(ticket)
@@ -353,14 +354,15 @@ class EarlyHttpClient(_EarlyEndpoint):
             self._events.append(EarlyDataResent())
         self._write(self._request)
 
-    def _on_plaintext(self, data: bytes) -> None:
+    def _on_plaintext(self, data: bytes, now: float) -> None:
         response = self._exchange.receive(data)
         if response is not None:
             self._events.append(response)
 
 
 class EarlyHttpServer(_EarlyEndpoint):
-    """Answers the first GET, in 0.5-RTT data when it came as early data.
+    """Answers the first GET ``server_time_s`` after it is complete, in 0.5-RTT data when it came
+    as early data and the client's Finished has not arrived yet.
 
     ``accept_early_data=False`` rejects 0-RTT through the allow-early-data callback: the ticket
     still resumes the session. (Setting this SSL's max_early_data to 0 instead would make
@@ -368,12 +370,13 @@ class EarlyHttpServer(_EarlyEndpoint):
     """
 
     def __init__(
-        self, config: EarlyServerConfig, *, accept_early_data: bool = True, body_bytes: int = DEFAULT_BODY_BYTES
+        self, config: EarlyServerConfig, *, accept_early_data: bool = True, body_bytes: int = DEFAULT_BODY_BYTES,
+        server_time_s: float = 0.0,
     ) -> None:
         super().__init__(config.context)
         self.config = config
         self.accept_early_data = accept_early_data
-        self._exchange = ServerExchange(body_bytes)
+        self._exchange = ServerExchange(body_bytes, server_time_s)
         self._reading_early_data = True
         self.early_data = "none"
 
@@ -383,21 +386,38 @@ class EarlyHttpServer(_EarlyEndpoint):
         if not self.accept_early_data:
             L.SSL_set_allow_early_data_cb(self._ssl, _REJECT_EARLY_DATA, None)
 
-    def _on_ciphertext(self) -> None:
+    def get_timer(self) -> float | None:
+        """The answer's time, while it can be written: not after ``close()``, and not between
+        the client's EndOfEarlyData and its Finished (neither 0.5-RTT nor 1-RTT data then; the
+        handshake's completion writes it)."""
+        if not self._ssl or not (self._reading_early_data or self.handshake_complete):
+            return None
+        return self._exchange.respond_at
+
+    def handle_timer(self, now: float) -> None:
+        if self.get_timer() is None:
+            return
+        try:
+            self._answer_if_due(now)
+        finally:
+            self._flush()
+
+    def _on_ciphertext(self, now: float) -> None:
         if self._reading_early_data:
-            self._read_early_data()
+            self._read_early_data(now)
         if not self._reading_early_data and not self.handshake_complete:
             self._advance_handshake()
         if self.handshake_complete:
-            self._read_plaintext()
+            self._read_plaintext(now)
+            self._answer_if_due(now)  # an early-data request held past the client's Finished
 
-    def _read_early_data(self) -> None:
+    def _read_early_data(self, now: float) -> None:
         """SSL_read_early_data until FINISH: sends the server flight, then yields any 0-RTT bytes."""
         while True:
             L.ERR_clear_error()
             result = L.SSL_read_early_data(self._ssl, self._buffer, _READ_CHUNK, ctypes.byref(self._count))
             if result == L.SSL_READ_EARLY_DATA_SUCCESS:
-                self._on_request_bytes(self._buffer.raw[: self._count.value], in_early_data=True)
+                self._on_request_bytes(self._buffer.raw[: self._count.value], now, in_early_data=True)
             elif result == L.SSL_READ_EARLY_DATA_FINISH:
                 self._reading_early_data = False
                 return
@@ -405,18 +425,25 @@ class EarlyHttpServer(_EarlyEndpoint):
                 self._failure(0, "read early data")
                 return
 
-    def _on_plaintext(self, data: bytes) -> None:
-        self._on_request_bytes(data, in_early_data=False)
+    def _on_plaintext(self, data: bytes, now: float) -> None:
+        self._on_request_bytes(data, now, in_early_data=False)
 
-    def _on_request_bytes(self, data: bytes, *, in_early_data: bool) -> None:
-        request = self._exchange.receive(data, in_early_data=in_early_data)
+    def _on_request_bytes(self, data: bytes, now: float, *, in_early_data: bool) -> None:
+        request = self._exchange.receive(data, now, in_early_data=in_early_data)
         if request is None:
             return
         self._events.append(request)
-        response = self._exchange.response()
-        if in_early_data:  # 0.5-RTT: after our Finished, before the client's
+        self._answer_if_due(now)
+
+    def _answer_if_due(self, now: float) -> None:
+        """Write the answer once its server time is over: as 0.5-RTT data while the client's
+        Finished has not come (RFC 8446 §2.3), as application data after it."""
+        if not self._exchange.due(now):
+            return
+        if self._reading_early_data:  # 0.5-RTT: after our Finished, before the client's
+            response = self._exchange.response()
             L.ERR_clear_error()
             if L.SSL_write_early_data(self._ssl, response, len(response), ctypes.byref(self._count)) != 1:
                 self._failure(0, "write 0.5-RTT data")
-        else:
-            self._write(response)
+        elif self.handshake_complete:
+            self._write(self._exchange.response())

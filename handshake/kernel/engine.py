@@ -24,6 +24,8 @@ How the sockets are set up, and why:
   windows), the link model restarts from its seed and every socket and endpoint config is new,
   so nothing a variant learned reaches the next; a warm variant warms up inside its own run.
 - The server's TLS context is built before it listens, not on the first connection.
+- A server endpoint's own timer (an answer held for ``--server-time``) is a channel timer of
+  its connection, so the loop wakes for it on the monotonic clock as it does for QUIC's.
 - Closing copies the simulator: the client shuts its side (FIN; QUIC: CONNECTION_CLOSE) once
   the response is in, reads on until the server's FIN, and the trace is taken when the shim
   has gone quiet.
@@ -52,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handshake.endpoints.events import Event, ResponseReceived
+from handshake.endpoints.events import Event, ResponseReceived, stream_timer
 from handshake.gc_pause import cyclic_gc_paused
 from handshake.kernel.forwarder import ShimStats
 from handshake.kernel.topology import SERVER_ADDR, Topology
@@ -251,6 +253,8 @@ class _TcpConnection(_Channel):
         self.peer_closed = False
         self.write_closed = False
         self._out = bytearray()
+        self._timed = stream_timer(endpoint)
+        """The endpoint's own timer (a server holding its answer for its server time), if it has one."""
 
     def start(self, now: float) -> None:
         self.endpoint.start(now)
@@ -258,6 +262,14 @@ class _TcpConnection(_Channel):
 
     def wants_write(self) -> bool:
         return self.connecting or bool(self._out)
+
+    def timer(self) -> float | None:
+        return None if self._timed is None else self._timed.get_timer()
+
+    def on_timer(self, now: float) -> None:
+        assert self._timed is not None
+        self._timed.handle_timer(now)
+        self._pump()
 
     def on_writable(self, now: float) -> None:
         if self.connecting:
@@ -532,10 +544,11 @@ class KernelSession:
         loop.add(connection)
         connection.start(time.monotonic())
         loop.busy_s = 0.0  # a TFO ClientHello made in start() leaves with the first packet: not in the TTFB
-        if not loop.run(lambda: connection.response is not None, self.response_limit_s):
+        limit_s = self.response_limit_s + endpoints.options.server_time_s
+        if not loop.run(lambda: connection.response is not None, limit_s):
             connection.close()
             loop.run(_Quiet(self.topology), CLOSE_LIMIT_S, poll_s=_POLL_S)
-            raise KernelTimeout(f"the {role} connection got no response in {self.response_limit_s:g} s")
+            raise KernelTimeout(f"the {role} connection got no response in {limit_s:g} s")
         self.busy_before_response_s = loop.busy_before_last_s
         connection.close_write()
         loop.run(lambda: connection.closed, CLOSE_LIMIT_S)
@@ -557,8 +570,9 @@ class KernelSession:
         try:
             channel.start(time.monotonic())
             loop.busy_s = 0.0  # the first Initial is made in start(), before the first packet
-            if not loop.run(lambda: client.response is not None, self.response_limit_s):
-                raise KernelTimeout(f"the {role} connection got no response in {self.response_limit_s:g} s")
+            limit_s = self.response_limit_s + endpoints.options.server_time_s
+            if not loop.run(lambda: client.response is not None, limit_s):
+                raise KernelTimeout(f"the {role} connection got no response in {limit_s:g} s")
             self.busy_before_response_s = loop.busy_before_last_s
             if want_ticket:
                 loop.run(lambda: client.session_ticket is not None, TICKET_LIMIT_S)

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from handshake.endpoints.events import DatagramEndpoint, Event, StreamEndpoint
+from handshake.endpoints.events import DatagramEndpoint, Event, StreamEndpoint, TimedStreamEndpoint, stream_timer
 from handshake.net.link import LinkConfig, LinkDirection
 from handshake.net.tcp import (
     Connected,
@@ -58,6 +58,29 @@ class Session:
     close_when_peer_closes: bool = True
     pending_write: bytes = b""
     """A client's first bytes while a plain (non-TFO) connect is under way."""
+    timed: TimedStreamEndpoint | None = field(init=False)
+    """The endpoint, if it has a timer of its own (a server holding its answer for its server time)."""
+
+    def __post_init__(self) -> None:
+        self.timed = stream_timer(self.endpoint)
+
+    def timers(self) -> list[float]:
+        """When the TCP stack and the endpoint next want the clock, on the virtual clock."""
+        out = []
+        if (timer := self.tcp.get_timer()) is not None:
+            out.append(timer)
+        timed = self.timed
+        if timed is not None and (timer := timed.get_timer()) is not None:
+            out.append(timer)
+        return out
+
+    def handle_timers(self, now: float) -> None:
+        timer = self.tcp.get_timer()
+        if timer is not None and timer <= now:
+            self.tcp.handle_timer(now)
+        timed = self.timed
+        if timed is not None and (timer := timed.get_timer()) is not None and timer <= now:
+            timed.handle_timer(now)  # what it writes leaves in the pump that follows
 
     def close(self) -> None:
         self.tcp.close()
@@ -204,15 +227,13 @@ class Host:
                 self.sim.transmit(IpPacket(src=self.addr, dst=addr, proto=PROTO_UDP, transport=datagram))
 
     def next_timer(self) -> float | None:
-        timers = [t for s in self.sessions.values() if (t := s.tcp.get_timer()) is not None]
+        timers = [t for s in self.sessions.values() for t in s.timers()]
         timers += [t for b in self.udp.values() if (t := b.endpoint.get_timer()) is not None]
         return min(timers) if timers else None
 
     def handle_timers(self, now: float) -> None:
         for session in self.sessions.values():
-            timer = session.tcp.get_timer()
-            if timer is not None and timer <= now:
-                session.tcp.handle_timer(now)
+            session.handle_timers(now)
         for binding in self.udp.values():
             timer = binding.endpoint.get_timer()
             if timer is not None and timer <= now:

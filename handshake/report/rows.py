@@ -22,6 +22,7 @@ _COLUMNS = (
     ("round_trips", "RTTs to 1st byte"),
     ("expected_round_trips", "expected"),
     ("ttfb_ms", "TTFB ms"),
+    ("server_ms", "server ms"),
     ("bytes", "bytes c→s / s→c"),
     ("packets", "pkts"),
     ("notes", "notes"),
@@ -45,17 +46,23 @@ def _cell(row: dict[str, Any], key: str) -> Any:
         return f"{row['ttfb_ms']:.1f}" + (" (median)" if spread else "")
     if key == "tls":
         return row["tls_version"] or "-"
+    if key == "server_ms":
+        return "-" if row.get("server_ms") is None else f"{row['server_ms']:.1f}"
     value = row.get(key)
     return "-" if value is None else value
 
 
-def render(rows: list[dict[str, Any]], fmt: str, *, engine: str, network: dict[str, Any]) -> str:
+def render(rows: list[dict[str, Any]], fmt: str, *, engine: str, network: dict[str, Any],
+           server_time: bool = False) -> str:
+    """``server_time``: the run held its answers (``--server-time``), so the table shows the
+    server time the analysis read from each trace beside the TTFB (JSON and CSV always have it)."""
     if fmt == "json":
         return json.dumps({"engine": engine, "network": network, "rows": rows}, indent=2)
     if fmt == "csv":
         return records_to_csv(rows)
-    headers = [title for _, title in _COLUMNS]
-    body = [[_cell(row, key) for key, _ in _COLUMNS] for row in rows]
+    columns = [(key, title) for key, title in _COLUMNS if server_time or key != "server_ms"]
+    headers = [title for _, title in columns]
+    body = [[_cell(row, key) for key, _ in columns] for row in rows]
     table = tabulate(body, headers=headers, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
     if fmt == "markdown":
         return table

@@ -78,7 +78,8 @@ def _run(args: argparse.Namespace, scenario_of) -> int:
 
     scenario = load_scenario(args.scenario_file)
     rows = compare(scenario.variants, scenario.link, options=scenario.options, capture_dir=args.capture, runs=args.runs)
-    print(render([row.as_dict() for row in rows], args.format, engine="sim", network=scenario.link.describe()))
+    print(render([row.as_dict() for row in rows], args.format, engine="sim", network=scenario.link.describe(),
+                 server_time=scenario.options.server_time_s > 0))
     return 0
 
 

@@ -70,3 +70,58 @@ def tls_records(data: bytes) -> list[tuple[int, int]]:
         offset += 5 + length
     assert offset == len(data), "stream does not end on a record boundary"
     return records
+
+
+@dataclass
+class Wire:
+    """Flights on a path with a fixed one-way delay, and the endpoints' timers (a server holding its
+    answer): what left when, and when each event happened."""
+
+    sent: list[tuple[float, str, bytes]] = field(default_factory=list)
+    """(time, "client"|"server", bytes) in the order they left."""
+    events: list[tuple[float, str, Event]] = field(default_factory=list)
+
+    def time_of(self, side: str, kind: type) -> float:
+        return next(t for t, who, event in self.events if who == side and isinstance(event, kind))
+
+    def sent_by(self, side: str) -> list[tuple[float, bytes]]:
+        return [(t, data) for t, who, data in self.sent if who == side]
+
+
+def timed_exchange(client: StreamEndpoint, server: StreamEndpoint, delay_s: float, limit_s: float = 10.0) -> Wire:
+    """Start both at time 0, then deliver every flight ``delay_s`` after it left and fire the
+    endpoints' timers when due (``get_timer`` / ``handle_timer``), in time order, until nothing
+    is left to happen."""
+    wire = Wire()
+    pending: list[tuple[float, int, str, bytes]] = []  # (arrival, order, receiver, data)
+    sides = {"client": client, "server": server}
+    server.start(0.0)
+    client.start(0.0)
+    now = 0.0
+
+    def flush() -> None:
+        for name, endpoint in sides.items():
+            data = endpoint.data_to_send()
+            if data:
+                wire.sent.append((now, name, data))
+                pending.append((now + delay_s, len(wire.sent), "server" if name == "client" else "client", data))
+            while (event := endpoint.next_event()) is not None:
+                wire.events.append((now, name, event))
+
+    flush()
+    while True:
+        timers = [t for e in sides.values() if (t := getattr(e, "get_timer", lambda: None)()) is not None]
+        due = [t for t, *_ in pending] + timers
+        if not due:
+            return wire
+        now = max(now, min(due))
+        assert now <= limit_s, f"not done after {limit_s} s"
+        pending.sort()
+        while pending and pending[0][0] <= now:
+            _, _, receiver, data = pending.pop(0)
+            sides[receiver].receive(data, now)
+        for endpoint in sides.values():
+            timer = getattr(endpoint, "get_timer", lambda: None)()
+            if timer is not None and timer <= now:
+                endpoint.handle_timer(now)  # type: ignore[attr-defined]
+        flush()

@@ -491,3 +491,29 @@ def test_a_client_whose_server_goes_away_reports_it():
         while (timer := client.get_timer()) is not None:
             client.handle_timer(timer)
             client.datagrams_to_send(timer)
+
+
+# -- server time -----------------------------------------------------------------------------------
+
+
+def test_a_server_time_delays_only_the_answer_not_the_ticket_or_handshake_done():
+    server_config, client_config = configs(server_time_s=0.25)
+    client = QuicHttpClient(client_config, None, server_addr=SERVER_ADDR)
+    path = Path(client, QuicHttpServer(server_config))
+    path.run(lambda p: p.client.session_ticket is not None)
+    assert client.response is None  # the ticket came first, at once on the client's Finished
+    path.run(response_arrived)
+    request_at = path.time_of("server", RequestReceived)
+    assert path.time_of("client", ResponseReceived) == pytest.approx(request_at + 0.25 + DELAY_S)
+    assert path.round_trips_to("client", ResponseReceived) == pytest.approx(2 + 0.25 / RTT_S, abs=0.01)
+    server_sent = [t for t, who, _ in path.sent if who == "server"]
+    assert request_at in server_sent  # HANDSHAKE_DONE, the ticket, ACKs: not held
+    assert request_at + 0.25 in server_sent  # the answer
+
+
+def test_a_zero_rtt_request_is_answered_after_the_server_time():
+    server, client_config, ticket = warm(server_time_s=0.25)
+    path = connect(server, client_config, ticket, until=response_arrived)
+    assert path.of("server", RequestReceived) == [RequestReceived("GET", "/", in_early_data=True)]
+    assert path.time_of("server", RequestReceived) == pytest.approx(DELAY_S)
+    assert path.round_trips_to("client", ResponseReceived) == pytest.approx(1 + 0.25 / RTT_S, abs=0.01)

@@ -20,7 +20,7 @@ from handshake.endpoints import (
 )
 from handshake.endpoints import tls_early
 
-from .drive import exchange, tls_records
+from .drive import exchange, timed_exchange, tls_records
 
 HANDSHAKE, CHANGE_CIPHER_SPEC, APPLICATION_DATA = 0x16, 0x14, 0x17
 
@@ -243,3 +243,61 @@ def test_the_client_verifies_the_chain_and_the_name(mismatch):
         client_config = EarlyClientConfig(make_chain(server_name="other.test").ca_pem)
     with pytest.raises(TlsError, match="certificate"):
         connect(EarlyServerConfig(chain), client_config)
+
+
+# -- server time -----------------------------------------------------------------------------------
+
+
+def _held(warm, server_time_s):
+    server_config, client_config, session = warm
+    client = EarlyHttpClient(client_config, session)
+    server = EarlyHttpServer(server_config, server_time_s=server_time_s)
+    wire = timed_exchange(client, server, delay_s=0.05)
+    (request,) = [e for _, who, e in wire.events if who == "server" and isinstance(e, RequestReceived)]
+    assert request.in_early_data and wire.time_of("server", RequestReceived) == 0.05
+    return client, server, wire
+
+
+def test_an_answer_held_less_than_a_round_trip_leaves_as_half_rtt_data_before_the_clients_finished(warm):
+    client, server, wire = _held(warm, 0.05)
+    flights = wire.sent_by("server")
+    # the handshake flight, the held answer (0.5-RTT, RFC 8446 §2.3), then the ticket on the Finished
+    assert [t for t, _ in flights] == pytest.approx([0.05, 0.10, 0.15])
+    assert [t for t, who, _ in wire.sent if who == "client"] == pytest.approx([0.0, 0.10])
+    assert wire.time_of("client", ResponseReceived) == pytest.approx(0.15)
+    assert wire.time_of("server", HandshakeCompleted) == pytest.approx(0.15)
+    assert client.session is not None and client.session.max_early_data > 0
+    assert server.get_timer() is None
+
+
+def test_an_answer_held_past_the_clients_finished_leaves_after_the_ticket(warm):
+    client, server, wire = _held(warm, 0.25)
+    flights = wire.sent_by("server")
+    assert [t for t, _ in flights] == pytest.approx([0.05, 0.15, 0.30])  # flight, ticket, answer
+    assert wire.time_of("server", HandshakeCompleted) == pytest.approx(0.15)
+    assert wire.time_of("client", ResponseReceived) == pytest.approx(0.35)
+    assert client.session is not None and client.session.max_early_data > 0
+
+
+def test_an_answer_due_between_end_of_early_data_and_finished_waits_for_the_finished(warm):
+    """The client's EndOfEarlyData arrives alone, the answer falls due, then the Finished: the
+    answer cannot be 0.5-RTT data any more nor application data yet, so the handshake's end writes it."""
+    server_config, client_config, session = warm
+    client = EarlyHttpClient(client_config, session)
+    server = EarlyHttpServer(server_config, server_time_s=0.01)
+    client.start(0.0)
+    server.start(0.0)
+    server.receive(client.data_to_send(), 0.0)  # ClientHello + early GET: the answer is due at 0.01
+    client.receive(server.data_to_send(), 0.0)
+    end_of_early_data, finished = tls_records(second := client.data_to_send())[-2:]
+    split = len(second) - (5 + finished[1])
+    server.receive(second[:split], 0.005)  # up to EndOfEarlyData: no longer reading early data
+    assert server.get_timer() is None  # nothing can be written now, so no timer to spin on
+    server.handle_timer(0.02)
+    assert server.data_to_send() == b""
+    server.receive(second[split:], 0.03)  # the Finished: tickets, and the answer with them
+    third = server.data_to_send()
+    assert len(tls_records(third)) == 2  # the ticket, then the answer
+    client.receive(third, 0.03)
+    assert any(isinstance(event, ResponseReceived) for event in iter(client.next_event, None))
+    assert server.get_timer() is None

@@ -16,7 +16,7 @@ from handshake.endpoints import (
     make_chain,
 )
 
-from .drive import exchange
+from .drive import exchange, timed_exchange, tls_records
 
 
 def configs(version, **server_options):
@@ -181,3 +181,50 @@ def test_bytes_arriving_after_close_are_dropped():
     server.close()
     client.receive(server.data_to_send(), 1.0)
     assert client.next_event() is None
+
+
+# -- server time -----------------------------------------------------------------------------------
+
+
+def test_tls13_tickets_leave_on_the_finished_and_only_the_answer_waits_for_the_server_time():
+    """OpenSSL writes its NewSessionTickets as it reads the client's Finished, which arrives with
+    the request: they leave at once, the answer 250 ms later (what makes server time hard to tell
+    from a round trip without keys, DESIGN.md §6)."""
+    server_config, client_config = configs("1.3")
+    client = TlsHttpClient(client_config)
+    server = TlsHttpServer(server_config, server_time_s=0.25)
+    wire = timed_exchange(client, server, delay_s=0.05)
+    request_at = wire.time_of("server", RequestReceived)
+    assert request_at == pytest.approx(0.15)  # ClientHello 0 → flight 0.05 → Finished + GET 0.1
+    flights = wire.sent_by("server")
+    assert [t for t, _ in flights] == pytest.approx([0.05, request_at, request_at + 0.25])
+    assert [len(tls_records(data)) for _, data in flights[1:]] == [2, 1]  # two tickets, then the answer
+    assert wire.time_of("client", ResponseReceived) == pytest.approx(request_at + 0.25 + 0.05)
+    assert client.session is not None and client.session.has_ticket
+    assert server.get_timer() is None
+
+
+def test_tls12_answer_waits_for_the_server_time_and_nothing_leaves_meanwhile():
+    server_config, client_config = configs("1.2")
+    wire = timed_exchange(TlsHttpClient(client_config), TlsHttpServer(server_config, server_time_s=0.25), delay_s=0.05)
+    request_at = wire.time_of("server", RequestReceived)
+    assert request_at == pytest.approx(0.25)  # no False Start: the GET follows the server's Finished
+    assert [t for t, _ in wire.sent_by("server")] == pytest.approx([0.05, 0.15, request_at + 0.25])
+    assert wire.time_of("client", ResponseReceived) == pytest.approx(request_at + 0.30)
+
+
+def test_a_closed_server_holds_nothing():
+    server_config, client_config = configs("1.3")
+    client, server = TlsHttpClient(client_config), TlsHttpServer(server_config, server_time_s=0.25)
+    server.start(0.0)
+    client.start(0.0)
+    server.receive(client.data_to_send(), 0.0)  # ClientHello
+    client.receive(server.data_to_send(), 0.0)  # the server's flight
+    server.receive(client.data_to_send(), 0.0)  # Finished + GET
+    assert server.get_timer() == 0.25
+    assert len(tls_records(server.data_to_send())) == 2  # the tickets, not the answer
+    server.close()
+    assert len(tls_records(server.data_to_send())) == 1  # close_notify
+    assert server.get_timer() is None
+    server.handle_timer(1.0)  # no write on a freed connection
+    assert server.data_to_send() == b""
