@@ -3,8 +3,11 @@ nginx in front of a 250 ms origin costs 3 round trips + 250 ms over TLS 1.3, not
 
 The knob makes the server endpoints hold every answer; the counts here come from the trace,
 through the same analysis as `inspect` (with the key log, and without it from the written pcap).
-Where the analysis is known to miscount a held answer, the test is a strict xfail that names
-the case: it fails loudly once the analysis gets it right, so the marker cannot outlive the bug.
+The cases that once went wrong are named: a 0-RTT answer held past the client's Finished (the
+answer's ACK covers the Finished, which the server had but did not wait for), an answer 50 ms
+after the tickets without keys (it left before the client's ACK of them could arrive, so that
+ACK did not clock it out), and an answer leaving just after that ACK arrived (500 bytes in
+flight filled no window).
 """
 
 from __future__ import annotations
@@ -25,30 +28,6 @@ TOLERANCE_MS = 1.0
 ZERO_RTT = ("tls13-0rtt", "tfo-tls13-0rtt", "quic-0rtt")
 """Keyless counts of these are left out by design (0-RTT offered: only keys tell the answer)."""
 
-ZERO_RTT_HELD_PAST_FINISHED = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="analysis: a 0-RTT answer held past the client's Finished is counted one round past it "
-    "(the answer's ACK / ACK frame covers the Finished, which the server had but did not wait for)",
-)
-CLOCKED_OUT_BY_AN_ACK_THAT_CAME_LATER = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="analysis (keyless.KeylessResponse.server_record): an answer 50 ms after the at-once "
-    "records (tickets; QUIC: HANDSHAKE_DONE, tickets) is taken for the rest of them 'clocked out by a "
-    "client ACK' although it left before that ACK could have reached the server: the at-once records "
-    "stay the answer, TTFB and server_ms 50 ms short",
-)
-WINDOW_STALL_FOR_A_SERVER_THAT_WAS_BUSY = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="analysis (tcp.connection): an answer that leaves just after the client's ACK of the "
-    "tickets reached the server (server time within RTT + the at-once tolerance) is counted a "
-    "round later with the initial-congestion-window cause, though ~500 bytes filled no window",
-)
-
-
-def _variant_params(xfail_names, mark):
-    return [pytest.param(name, marks=mark) if name in xfail_names else name for name in CATALOG]
-
-
 def held_row(name: str, rtt_s: float = RTT_S, server_time_s: float = SERVER_TIME_S):
     return row_from_run(run_sim(CATALOG[name], LinkConfig.from_rtt(rtt_s), RunOptions(server_time_s=server_time_s)))
 
@@ -60,7 +39,7 @@ def assert_exact(row, rtt_s: float, server_time_s: float) -> None:
     assert row.server_ms == pytest.approx(server_time_s * 1000, abs=TOLERANCE_MS)
 
 
-@pytest.mark.parametrize("name", _variant_params(ZERO_RTT, ZERO_RTT_HELD_PAST_FINISHED))
+@pytest.mark.parametrize("name", CATALOG)
 def test_a_250ms_server_costs_250ms_and_no_round_trip(name):
     assert_exact(held_row(name), RTT_S, SERVER_TIME_S)
 
@@ -85,7 +64,6 @@ def test_a_server_time_under_the_round_trip_is_counted_exactly_with_the_key_log(
 
 
 @pytest.mark.parametrize("name", ["tls13", "tls13-resume", "tfo-tls13", "quic"])
-@CLOCKED_OUT_BY_AN_ACK_THAT_CAME_LATER
 def test_without_the_key_log_a_50ms_answer_after_the_tickets_is_the_answer(tmp_path, name):
     run = run_sim(CATALOG[name], LinkConfig.from_rtt(RTT_S), RunOptions(server_time_s=0.05))
     report = inspect_file(write_capture(run, tmp_path)[0]).connections[-1].report
@@ -93,7 +71,6 @@ def test_without_the_key_log_a_50ms_answer_after_the_tickets_is_the_answer(tmp_p
 
 
 @pytest.mark.parametrize("name", ["tls13", "tls13-resume", "tfo-tls13"])
-@WINDOW_STALL_FOR_A_SERVER_THAT_WAS_BUSY
 def test_an_answer_leaving_just_after_the_clients_ack_is_still_server_time(name):
     assert_exact(held_row(name, server_time_s=0.11), RTT_S, 0.11)
 

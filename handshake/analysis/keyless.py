@@ -22,7 +22,8 @@ capture still shows (DESIGN.md §6):
   later record follows after server time (``server_time.PathLeg``): the answer is then that
   later record, provided the client sent nothing in between that could be another request (a
   record bigger than HTTP/2's control frames), and nothing it could be the at-once reaction to
-  (an ACK that opened the server's congestion window, which clocks out a long answer). Within
+  (an ACK that opened the server's congestion window, which clocks out a long answer), and only
+  after a quiet spell (a paced answer follows its first packets closely). Within
   the at-once records, one too big for chatter (``CHATTER_MAX``: a ticket or a SETTINGS frame
   is a few hundred bytes at most) is the answer itself. Where no later record follows, the first record
   after the request is the answer, and its time is the chatter's within the same burst. QUIC
@@ -36,6 +37,7 @@ only later record (both shorter than any answer, so never taken for one).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Final
 
 from .server_time import PathLeg
@@ -54,6 +56,7 @@ CHATTER_MAX: Final = 1500
 lifetime, a nonce and an opaque ticket, a few hundred bytes from every server seen) and no
 HTTP/2 SETTINGS, WINDOW_UPDATE or PING: it is the answer."""
 _CLIENT_RECORDS_BEFORE_FINISHED: Final = 4
+_KEPT_CLIENT_PACKETS: Final = 32
 """Client records (Certificate, CertificateVerify) that may precede its Finished."""
 
 NONE: Final = 0
@@ -83,14 +86,15 @@ class KeylessResponse:
         self._client_records = 0
         self._finished_seen = False
         self._answer_time = -1.0
+        self._last_server_time = -1.0
         self._client_data_since = False
-        self._client_seen_at = -1.0
-        """When the client's newest packet (an ACK too) after the request was seen."""
+        self._client_seen: deque[float] = deque(maxlen=_KEPT_CLIENT_PACKETS)
+        """When the client's latest packets (ACKs too) after the request were seen."""
 
     def client_packet(self, time: float) -> None:
         """Any client packet, pure ACKs included (called for every one)."""
-        if self.request_end is not None:
-            self._client_seen_at = time
+        if self.request_end is not None and time > self.request_time:
+            self._client_seen.append(time)
 
     def client_record(self, tls13: bool, plaintext_bytes: int, fragment_bytes: int, finished_bytes: int | None,
                       end_offset: int, time: float, rnd: int) -> bool:
@@ -119,6 +123,8 @@ class KeylessResponse:
         if self.final or self.request_end is None or not had_request or plaintext_bytes <= 2:
             return NONE
         at_once = path.at_once(start_time, self.request_time)
+        quiet_before = start_time - self._last_server_time
+        self._last_server_time = start_time
         if self._answer_time < 0:
             self._answer_time = start_time
             self.at_once_records = 1
@@ -131,8 +137,12 @@ class KeylessResponse:
                 return LATER
             self.at_once_records += 1
             return NONE
-        if self._client_seen_at > self.request_time and path.at_once(start_time, self._client_seen_at) is not False:
-            self.final = True  # clocked out by a client ACK: the rest of an answer already begun
+        if quiet_before <= path.tolerance_s or any(
+                path.at_once(start_time, seen) is not False and not path.before_it_arrived(start_time, seen)
+                for seen in self._client_seen):
+            # Close behind the records before it (paced out) or clocked out by a client ACK: the
+            # rest of an answer already begun, not one that waited for server time.
+            self.final = True
             return NONE
         if plaintext_bytes < SMALLEST_ANSWER or self._client_data_since:
             self.final = True  # only an alert or a GOAWAY, or an answer to something else: the first stands

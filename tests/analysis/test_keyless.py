@@ -153,3 +153,14 @@ def test_server_time_is_never_negative_and_at_once_means_within_the_tolerance(as
         assert at_once == (sent - heard - path.leg_s <= path.tolerance_s)
         if path.before_it_arrived(sent, heard):
             assert at_once
+
+
+def test_a_paced_answer_going_on_past_the_at_once_tolerance_is_no_later_answer():
+    """aioquic paces a long answer 9 ms a packet: the packets after the tolerance follow the ones
+    before closely, so they continue the first answer rather than start a later one."""
+    finder, path = _with_request(), _path()
+    assert finder.server_record(1200, 1.1, True, path, chatter=True) == FIRST
+    for step in range(1, 6):
+        verdict = finder.server_record(1200, 1.1 + 0.009 * step, True, path, chatter=True)
+        assert verdict == NONE
+    assert finder.final and not finder.replaced

@@ -379,9 +379,9 @@ class QuicConnectionAnalyzer:
         self._stalled = False
         self._closes: dict[str, None] = {}
         self._probes: dict[str, list] = {}  # "client Handshake" → [count, time of the first] of PING-only probes
-        self._request_time = -1.0
-        """When the first client datagram with request data (or, without keys, its first 1-RTT
-        packet) was seen."""
+        self._request_times: dict[bool, float] = {}
+        """Sent in 0-RTT? → when the first client datagram with request data (or, without keys,
+        its first 1-RTT packet) was seen."""
         self._keyless = KeylessResponse()
         self._sent_spaces: set[tuple[bool, str]] = set()
         """(from the client?, packet type) of what each side has sent so far."""
@@ -441,11 +441,11 @@ class QuicConnectionAnalyzer:
                     attempt = self._reader.decoder.attempt
                     if attempt != self._request_attempt:
                         self._request_round.clear()
+                        self._request_times.clear()
                         self._request_attempt = attempt
-                        self._request_time = -1.0
-                    self._request_round.setdefault(packet.packet.packet_type == "0rtt", rnd.round)
-                    if self._request_time < 0:
-                        self._request_time = datagram.time
+                    early = packet.packet.packet_type == "0rtt"
+                    self._request_round.setdefault(early, rnd.round)
+                    self._request_times.setdefault(early, datagram.time)
                 elif report.round_trips is None:
                     self._answer(datagram.time, rnd.round, marks, "decrypted")
         if not self._reader.decoder.keys_found and report.round_trips_basis != "decrypted":
@@ -463,17 +463,22 @@ class QuicConnectionAnalyzer:
         (ACKs of its HANDSHAKE_DONE and tickets, which the answer's ACK frames name) is no round
         trip of the answer's."""
         report = self.report_so_far
+        times = self._request_times
+        # The answered request: the early one, unless the server refused it and the client sent
+        # it again after the handshake (RFC 9001 §4.6.2).
+        refused = self._reader.decoder.tls.facts.early_data == "rejected" and False in times
+        request_time = times[False] if refused else min(times.values(), default=-1.0)
         if self._request_round:
             request_round = max(self._request_round.values())
             path = self._reader.path
             if rnd > request_round + 1 and not any(
                     path.at_once(time, seen) and not path.before_it_arrived(time, seen)
-                    for seen in self._client_times if seen > self._request_time):
+                    for seen in self._client_times if seen > request_time):
                 rnd = request_round + 1
         report.round_trips = rnd
         report.ttfb_s = time - report.start_time
         report.round_trips_basis = basis
-        report.server_s = self._reader.path.server_time(time, self._request_time)
+        report.server_s = self._reader.path.server_time(time, request_time)
         marks.append(first_byte_mark(rnd))
         self._first_step = self._steps_made
 
@@ -497,7 +502,7 @@ class QuicConnectionAnalyzer:
             if datagram.from_client:
                 if finder.client_record(False, plaintext, len(quic_packet.data), None, 0, datagram.time, rnd):
                     self._request_round.setdefault(False, rnd)
-                    self._request_time = datagram.time
+                    self._request_times.setdefault(False, datagram.time)
                 return
             if plaintext <= _ACK_ONLY_FRAMES:
                 continue  # an acknowledgment alone answers nothing
