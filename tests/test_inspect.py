@@ -188,6 +188,35 @@ def test_a_truncated_capture_reports_what_was_read_and_says_so(capsys, tmp_path,
     assert "note: truncated capture" in capsys.readouterr().out
 
 
+def test_a_gzip_compressed_capture_reads_as_the_capture(capsys, tmp_path, tls13_capture):
+    import gzip
+
+    path = tmp_path / "run.pcap.gz"
+    path.write_bytes(gzip.compress(tls13_capture.pcap.read_bytes()))
+    plain = inspect_json(capsys, tls13_capture.pcap, "--keylog", tls13_capture.keylog)
+    assert inspect_json(capsys, path, "--keylog", tls13_capture.keylog, "--jobs", "2") == plain
+
+
+def test_a_cut_gzip_capture_reports_what_was_read_and_says_so(capsys, tmp_path, tls13_capture):
+    import gzip
+
+    path = tmp_path / "cut.pcap.gz"
+    path.write_bytes(gzip.compress(tls13_capture.pcap.read_bytes())[:-30])  # the trailer and some data
+    out = inspect_json(capsys, path, "--keylog", tls13_capture.keylog)
+    assert out["connections"] and len(out["notes"]) == 1
+    assert out["notes"][0].startswith("truncated capture: ") and "the gzip stream ends early" in out["notes"][0]
+
+
+def test_a_corrupt_gzip_capture_is_one_line(capsys, tmp_path, tls13_capture):
+    import gzip
+
+    packed = bytearray(gzip.compress(tls13_capture.pcap.read_bytes()))
+    packed[10] = 0x07  # the first deflate block's type: 3, which does not exist
+    path = tmp_path / "corrupt.pcap.gz"
+    path.write_bytes(bytes(packed))
+    assert "corrupt gzip data: invalid block type" in _one_line_error(capsys, ["inspect", str(path)])
+
+
 def test_a_capture_with_no_tcp_or_udp(capsys, tmp_path):
     icmp = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 1, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
     path = tmp_path / "ping.pcap"

@@ -49,7 +49,7 @@ FIELDS = (
 SEPARATOR = "\x1f"
 """Between the occurrences of one field in a frame (a character no field value holds)."""
 
-CLIENT_HELLO, SERVER_HELLO, DRAFT_HELLO_RETRY_REQUEST, CERTIFICATE = 1, 2, 6, 11
+CLIENT_HELLO, SERVER_HELLO, DRAFT_HELLO_RETRY_REQUEST, ENCRYPTED_EXTENSIONS, CERTIFICATE = 1, 2, 6, 8, 11
 CHANGE_CIPHER_SPEC = 20
 EXT_PRE_SHARED_KEY, EXT_EARLY_DATA, EXT_SUPPORTED_VERSIONS = 41, 42, 43
 HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
@@ -126,6 +126,9 @@ class OracleConnection:
     quic_client_version: int | None = None
     quic_server_version: int | None = None
     quic_retry: bool = False
+    encrypted_alpn: str | None = None
+    """TLS 1.3: the ALPN of EncryptedExtensions, which tshark reads where the capture carries its
+    own key log (a pcapng Decryption Secrets Block)."""
 
     # -- the facts ------------------------------------------------------------------------------
 
@@ -167,9 +170,12 @@ class OracleConnection:
 
     @property
     def alpn_selected(self) -> str | None:
-        """In clear only below TLS 1.3 (1.3 moves it into EncryptedExtensions, §4.3.1)."""
+        """In clear only below TLS 1.3 (1.3 moves it into EncryptedExtensions, §4.3.1, which
+        only keys open)."""
         hello = self.server_hello
-        if hello is None or self.tls13 or not hello.alpn:
+        if self.tls13:
+            return self.encrypted_alpn
+        if hello is None or not hello.alpn:
             return None
         return hello.alpn[0]
 
@@ -273,6 +279,9 @@ def _read_frame(conn: OracleConnection, frame: Frame, source: str, destination: 
             conn.server_hellos.append(_hello(frame))
         if DRAFT_HELLO_RETRY_REQUEST in types:
             conn.draft_hrr = True
+        if ENCRYPTED_EXTENSIONS in types and conn.encrypted_alpn is None:
+            alpn = frame.all("tls.handshake.extensions_alpn_str")
+            conn.encrypted_alpn = alpn[0] if alpn else None
         if CERTIFICATE in types and conn.server_certificate_frame is None:
             conn.server_certificate_frame = frame.number
         if CHANGE_CIPHER_SPEC in frame.ints("tls.record.content_type") and conn.server_ccs_frame is None:

@@ -1,6 +1,7 @@
 """A capture file in, one verdict per connection out: the streaming pipeline behind `inspect`.
 
-    frames (trace.pcap, a generator) → IP packets (trace.packet) → TCP / QUIC connections
+    frames (trace.pcap, a generator) → IP packets (trace.links; tunnels stripped by
+    trace.tunnels) → decoded (trace.packet) → TCP / QUIC connections
     (tcp.flows.TcpFlowTracker, quic.flows.QuicFlowTracker) → one analyzer per connection
     (tcp.connection.TcpConnectionAnalyzer, quic.connection.QuicConnectionAnalyzer) → reports
 
@@ -12,6 +13,10 @@ capture are judged by the same rules.
 Problems with the file are ``CaptureError``s with a one-line message; what can be reported
 despite them (a truncated tail, frames of a link type we cannot read, packets that do not
 decode) becomes a note instead.
+
+A pcapng file may carry its own key log (Decryption Secrets Blocks): the reader adds it to the
+analyzer's key log where the file holds it, so connections whose ClientHello comes after the
+block are decrypted, as Wireshark does, without being asked.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from handshake.gc_pause import cyclic_gc_paused
 from handshake.trace.integers import u16
 from handshake.trace.packet import PacketError, TcpSegment, UdpDatagram, decode
 from handshake.trace.pcap import (
+    SECRETS_TLS_KEY_LOG,
+    SECRETS_TYPE_NAMES,
     SUPPORTED_LINKTYPES,
     CaptureError,
     TruncatedCapture,
@@ -34,8 +41,9 @@ from handshake.trace.pcap import (
     ip_payload,
     iter_capture,
 )
+from handshake.trace.tunnels import GENEVE_PORT, VXLAN_PORT, decapsulate
 
-from .keylog import KeyLog
+from .keylog import KeyLog, parse_keylog
 from .quic.connection import QuicConnectionAnalyzer
 from .quic.flows import QuicFlow, QuicFlowTracker
 from .report import ConnectionReport, on_microseconds
@@ -124,7 +132,8 @@ class CaptureAnalyzer:
     """Feed IP packets in capture order; ``finish`` gives the connections (sans-IO)."""
 
     def __init__(self, keylog: KeyLog | None = None, *, steps: bool = False) -> None:
-        self._keylog = keylog
+        self._keylog = KeyLog() if keylog is None else keylog.copy()
+        """The caller's key log (copied: ``add_secrets`` grows it), shared by every connection."""
         self._steps = steps
         self._tcp = TcpFlowTracker()
         self._quic = QuicFlowTracker()
@@ -188,6 +197,11 @@ class CaptureAnalyzer:
                         self._step(entry, cast(QuicConnectionAnalyzer, entry.analyzer).add(datagram))
                     except Exception as error:  # noqa: BLE001 - as for TCP
                         entry.failed = _failed_at(datagram.time, error)
+
+    def add_secrets(self, keylog: KeyLog) -> None:
+        """Secrets found in the capture: every connection looks them up when its ClientHello
+        arrives, so those that come later use them (the caller's key log wins a conflict)."""
+        self._keylog.add(keylog)
 
     def _start(self, flow: TcpFlow | QuicFlow) -> _Entry:
         """A new connection; an older one on the same 4-tuple gets no more packets."""
@@ -336,6 +350,12 @@ class CaptureReading:
         """Frames the snap length shortened."""
         self.stopped = ""
         """Why reading stopped before the end of the file (truncation, a damaged block)."""
+        self.tls_secrets = 0
+        """TLS secrets read from the capture's own Decryption Secrets Blocks."""
+        self.tls_secrets_connections = 0
+        """Connections (client randoms) those secrets are for."""
+        self.other_secrets: dict[int, int] = {}
+        """Decryption Secrets Blocks of other types (WireGuard, ZigBee, ...) → how many, skipped."""
 
     def inspection(self, connections: list[InspectedConnection], undecodable: int, label: str) -> CaptureInspection:
         notes = []
@@ -345,6 +365,14 @@ class CaptureReading:
             raise CaptureError(f"{label}: {UnsupportedLinkType(min(self.unsupported))}")
         for linktype, count in sorted(self.unsupported.items()):
             notes.append(f"{count} frames of unsupported link type {linktype} skipped")
+        if self.tls_secrets:
+            secrets_for = _plural(self.tls_secrets_connections, "connection")
+            notes.append(f"{self.tls_secrets} TLS secrets embedded in the capture (for {secrets_for}) "
+                         "were used as a key log")
+        for kind, count in sorted(self.other_secrets.items()):
+            name = SECRETS_TYPE_NAMES.get(kind, "unknown type")
+            notes.append(f"{_plural(count, 'Decryption Secrets Block')} of type 0x{kind:08x} ({name}) skipped: "
+                         "only TLS key logs are read")
         if self.cut:
             notes.append(f"{self.cut} packets were cut short by the snap length: their contents may be incomplete")
         if undecodable:
@@ -363,8 +391,9 @@ def read_capture(source: str | os.PathLike | BinaryIO, analyzer: CaptureAnalyzer
 
     reading = CaptureReading()
     last_time = 0.0
+    secrets = _EmbeddedSecrets(analyzer, reading)
     try:
-        for frame in iter_capture(source):
+        for frame in iter_capture(source, secrets.block):
             reading.frames += 1
             linktype = frame.linktype
             if linktype not in SUPPORTED_LINKTYPES:
@@ -381,6 +410,23 @@ def read_capture(source: str | os.PathLike | BinaryIO, analyzer: CaptureAnalyzer
             if math.isnan(time):
                 time = last_time  # a pcapng Simple Packet Block has no timestamp
             last_time = time
+            if len(ip) >= 28:
+                # A tunnel? A byte or two tell (IP protocol 4, 41 or 47, or UDP to the VXLAN or
+                # Geneve port) before anything is called: almost every packet is plain TCP or UDP.
+                first = ip[0]
+                proto = ip[9] if first < 0x50 else ip[6]  # IPv4 (or less: does not decode); else IPv6
+                if proto != 6:
+                    if proto == 17:
+                        at = (first & 0x0F) * 4 + 2 if first < 0x50 else 42
+                        port = u16(ip, at) if len(ip) >= at + 2 else 0
+                        tunnel = port == VXLAN_PORT or port == GENEVE_PORT
+                    else:
+                        tunnel = proto == 47 or proto == 4 or proto == 41
+                    if tunnel:
+                        inner = decapsulate(ip)  # the inner packet is the connection's: shard and judge it
+                        if inner is None:
+                            continue  # a tunnel carrying ARP, say: no IP
+                        ip = inner
             if shards > 1 and shard_of(ip, shards) != shard:
                 continue
             # On the analyzers' grid here, once, rather than per analyzer.
@@ -395,6 +441,29 @@ def read_capture(source: str | os.PathLike | BinaryIO, analyzer: CaptureAnalyzer
             raise CaptureError(_with_label(label, failure)) from None
         reading.stopped = str(failure)
     return reading
+
+
+class _EmbeddedSecrets:
+    """Takes the capture's Decryption Secrets Blocks as the reader meets them: a TLS key log goes
+    to the analyzer at once (before the frames after it), other types are counted for a note.
+    Every worker of a sharded read reads the whole file, so each finds them for itself."""
+
+    def __init__(self, analyzer: CaptureAnalyzer, reading: CaptureReading) -> None:
+        self.analyzer = analyzer
+        self.reading = reading
+
+    def block(self, kind: int, data: bytes) -> None:
+        if kind != SECRETS_TLS_KEY_LOG:
+            self.reading.other_secrets[kind] = self.reading.other_secrets.get(kind, 0) + 1
+            return
+        keylog = parse_keylog(data.decode("utf-8", errors="replace"))
+        self.reading.tls_secrets += keylog.secrets()
+        self.reading.tls_secrets_connections += len(keylog)
+        self.analyzer.add_secrets(keylog)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("s" if count != 1 else "")
 
 
 def _with_label(label: str, error: CaptureError) -> str:

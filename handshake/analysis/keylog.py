@@ -63,6 +63,22 @@ class KeyLog:
             combined._connections[random] = _merge(combined._connections.get(random), secrets)
         return combined
 
+    def add(self, other: KeyLog) -> None:
+        """Add ``other``'s secrets to this log, in place; where both hold a secret for the same
+        label and connection, this log's stays. A capture's embedded secrets are added to the
+        log a reader already holds (the user's ``--keylog``), and connections whose
+        ClientHello comes later find them there."""
+        for random, secrets in other._connections.items():
+            self._connections[random] = _merge(secrets, self._connections.get(random))
+
+    def copy(self) -> KeyLog:
+        return KeyLog(self._connections)
+
+    def secrets(self) -> int:
+        """How many secrets the log holds, over all its connections."""
+        return sum(getattr(secrets, name) is not None
+                   for secrets in self._connections.values() for name in _LABELS.values())
+
     def __contains__(self, client_random: object) -> bool:
         return isinstance(client_random, (bytes, bytearray)) and bytes(client_random) in self._connections
 
@@ -100,8 +116,11 @@ def parse_keylog(text: str) -> KeyLog:
     )
 
 
-def _merge(old: ConnectionSecrets | None, new: ConnectionSecrets) -> ConnectionSecrets:
-    if old is None:
-        return new
+def _merge(old: ConnectionSecrets | None, new: ConnectionSecrets | None) -> ConnectionSecrets:
+    """Both connections' secrets in one; ``new``'s where both hold one."""
+    if old is None or new is None:
+        merged = new if old is None else old
+        assert merged is not None
+        return merged
     fields = {name: getattr(new, name) or getattr(old, name) for name in _LABELS.values()}
     return ConnectionSecrets(client_random=new.client_random, **fields)

@@ -9,10 +9,13 @@ than one reader handing every packet to the others through pipes cost (pickling 
 the sharing saved). Memory stays per connection.
 
 Only a source that can be read again may be sharded: a regular file, or bytes in memory (which
-the forked workers inherit). A pipe is read in one process.
+the forked workers inherit). A pipe is read in one process. A compressed file is inflated by
+each worker for itself, and each meets the capture's own key log (pcapng Decryption Secrets
+Blocks) where the file holds it, as a single reader would.
 
 The shard must be the same for every packet of a connection, whichever way it goes: it is
-computed from both (address, port) pairs for IPv4 TCP/UDP (later IPv4 fragments, which carry no
+computed on the packet the analysis judges (inside a tunnel, the inner one: ``read_capture``
+strips tunnels first), from both (address, port) pairs for IPv4 TCP/UDP (later IPv4 fragments, which carry no
 ports and which the analysis skips, from the addresses only) and for IPv6 whose next header is
 TCP or UDP; from the address pair otherwise.
 """

@@ -2,8 +2,10 @@
 
 Reading is a generator over records, so memory does not grow with the file. Every problem
 with the file is a ``CaptureError`` whose message is one line for the CLI. Formats:
-classic pcap per draft-ietf-opsawg-pcap, pcapng per draft-ietf-opsawg-pcapng, link types per
-https://www.tcpdump.org/linktypes.html.
+classic pcap per draft-ietf-opsawg-pcap, pcapng per draft-ietf-opsawg-pcapng, either of them
+gzip- or xz-compressed (``compressed``). The link layers inside the frames are ``links``' (its
+names are re-exported here); pcapng Decryption Secrets Blocks go to the reader's ``secrets``
+callback as the file reaches them.
 """
 
 from __future__ import annotations
@@ -12,30 +14,32 @@ import math
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Final, Iterator
+from typing import BinaryIO, Callable, Final, Iterator
 
-from .integers import u16, u32, u32le
+from .compressed import MAGIC_BYTES, DecompressedStream, compression_of
+from .integers import u32, u32le
+from .links import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_PPP,
+    LINKTYPE_PPP_HDLC,
+    LINKTYPE_RAW,
+    SUPPORTED_LINKTYPES,
+    ip_payload,
+)
 
 __all__ = [
-    "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LOOP",
-    "LINKTYPE_LINUX_SLL", "LINKTYPE_LINUX_SLL2", "LINKTYPE_IPV4", "LINKTYPE_IPV6",
-    "SUPPORTED_LINKTYPES",
+    "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_PPP", "LINKTYPE_PPP_HDLC", "LINKTYPE_RAW",
+    "LINKTYPE_LOOP", "LINKTYPE_LINUX_SLL", "LINKTYPE_LINUX_SLL2", "LINKTYPE_IPV4", "LINKTYPE_IPV6",
+    "SUPPORTED_LINKTYPES", "SECRETS_TLS_KEY_LOG", "SECRETS_TYPE_NAMES",
     "CaptureError", "TruncatedCapture", "UnsupportedLinkType",
-    "CapturedFrame", "PcapWriter", "iter_capture", "ip_payload", "check_linktype",
+    "CapturedFrame", "PcapWriter", "SecretsCallback", "iter_capture", "ip_payload", "check_linktype",
 ]
-
-LINKTYPE_NULL: Final = 0
-LINKTYPE_ETHERNET: Final = 1
-LINKTYPE_RAW: Final = 101
-LINKTYPE_LOOP: Final = 108
-LINKTYPE_LINUX_SLL: Final = 113
-LINKTYPE_LINUX_SLL2: Final = 276
-LINKTYPE_IPV4: Final = 228
-LINKTYPE_IPV6: Final = 229
-_DLT_RAW_BSD: Final = (12, 14)  # DLT_RAW as some BSDs write it into the file unmapped
-_RAW_LINKTYPES: Final = frozenset((LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *_DLT_RAW_BSD))
-SUPPORTED_LINKTYPES: Final = frozenset((LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP,
-                                 LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, *_RAW_LINKTYPES))
 
 _PCAP_MAGIC_US: Final = 0xA1B2C3D4
 _PCAP_MAGIC_NS: Final = 0xA1B23C4D
@@ -43,18 +47,28 @@ _PCAP_MAGIC_KUZNETZOV: Final = 0xA1B2CD34  # Alexey Kuznetzov's patched libpcap:
 _PCAPNG_SHB: Final = 0x0A0D0D0A
 _PCAPNG_BOM: Final = 0x1A2B3C4D
 _PCAPNG_IDB, _PCAPNG_PB, _PCAPNG_SPB, _PCAPNG_EPB = 1, 2, 3, 6
+_PCAPNG_DSB: Final = 0x0000000A
 _OPT_IF_TSRESOL, _OPT_IF_TSOFFSET = 9, 14
 
 _MAX_RECORD: Final = 1 << 26
 """A record claiming more than 64 MiB is corruption, not data: refuse before reading it."""
 
-_ETHERTYPE_IPV4: Final = 0x0800
-_ETHERTYPE_IPV6: Final = 0x86DD
-_ETHERTYPE_VLAN: Final = frozenset((0x8100, 0x88A8, 0x9100))  # 802.1Q, 802.1ad, old QinQ
-_AF_INET: Final = 2
-_AF_INET6: Final = frozenset((10, 24, 28, 30))  # Linux, Net/OpenBSD, FreeBSD, macOS
-
 _REC_LE: Final = struct.Struct("<IIII")
+
+SECRETS_TLS_KEY_LOG: Final = 0x544C534B
+"""Decryption Secrets Block type "TLSK": NSS key log text (pcapng spec §4.7)."""
+SECRETS_TYPE_NAMES: Final = {
+    SECRETS_TLS_KEY_LOG: "TLS key log",
+    0x57474B4C: "WireGuard key log",
+    0x5A4E574B: "ZigBee NWK key",
+    0x5A415053: "ZigBee APS key",
+    0x4F50434B: "OPC UA key log",
+}
+"""The secrets types the pcapng spec registers, by name (for notes about those we skip)."""
+
+SecretsCallback = Callable[[int, bytes], None]
+"""Called with (secrets type, secrets data) for each Decryption Secrets Block, before the
+frames that follow it in the file are yielded."""
 
 
 class CaptureError(ValueError):
@@ -163,11 +177,15 @@ class PcapWriter:
 
 # --- reading ---------------------------------------------------------------------------------
 
-def iter_capture(source: str | os.PathLike | BinaryIO) -> Iterator[CapturedFrame]:
-    """Yield the frames of a pcap or pcapng file (path or binary file object), in file order.
+def iter_capture(source: str | os.PathLike | BinaryIO,
+                 secrets: SecretsCallback | None = None) -> Iterator[CapturedFrame]:
+    """Yield the frames of a pcap or pcapng file (path or binary file object), in file order;
+    a gzip- or xz-compressed one is decompressed as it is read (told by its magic, not its name).
 
-    Raises ``CaptureError`` for a file that is not a readable capture, and ``TruncatedCapture``
-    after the last complete frame when the file is cut short.
+    ``secrets`` receives the contents of each pcapng Decryption Secrets Block when the reader
+    reaches it. Raises ``CaptureError`` for a file that is not a readable capture, and
+    ``TruncatedCapture`` after the last complete frame when the file (or its compressed
+    stream) is cut short.
     """
     if isinstance(source, (str, bytes, os.PathLike)):
         try:
@@ -175,13 +193,32 @@ def iter_capture(source: str | os.PathLike | BinaryIO) -> Iterator[CapturedFrame
         except OSError as exc:
             raise CaptureError(f"cannot open {os.fsdecode(source)}: {exc.strerror}") from None
         with file:
-            yield from _iter_file(file)
+            yield from _iter_file(file, secrets)
     else:
-        yield from _iter_file(source)
+        yield from _iter_file(source, secrets)
 
 
 _CHUNK: Final = 1 << 17
 """Bytes read from the file at a time; records are cut out of them."""
+
+
+def _prefix(file: BinaryIO) -> bytes:
+    """The file's first chunk, at least ``MAGIC_BYTES`` long unless the file is shorter, read
+    without seeking (a pipe may return less than asked, so read on). A whole chunk, not just
+    the magic: later reads then start on a chunk boundary, which the file's buffer serves
+    without an extra copy."""
+    parts: list[bytes] = []
+    have = 0
+    try:
+        while have < MAGIC_BYTES:
+            more = file.read(_CHUNK - have)
+            if not more:
+                break
+            parts.append(bytes(more))
+            have += len(more)
+    except OSError as exc:
+        raise CaptureError(f"cannot read capture: {exc.strerror or exc}") from None
+    return b"".join(parts)
 
 
 class _Reader:
@@ -189,11 +226,12 @@ class _Reader:
 
     __slots__ = ("file", "offset", "frames", "_buffer", "_position")
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO | DecompressedStream, buffered: bytes = b"") -> None:
         self.file = file
         self.offset = 0
         self.frames = 0
-        self._buffer = b""
+        self._buffer = buffered
+        """Read from the file, not yet by the caller (from ``_position`` on)."""
         self._position = 0
 
     def read(self, size: int) -> bytes:
@@ -234,21 +272,47 @@ class _Reader:
                                 self.frames)
 
 
-def _iter_file(file: BinaryIO) -> Iterator[CapturedFrame]:
-    reader = _Reader(file)
+def _iter_file(file: BinaryIO, secrets: SecretsCallback | None) -> Iterator[CapturedFrame]:
+    prefix = _prefix(file)
+    compression = compression_of(prefix)
+    stream = DecompressedStream(file, prefix, compression) if compression else None
+    reader = _Reader(file, prefix) if stream is None else _Reader(stream)
+    # The frames come straight from _iter_pcap / _iter_pcapng: mypyc resumes a generator it
+    # knows natively, so each generator level here costs on every frame only a little.
+    try:
+        order, magic, head = _file_kind(reader, f"{compression}-compressed " if compression else "")
+        if magic == _PCAPNG_SHB:
+            yield from _iter_pcapng(reader, head, secrets)
+        else:
+            yield from _iter_pcap(reader, order, magic)
+    except TruncatedCapture as error:
+        if stream is not None and stream.cut:
+            raise TruncatedCapture(f"{error} (the {compression} stream ends early)", error.offset,
+                                   error.frames) from None
+        raise
+    if stream is not None and stream.cut:  # cut at a record's edge: the records look whole
+        raise TruncatedCapture(f"truncated capture: the {compression} stream ends early, after byte "
+                               f"{reader.offset} of the capture", reader.offset, reader.frames)
+
+
+def _file_kind(reader: _Reader, compressed: str) -> tuple[str, int, bytes]:
+    """(byte order, magic, first 4 bytes) of a pcap file; magic ``_PCAPNG_SHB`` for pcapng.
+    ``compressed`` ("gzip-compressed ", say) goes into the messages."""
     head = reader.read(4)
     if not head:
-        raise CaptureError("empty file")
+        if isinstance(reader.file, DecompressedStream) and reader.file.cut:
+            raise reader.truncated(f"{compressed}file", 0)
+        raise CaptureError(f"empty {compressed}file")
     if len(head) < 4:
         raise reader.truncated("file header", 0)
     for order in ("<", ">"):
         magic = struct.unpack(order + "I", head)[0]
         if magic in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS, _PCAP_MAGIC_KUZNETZOV):
-            yield from _iter_pcap(reader, order, magic)
-            return
+            return order, magic, head
     if struct.unpack("<I", head)[0] == _PCAPNG_SHB:
-        yield from _iter_pcapng(reader, head)
-        return
+        return "<", _PCAPNG_SHB, head
+    if compressed:
+        raise CaptureError(f"{compressed}data is not a pcap or pcapng file (magic 0x{head.hex()})")
     raise CaptureError(f"not a pcap or pcapng file (magic 0x{head.hex()})")
 
 
@@ -298,7 +362,7 @@ class _Interface:
         return ((high << 32) | low) / self.units_per_s + self.offset_s
 
 
-def _iter_pcapng(reader: _Reader, first_type: bytes) -> Iterator[CapturedFrame]:
+def _iter_pcapng(reader: _Reader, first_type: bytes, secrets: SecretsCallback | None) -> Iterator[CapturedFrame]:
     """pcapng: blocks of (type, total length, body, total length); a Section Header Block
     fixes the byte order and starts a fresh interface list (pcapng spec §4.1)."""
     order = "<"
@@ -332,7 +396,14 @@ def _iter_pcapng(reader: _Reader, first_type: bytes) -> Iterator[CapturedFrame]:
             raise reader.truncated("block", at)
         if struct.unpack(order + "I", trailer)[0] != total_len:
             raise CaptureError(f"corrupt capture: block at byte {at} has mismatched lengths")
-        frame = _pcapng_block(block_type, body, order, interfaces, at)
+        frame: CapturedFrame | None
+        if block_type == _PCAPNG_DSB:
+            if secrets is not None:
+                kind, data = _secrets_block(body, order, at)
+                secrets(kind, data)
+            frame = None
+        else:
+            frame = _pcapng_block(block_type, body, order, interfaces, at)
         if frame is not None:
             reader.frames += 1
             yield frame
@@ -375,7 +446,18 @@ def _pcapng_block(block_type: int, body: bytes, order: str, interfaces: list[_In
         if iface.snaplen:
             cap_len = min(cap_len, iface.snaplen)
         return CapturedFrame(math.nan, iface.linktype, body[4:4 + cap_len], orig_len, 0)
-    return None  # SHB (already handled), NRB, ISB, DSB, custom blocks: nothing to yield
+    return None  # SHB (already handled), NRB, ISB, custom blocks: nothing to yield
+
+
+def _secrets_block(body: bytes, order: str, at: int) -> tuple[int, bytes]:
+    """(secrets type, secrets data) of a Decryption Secrets Block (pcapng spec §4.7): type and
+    length, then the data padded to 32 bits, then options (none we need)."""
+    if len(body) < 8:
+        raise CaptureError(f"corrupt capture: decryption secrets block at byte {at} is too short")
+    kind, length = struct.unpack_from(order + "II", body)
+    if length > len(body) - 8:
+        raise CaptureError(f"corrupt capture: decryption secrets block at byte {at} claims {length} bytes")
+    return kind, body[8:8 + length]
 
 
 def _interface(interfaces: list[_Interface], if_id: int, at: int) -> _Interface:
@@ -413,46 +495,3 @@ def check_linktype(linktype: int) -> None:
     """Raise ``UnsupportedLinkType`` unless ``ip_payload`` can strip this link type."""
     if linktype not in SUPPORTED_LINKTYPES:
         raise UnsupportedLinkType(linktype)
-
-
-def _ethertype_payload(ethertype: int, data: bytes, pos: int) -> bytes | None:
-    if ethertype == _ETHERTYPE_IPV4 or ethertype == _ETHERTYPE_IPV6:
-        return data[pos:]
-    return None
-
-
-def ip_payload(linktype: int, data: bytes) -> bytes | None:
-    """The IP packet inside a frame, or None for non-IP frames and unsupported link types."""
-    if linktype in _RAW_LINKTYPES:
-        return data if data and data[0] >> 4 in (4, 6) else None
-    if linktype == LINKTYPE_ETHERNET:
-        if len(data) < 14:
-            return None
-        pos = 12
-        ethertype = u16(data, 12)
-        while ethertype in _ETHERTYPE_VLAN:  # each 802.1Q / 802.1ad tag: TCI then the next type
-            pos += 4
-            if len(data) < pos + 2:
-                return None
-            ethertype = u16(data, pos)
-        return _ethertype_payload(ethertype, data, pos + 2)
-    if linktype == LINKTYPE_LINUX_SLL:  # 16 bytes; protocol type last
-        if len(data) < 16:
-            return None
-        return _ethertype_payload(u16(data, 14), data, 16)
-    if linktype == LINKTYPE_LINUX_SLL2:  # 20 bytes; protocol type first
-        if len(data) < 20:
-            return None
-        return _ethertype_payload(u16(data, 0), data, 20)
-    if linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
-        # 4-byte address family: host byte order of the capturing machine for NULL (either
-        # order may arrive), network byte order for LOOP.
-        if len(data) < 4:
-            return None
-        family = u32(data, 0)
-        if linktype == LINKTYPE_NULL and family > 0xFFFF:
-            family = u32le(data, 0)
-        if family == _AF_INET or family in _AF_INET6:
-            return data[4:]
-        return None
-    return None

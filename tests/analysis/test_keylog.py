@@ -63,3 +63,18 @@ def test_a_later_line_replaces_an_earlier_one_and_merging_keeps_both_logs():
 def test_an_empty_key_log_knows_no_connection():
     assert len(parse_keylog("")) == 0
     assert KeyLog().get(b"\x00" * 32) is None
+
+
+def test_secrets_added_in_place_fill_gaps_and_the_log_held_first_wins():
+    """What a capture's own Decryption Secrets Block adds to the user's --keylog."""
+    given = parse_keylog(f"CLIENT_TRAFFIC_SECRET_0 {RANDOM_A} {'01' * 32}\n")
+    before = given.copy()
+    embedded = parse_keylog(f"CLIENT_TRAFFIC_SECRET_0 {RANDOM_A} {'99' * 32}\n"
+                            f"SERVER_TRAFFIC_SECRET_0 {RANDOM_A} {'02' * 32}\n"
+                            f"CLIENT_RANDOM {RANDOM_B} {'03' * 48}\n")
+    given.add(embedded)
+    a = given.get(bytes.fromhex(RANDOM_A))
+    assert (a.client_traffic_secret_0, a.server_traffic_secret_0) == (b"\x01" * 32, b"\x02" * 32)
+    assert given.get(bytes.fromhex(RANDOM_B)).master_secret == b"\x03" * 48
+    assert (len(given), given.secrets(), embedded.secrets()) == (2, 3, 3)
+    assert (len(before), before.secrets()) == (1, 1)  # a copy does not grow with the original
