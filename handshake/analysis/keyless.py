@@ -37,7 +37,6 @@ only later record (both shorter than any answer, so never taken for one).
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Final
 
 from .server_time import PathLeg
@@ -88,13 +87,17 @@ class KeylessResponse:
         self._answer_time = -1.0
         self._last_server_time = -1.0
         self._client_data_since = False
-        self._client_seen: deque[float] = deque(maxlen=_KEPT_CLIENT_PACKETS)
-        """When the client's latest packets (ACKs too) after the request were seen."""
+        self._client_seen: list[float] = []
+        """When the client's latest packets (ACKs too) after the request were seen (the last
+        ``_KEPT_CLIENT_PACKETS``)."""
 
     def client_packet(self, time: float) -> None:
         """Any client packet, pure ACKs included (called for every one)."""
         if self.request_end is not None and time > self.request_time:
-            self._client_seen.append(time)
+            seen = self._client_seen
+            seen.append(time)
+            if len(seen) > _KEPT_CLIENT_PACKETS:
+                del seen[0]
 
     def client_record(self, tls13: bool, plaintext_bytes: int, fragment_bytes: int, finished_bytes: int | None,
                       end_offset: int, time: float, rnd: int) -> bool:
@@ -108,8 +111,11 @@ class KeylessResponse:
         if self.request_end is None:
             self.request_end, self.request_time, self.request_round = end_offset, time, rnd
             return True
-        if plaintext_bytes > SMALL_CLIENT_RECORD and time > self.request_time and self._answer_time >= 0:
-            self._client_data_since = True
+        if self._answer_time >= 0 and time > self.request_time:
+            if plaintext_bytes <= 2:
+                self.final = True  # the client's close_notify: it has what it came for
+            elif plaintext_bytes > SMALL_CLIENT_RECORD:
+                self._client_data_since = True
         return False
 
     def server_record(self, plaintext_bytes: int, start_time: float, had_request: bool, path: PathLeg,
@@ -153,10 +159,18 @@ class KeylessResponse:
     def note(self, unit: str, chatter: str) -> str:
         """What an inferred count rests on, in words (``unit``: "record", "1-RTT packet";
         ``chatter``: what the server sends of its own)."""
-        if self.replaced:
-            how = "after server time" if self.replaced == "time" else f"too big to be its own ({chatter})"
-            what = (f"the first {unit} the server sent {how}; the {self.at_once_records} it sent at once on the "
-                    f"request before it were taken for its own")
-        else:
-            what = f"the first {unit} the server sent after it had the request"
+        if not self.replaced:
+            return _FIRST_NOTES.get(unit) or _first_note(unit)
+        how = "after server time" if self.replaced == "time" else f"too big to be its own ({chatter})"
+        what = (f"the first {unit} the server sent {how}; the {self.at_once_records} it sent at once on the "
+                f"request before it were taken for its own")
         return f"inferred without a key log: the response is {what}; the key log would settle it"
+
+
+def _first_note(unit: str) -> str:
+    return (f"inferred without a key log: the response is the first {unit} the server sent after it had the "
+            "request; the key log would settle it")
+
+
+_FIRST_NOTES: Final = {unit: _first_note(unit) for unit in ("record", "1-RTT packet")}
+"""The common note, made once (a capture of thousands of connections repeats it)."""

@@ -14,7 +14,6 @@ alone; ``round_trips`` is then None and the notes say why (DESIGN §3: unknown, 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, TypeGuard
@@ -116,6 +115,7 @@ _MAX_STREAMS: Final = 4096
 _MAX_ERRORS: Final = 20
 
 _KEPT_CLIENT_TIMES: Final = 32
+_SPACE_BITS: Final = {"initial": 1, "handshake": 2, "0rtt": 4, "1rtt": 8}
 _SHORT_DCID_GUESS: Final = 8
 """A short header's DCID length where the flow did not learn it (the common choice)."""
 _ACK_ONLY_FRAMES: Final = 10
@@ -258,7 +258,8 @@ class QuicFlowReader:
         """Open and count the connection's next datagram."""
         decoded = self.open(datagram)
         if datagram.from_client:
-            self._client_datagram(decoded)
+            if not self._client_initial_seen or self.path.leg_s is None:
+                self._client_datagram(decoded)
             self.path.answered_back(datagram.time)
         elif decoded.packets:
             self.path.answered(datagram.time)  # the first server datagram: an Initial, Retry or VN
@@ -269,7 +270,8 @@ class QuicFlowReader:
                 self._client_round1_at = datagram.time
         else:
             self.evidence.after_server(decoded, rnd.round)
-            if any(packet.packet.packet_type == "handshake" and _continues_flight(packet) for packet in decoded.packets):
+            if not self._one_rtt_seen and any(packet.packet.packet_type == "handshake" and _continues_flight(packet)
+                                              for packet in decoded.packets):
                 self._server_flight.append((datagram.time, rnd.round))
         return QuicDatagramRound(decoded, rnd)
 
@@ -382,10 +384,11 @@ class QuicConnectionAnalyzer:
         self._request_times: dict[bool, float] = {}
         """Sent in 0-RTT? → when the first client datagram with request data (or, without keys,
         its first 1-RTT packet) was seen."""
-        self._keyless = KeylessResponse()
-        self._sent_spaces: set[tuple[bool, str]] = set()
-        """(from the client?, packet type) of what each side has sent so far."""
-        self._client_times: deque[float] = deque(maxlen=_KEPT_CLIENT_TIMES)
+        self._keyless: KeylessResponse | None = None
+        """The keyless answer finder, made at the first datagram without 1-RTT keys."""
+        self._sent_spaces = 0
+        """Bits (``_SPACE_BITS``, the client's four higher) of the packet types each side has sent."""
+        self._client_times: list[float] = []
         """When the client's latest datagrams were seen."""
         self._first_step = -1
         self._steps_made = 0
@@ -399,14 +402,17 @@ class QuicConnectionAnalyzer:
             self._started = True
             report.start_time = datagram.time
         if report.round_trips is not None and not self._steps and (
-                report.round_trips_basis != "inferred" or self._keyless.final):
+                report.round_trips_basis != "inferred" or (self._keyless is not None and self._keyless.final)):
             self._add_late(datagram)
             return None
         item = self._reader.add(datagram)
         decoded, rnd = item.decoded, item.round
         from_client = datagram.from_client
         if from_client:
-            self._client_times.append(datagram.time)
+            times = self._client_times
+            times.append(datagram.time)
+            if len(times) > _KEPT_CLIENT_TIMES:
+                del times[0]
         answered = report.round_trips is not None
         report.count(from_client, datagram.wire_bytes)
         marks: list[str] = []
@@ -423,15 +429,15 @@ class QuicConnectionAnalyzer:
         for packet in decoded.packets:
             if self._resent[from_client].check(packet, datagram.time, self._reader.decoder.attempt):
                 marks.append(f"{_WHAT[packet.packet.packet_type]} resent")
-            space = (from_client, packet.packet.packet_type)
+            space = _SPACE_BITS.get(packet.packet.packet_type, 0) << (4 if from_client else 0)
             # A probe answers a probe timeout of something this side sent before (RFC 9002 §6.2):
             # never its first packet (aioquic's server may open with PING and ACK).
-            if not answered and space in self._sent_spaces and _is_probe(packet):
+            if not answered and self._sent_spaces & space and _is_probe(packet):
                 what = f"{side} {_WHAT[packet.packet.packet_type]}"
                 probe = self._probes.setdefault(what, [0, datagram.time])
                 probe[0] += 1
                 marks.append("PTO probe")
-            self._sent_spaces.add(space)
+            self._sent_spaces |= space
             for frame in packet.frames or ():
                 if isinstance(frame, ConnectionCloseFrame):
                     self._note_close(frame, side)
@@ -488,6 +494,10 @@ class QuicConnectionAnalyzer:
         if self._reader.decoder.zero_rtt_packets:
             return  # the request may be 0-RTT and the answer in the server's first flight: only keys tell
         finder = self._keyless
+        if finder is None:
+            finder = self._keyless = KeylessResponse()
+        elif finder.final:
+            return
         datagram = decoded.datagram
         if datagram.from_client:
             finder.client_packet(datagram.time)
@@ -556,11 +566,12 @@ class QuicConnectionAnalyzer:
         reader = self._reader
         decoder = reader.decoder
         if report.round_trips_basis == "inferred":
+            assert self._keyless is not None  # an inferred count comes from it
             report.notes.append(self._keyless.note("1-RTT packet", "HANDSHAKE_DONE, tickets"))
         elif not decoder.keys_found:
             if decoder.zero_rtt_packets:
                 why = "0-RTT packets sent: whether the server answered them in its first flight needs the key log"
-            elif self._keyless.request_end is None:
+            elif self._keyless is None or self._keyless.request_end is None:
                 why = "no 1-RTT packet from the client: no request"
             else:
                 why = "no server 1-RTT packet after the request could have reached it: no response in the capture"

@@ -6,11 +6,10 @@ run, a kernel run and a stranger's capture are judged by the same rules.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Final
 
 from handshake.trace.integers import u16
-from handshake.trace.packet import TcpSegment, seq_diff
+from handshake.trace.packet import ACK, FIN, RST, TcpSegment, seq_diff
 
 from ..http.http1 import http1_label
 from ..http.http2 import Http2Frame
@@ -41,6 +40,10 @@ to find the packet that carried a record's first byte."""
 _KEPT_CHUNKS: Final = 16
 """Server chunks remembered while the answer is sought: its first byte can lie a few chunks (an
 HTTP/2 frame header split across TLS records) before the one that shows what it is."""
+
+
+_RELEASED_COUNTER: Final = TcpRoundCounter()
+"""What a released connection holds in place of its counter (never used again: one for all)."""
 
 
 class _SentChunk:
@@ -203,18 +206,20 @@ class TcpConnectionAnalyzer:
         self._server_data_rounds: dict[int, int] = {}  # round -> server payload bytes first sent in it
         self._request_rounds = {"early_data": _NEVER, "app_data": _NEVER}  # TLS: first client request record of each kind
         self._plain_labels = {True: False, False: False}  # plain HTTP: first bytes of each side labelled
-        self._sent_end: dict[bool, int | None] = {True: None, False: None}
-        """Sequence number just past the furthest byte (SYN, FIN) each side was seen to send."""
-        self._unseen: dict[bool, int] = {True: 0, False: 0}
-        """Bytes of each side that the other acknowledged but the capture never held."""
+        self._client_sent_end = -1
+        """Sequence number just past the furthest byte (SYN, FIN) the client was seen to send (-1: none)."""
+        self._server_sent_end = -1
+        self._client_unseen = 0
+        """Bytes the client sent that the server acknowledged but the capture never held."""
+        self._server_unseen = 0
         self._path = PathLeg()
         self._smss: int | None = None
         """The server's segment size: the smaller MSS option of the SYN and the SYN-ACK."""
         self._client_base: int | None = None
         """Sequence number of the client's first stream byte (its SYN's + 1), once seen."""
-        self._server_chunks: deque[_SentChunk] = deque(maxlen=_KEPT_SEGMENTS)
+        self._server_chunks: list[_SentChunk] = []
         """The latest server data packets."""
-        self._request_parts: deque[_RequestPart] = deque(maxlen=_KEPT_REQUEST_PARTS)
+        self._request_parts: list[_RequestPart] = []
         self._client_wait_s: float | None = None
         """How long the client held its request after it had what it needed to send it."""
         self._keyless: KeylessResponse | None = None
@@ -314,20 +319,29 @@ class TcpConnectionAnalyzer:
                 marks.append(TFO_REFUSED_CAUSE)
             self._syn_data_end = None
 
+        keyless = self._keyless
+        # Whether the answer may still come (or move): only then is a packet's place kept.
+        seeking = not answered or (keyless is not None and not keyless.final)
         if packet.from_client:
-            self._path.answered_back(packet.time)
-            if self._keyless is not None:
-                self._keyless.client_packet(packet.time)
+            if self._path.client_leg_s is None:
+                self._path.answered_back(packet.time)
+            if keyless is not None and seeking:
+                keyless.client_packet(packet.time)
         stream = self._streams[packet.from_client]
         data = stream.feed(segment)
-        if data and not packet.from_client:
+        if data and seeking and not packet.from_client:
             base = self._client_base
-            acked = seq_diff(segment.ack, base) if base is not None and segment.has_ack else -1
-            self._server_chunks.append(_SentChunk(stream.offset - len(data), packet.time, acked, placed.heard_by_ack, rnd))
+            acked = seq_diff(segment.ack, base) if base is not None and segment.flags & ACK else -1
+            chunks = self._server_chunks
+            chunks.append(_SentChunk(stream.offset - len(data), packet.time, acked, placed.heard_by_ack, rnd))
+            if len(chunks) > _KEPT_SEGMENTS:
+                del chunks[0]
         if data:
             self._data(packet, data, rnd, placed, carries, marks)
-            if report.ttfb_s is not None and not self._steps and self._settled():
-                self._verdict_time = report.start_time + report.ttfb_s
+        if keyless is not None and answered and packet.from_client and segment.flags & (FIN | RST):
+            keyless.final = True  # a client that closes has what it came for: no later answer
+        if report.ttfb_s is not None and self._verdict_time is None and not self._steps and self._settled():
+            self._verdict_time = report.start_time + report.ttfb_s
         if segment.payload and not data and self._steps:
             carries.append(f"{len(segment.payload)} bytes" + (" again" if retransmission else " (held: out of order)"))
         if not self._steps:
@@ -378,7 +392,7 @@ class TcpConnectionAnalyzer:
         labelled = len(carries)
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
             kind = message.kind
-            frames = []
+            record_frames: list[Http2Frame] | None = None
             if (kind == "encrypted" and conversation.tls13) or (kind == "app_data" and message.plaintext is None):
                 self._keyless_record(packet, message, rnd, placed, marks)
             elif packet.from_client and kind in self._request_rounds:
@@ -388,11 +402,11 @@ class TcpConnectionAnalyzer:
                 if (packet.from_client and kind == "app_data" and self._response is not None
                         and conversation.facts.early_data == "rejected"):
                     self._response.early_data_rejected()
-                frames = self._application_bytes(packet, rnd, placed, message.plaintext, marks, "decrypted",
+                record_frames = self._application_bytes(packet, rnd, placed, message.plaintext, marks, "decrypted",
                                                  conversation.facts.alpn_selected, message.start_offset,
                                                  message.end_offset)
             if self._steps:
-                carries.extend([frame.label for frame in frames] if frames else [_tls_label(message)])
+                carries.extend([frame.label for frame in record_frames] if record_frames else [_tls_label(message)])
         if self._steps:
             if len(carries) == labelled:
                 carries.append(f"{len(data)} bytes of a TLS record")  # its end is still to come
@@ -418,16 +432,24 @@ class TcpConnectionAnalyzer:
         (not lost: they arrived). Captures drop packets under load; the count then rests on
         less than the wire held, and the report says so."""
         seq_len = segment.seq_len
-        if seq_len:
-            end = (segment.seq + seq_len) & 0xFFFFFFFF
-            known = self._sent_end[from_client]
-            if known is None or seq_diff(end, known) > 0:
-                self._sent_end[from_client] = end
-        other_end = self._sent_end[not from_client]
-        if segment.has_ack and other_end is not None:
-            missing = seq_diff(segment.ack, other_end)
-            if missing > self._unseen[not from_client]:
-                self._unseen[not from_client] = missing
+        if from_client:
+            if seq_len:
+                end = (segment.seq + seq_len) & 0xFFFFFFFF
+                if self._client_sent_end < 0 or seq_diff(end, self._client_sent_end) > 0:
+                    self._client_sent_end = end
+            if self._server_sent_end >= 0 and segment.flags & ACK:
+                missing = seq_diff(segment.ack, self._server_sent_end)
+                if missing > self._server_unseen:
+                    self._server_unseen = missing
+        else:
+            if seq_len:
+                end = (segment.seq + seq_len) & 0xFFFFFFFF
+                if self._server_sent_end < 0 or seq_diff(end, self._server_sent_end) > 0:
+                    self._server_sent_end = end
+            if self._client_sent_end >= 0 and segment.flags & ACK:
+                missing = seq_diff(segment.ack, self._client_sent_end)
+                if missing > self._client_unseen:
+                    self._client_unseen = missing
 
     def _request_part(self, end_offset: int, time: float, rnd: int, placed: PacketRound) -> None:
         """A client record (or clear chunk) that carries (part of) the request."""
@@ -435,6 +457,8 @@ class TcpConnectionAnalyzer:
         if not parts:
             self._client_wait_s = self._path.client_time(time, placed.heard_by_ack)
         parts.append(_RequestPart(end_offset, time, rnd))
+        if len(parts) > _KEPT_REQUEST_PARTS:
+            del parts[0]
 
     def _may_speak_h2(self) -> bool:
         facts = self._conversation.facts if self._conversation is not None else None
@@ -499,6 +523,8 @@ class TcpConnectionAnalyzer:
                 # SETTINGS ACK) is not the request: the answer does not wait for it.
                 self._request_part(message.end_offset, packet.time, rnd, placed)
             return
+        if finder.final or not self._server_chunks:
+            return
         start = self._record_start(message.start_offset)
         chatter = tls13 or facts.alpn_selected == "h2"
         had_request = finder.request_end is not None and start.acked >= finder.request_end
@@ -557,7 +583,7 @@ class TcpConnectionAnalyzer:
         """Keep what the verdict needs and let the rest go: a capture of many connections then
         holds, per finished one, little more than its report."""
         self._released = (self._retransmitted(), self._tls_facts())
-        self._retransmissions, self._counter, self._server_data_rounds = {}, TcpRoundCounter(), {}
+        self._retransmissions, self._counter, self._server_data_rounds = {}, _RELEASED_COUNTER, {}
         self._conversation = None
         self._response = None
         self._streams = {}
@@ -586,9 +612,9 @@ class TcpConnectionAnalyzer:
             report.tfo = "unknown"
             report.notes.append("capture incomplete: it began after the client's SYN, so round trips and "
                                 "TTFB, which count from it, are unknown")
-        for side, name in ((True, "client"), (False, "server")):
-            if self._unseen[side]:
-                report.notes.append(f"capture incomplete: {self._unseen[side]} bytes the {name} sent were acknowledged "
+        for unseen, name in ((self._client_unseen, "client"), (self._server_unseen, "server")):
+            if unseen:
+                report.notes.append(f"capture incomplete: {unseen} bytes the {name} sent were acknowledged "
                                     "but are not in it")
         if facts is not None:
             _apply_tls_facts(report, facts)

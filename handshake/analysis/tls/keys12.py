@@ -82,16 +82,17 @@ def _suite_from_name(code: int, name: str) -> Tls12CipherSuite | None:
     return None
 
 
-def _known_suites() -> dict[int, Tls12CipherSuite]:
-    found: dict[int, Tls12CipherSuite] = {}
-    for code, name in CIPHER_SUITE_NAMES.items():
-        suite = _suite_from_name(code, name)
-        if suite is not None:
-            found[code] = suite
-    return found
+_SUITES: dict[int, Tls12CipherSuite | None] = {}
+"""The suites read so far off their IANA names (read when first met: reading all ~350 at import
+cost every `inspect` start some 16M instructions)."""
 
 
-TLS12_CIPHER_SUITES: Final = _known_suites()
+def tls12_cipher_suite(code: int) -> Tls12CipherSuite | None:
+    """The record protection of suite ``code``, or None for one this reader cannot open."""
+    if code not in _SUITES:
+        name = CIPHER_SUITE_NAMES.get(code)
+        _SUITES[code] = None if name is None else _suite_from_name(code, name)
+    return _SUITES[code]
 
 
 def _hmac(key: bytes, message: bytes, hash_name: str) -> bytes:
@@ -227,7 +228,7 @@ def key_block(master_secret: bytes, client_random: bytes, server_random: bytes, 
               encrypt_then_mac: bool = False) -> KeyBlock12 | None:
     """RFC 5246 §6.3: both sides' record keys; None for a suite or version this module does not
     open (SSL 3.0, 3DES, anything unnamed)."""
-    suite = TLS12_CIPHER_SUITES.get(cipher_suite)
+    suite = tls12_cipher_suite(cipher_suite)
     if suite is None or not TLS10 <= version <= TLS12 or len(master_secret) != 48:
         return None
     if version < TLS12 and suite.cipher != "cbc":

@@ -16,7 +16,8 @@ import pytest
 
 from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.tls.conversation import TlsConversation
-from handshake.analysis.tls.keys12 import TLS10, TLS11, TLS12, TLS12_CIPHER_SUITES, key_block, prf
+from handshake.analysis.tls.keys12 import TLS10, TLS11, TLS12, key_block, prf, tls12_cipher_suite
+from handshake.analysis.tls.messages import CIPHER_SUITE_NAMES
 from handshake.analysis.tls.messages import CIPHER_SUITE_NAMES, HandshakeReassembler, parse_server_hello
 from handshake.analysis.tls.records import RecordReader
 
@@ -158,9 +159,12 @@ def test_a_tampered_record_after_the_finished_is_reported_encrypted(certificate,
 
 
 def test_suites_the_key_block_knows_and_those_it_refuses():
-    assert {"gcm", "ccm", "ccm8", "chacha20", "cbc"} == {s.cipher for s in TLS12_CIPHER_SUITES.values()}
-    assert TLS12_CIPHER_SUITES[0xC030].prf_hash == "sha384" and TLS12_CIPHER_SUITES[0xC030].key_bytes == 32
-    assert TLS12_CIPHER_SUITES[0xC013].mac == "sha1" and TLS12_CIPHER_SUITES[0xC013].prf_hash == "sha256"
+    known = [suite for suite in map(tls12_cipher_suite, CIPHER_SUITE_NAMES) if suite is not None]
+    assert {"gcm", "ccm", "ccm8", "chacha20", "cbc"} == {s.cipher for s in known}
+    gcm384, cbc_sha = tls12_cipher_suite(0xC030), tls12_cipher_suite(0xC013)
+    assert gcm384 is not None and gcm384.prf_hash == "sha384" and gcm384.key_bytes == 32
+    assert cbc_sha is not None and cbc_sha.mac == "sha1" and cbc_sha.prf_hash == "sha256"
+    assert tls12_cipher_suite(0xFFFF) is None
     secret, random = bytes(48), bytes(32)
     assert key_block(secret, random, random, 0x000A, TLS12) is None  # 3DES
     assert key_block(secret, random, random, 0x1301, TLS12) is None  # a TLS 1.3 suite
