@@ -55,8 +55,8 @@ CHATTER_MAX: Final = 1500
 lifetime, a nonce and an opaque ticket, a few hundred bytes from every server seen) and no
 HTTP/2 SETTINGS, WINDOW_UPDATE or PING: it is the answer."""
 _CLIENT_RECORDS_BEFORE_FINISHED: Final = 4
-_KEPT_CLIENT_PACKETS: Final = 32
 """Client records (Certificate, CertificateVerify) that may precede its Finished."""
+_KEPT_CLIENT_PACKETS: Final = 32
 
 NONE: Final = 0
 FIRST: Final = 1

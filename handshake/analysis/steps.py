@@ -7,7 +7,6 @@ count with, so a ladder never shows what a template expects but what the trace h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from mypy_extensions import mypyc_attr
 

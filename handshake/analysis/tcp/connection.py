@@ -14,14 +14,14 @@ from handshake.trace.packet import ACK, FIN, RST, TcpSegment, seq_diff
 from ..http.http1 import http1_label
 from ..http.http2 import Http2Frame
 from ..http.response import HTTP2, ResponseFinder
-from ..intervals import FirstSeenRanges, RecentSet
 from ..keyless import FIRST, LATER, SMALL_CLIENT_RECORD, TLS13_RECORD_OVERHEAD, KeylessResponse
 from ..keylog import KeyLog
-from ..report import ConnectionReport, first_byte_mark, note_retransmission, on_microseconds, retransmission_causes
+from ..report import ConnectionReport, first_byte_mark, on_microseconds
 from ..server_time import PathLeg
 from ..steps import LadderStep
 from ..tls.conversation import TlsConversation, TlsFacts, TlsMessage
 from .flows import FlowPacket, StreamAssembler, TcpFlow
+from .retransmissions import Retransmissions
 from .rounds import PacketRound, TcpRoundCounter
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
@@ -71,63 +71,6 @@ class _RequestPart:
         """Client stream offset just past it."""
         self.time = time
         self.round = round
-
-
-class _Retransmissions:
-    """Spots a side sending sequence space it already sent: a retransmission (loss or a late ACK).
-
-    Seen from one capture point, packets may also arrive out of order; only a range that was
-    wholly seen before counts as sent again. What was seen is kept as merged ranges
-    (``FirstSeenRanges``), so a long connection costs bounded memory.
-    """
-
-    def __init__(self, side: str) -> None:
-        self.side = side
-        self._base: int | None = None
-        self._seen: FirstSeenRanges[int] = FirstSeenRanges()  # tag: the TSval of the first copy
-        self._seen_tsvals = RecentSet()
-        self.found: dict[str, list[tuple[float, float | None]]] = {}
-        """What was retransmitted ("SYN", "data", ...) → (when, how long after its first copy)."""
-
-    def check(self, segment: TcpSegment, time: float, timestamps: tuple[int, int] | None = None) -> bool:
-        """Whether ``segment`` (whose TCP timestamps the caller read) resends what was seen."""
-        if self._base is None:
-            self._base = segment.seq
-        seq_len = segment.seq_len
-        if not seq_len:
-            return False
-        start = seq_diff(segment.seq, self._base)
-        end = start + seq_len
-        if timestamps is not None:
-            key = (start, timestamps[0])
-            if key in self._seen_tsvals:
-                return False  # the very same packet twice: the link duplicated it
-            self._seen_tsvals.add(key)
-        first = self._seen.covered_since(start, end)
-        if first is None and timestamps is not None:
-            first = self._fills_gap_late(start, timestamps[0])
-        self._seen.add(start, end, time, timestamps[0] if timestamps else None)
-        if first is None:
-            return False
-        if segment.syn:
-            what = "SYN-ACK" if segment.has_ack else "SYN"
-        else:
-            what = "data" if segment.payload else "FIN"
-        note_retransmission(self.found, what, time, time - first)
-        return True
-
-    def note_unseen_original(self, segment: TcpSegment, time: float) -> None:
-        """Count a retransmission recognised by other means (its first copy was never seen here)."""
-        note_retransmission(self.found, "data" if segment.payload else "FIN", time, None)
-
-    def _fills_gap_late(self, start: int, tsval: int) -> float | None:
-        """A segment below data already seen, sent (by its TSval) after that data: the copy that
-        went missing before the capture point is being resent. Returns when the later data was
-        first seen; None for plain reordering (an older TSval)."""
-        return self._seen.earliest_above(start, lambda r_tsval: r_tsval is not None and seq_diff(tsval, r_tsval) > 0)
-
-    def causes(self, before: float | None) -> list[str]:
-        return retransmission_causes(self.side, self.found, before)
 
 
 _KEPT_ROUNDS: Final = 256
@@ -196,7 +139,7 @@ class TcpConnectionAnalyzer:
         self._steps = steps
         self._counter = TcpRoundCounter()
         self._streams: dict[bool, StreamAssembler] | None = None
-        self._retransmissions = {True: _Retransmissions("client"), False: _Retransmissions("server")}
+        self._retransmissions = {True: Retransmissions("client"), False: Retransmissions("server")}
         self._conversation: TlsConversation | None = None
         self._is_tls: bool | None = None
         self._syn_data_end: int | None = None

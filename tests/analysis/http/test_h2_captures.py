@@ -30,7 +30,7 @@ from ..tls.exchange import make_contexts, write_self_signed_certificate
 from .h2_timeline import CLIENT, SERVER_PORT, Timeline, h2_timeline
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
-WILD = Path(__file__).resolve().parents[3].parent / "shared" / "captures-wild" / "ja4-http2-with-cookies.pcapng"
+WILD = Path(__file__).resolve().parents[2] / "data" / "wild" / "ja4-http2-with-cookies.pcapng"
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,6 @@ def embedded_keylog(pcapng: Path) -> str:
 
 
 @needs_tshark
-@pytest.mark.skipif(not WILD.exists(), reason="../shared/captures-wild is not beside this checkout")
 def test_chrome_to_youtube_the_response_is_the_headers_tshark_finds(capsys, tmp_path):
     """ja4-http2-with-cookies.pcapng (FoxIO-LLC/ja4, pcap/): Chrome, TLS 1.3 + h2 to youtube.com,
     with its key log in a Decryption Secrets Block. The server's SETTINGS came 45 ms before the

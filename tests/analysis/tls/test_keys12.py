@@ -17,7 +17,6 @@ import pytest
 from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.tls.conversation import TlsConversation
 from handshake.analysis.tls.keys12 import TLS10, TLS11, TLS12, key_block, prf, tls12_cipher_suite
-from handshake.analysis.tls.messages import CIPHER_SUITE_NAMES
 from handshake.analysis.tls.messages import CIPHER_SUITE_NAMES, HandshakeReassembler, parse_server_hello
 from handshake.analysis.tls.records import RecordReader
 
