@@ -230,6 +230,11 @@ def client_environment(keylog: Path) -> dict[str, str]:
     return env
 
 
+def inspected_both_ways(pcap: Path, keylog: Path) -> tuple[Inspected, Inspected]:
+    """What inspect reads of a real program's capture with its key log, and without it."""
+    return inspect_file(pcap, keylog), inspect_file(pcap, None)
+
+
 @dataclass
 class CurlRun:
     """One curl fetch: what curl said, and what inspect read from its capture."""
@@ -249,8 +254,7 @@ class CurlRun:
     without_keys: Inspected = field(init=False)
 
     def __post_init__(self) -> None:
-        self.with_keys = inspect_file(self.pcap, self.keylog)
-        self.without_keys = inspect_file(self.pcap, None)
+        self.with_keys, self.without_keys = inspected_both_ways(self.pcap, self.keylog)
 
     @property
     def ttfb_ms(self) -> float:

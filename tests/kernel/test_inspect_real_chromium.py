@@ -42,7 +42,7 @@ from handshake.kernel import SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
 
 from .real_programs import (
-    NGINX, OPENSSL, Inspected, answers_at_once, client_environment, inspect_file, owner_only, private_file,
+    NGINX, OPENSSL, Inspected, answers_at_once, client_environment, inspected_both_ways, owner_only, private_file,
     running, running_nginx, self_signed, spans_its_round_trips, spki_sha256, ttfb_agrees, write_capture,
 )
 
@@ -104,8 +104,7 @@ class BrowserRun:
     without_keys: Inspected = field(init=False)
 
     def __post_init__(self) -> None:
-        self.with_keys = inspect_file(self.pcap, self.keylog)
-        self.without_keys = inspect_file(self.pcap, None)
+        self.with_keys, self.without_keys = inspected_both_ways(self.pcap, self.keylog)
 
     @property
     def ttfb_ms(self) -> float:
