@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Final
 
+from .tls.conversation import TlsFacts
+
 __all__ = ["ConnectionReport", "QuicConnectionReport", "first_byte_mark", "note_retransmission", "on_microseconds",
            "retransmission_causes"]
 
@@ -99,6 +101,16 @@ class ConnectionReport:
     @property
     def server_ms(self) -> float | None:
         return None if self.server_s is None else round(self.server_s * 1000, 3)
+
+    def adopt_tls_facts(self, facts: TlsFacts) -> None:
+        """What the TLS handshake said, as TCP and QUIC both report it (the version is the
+        caller's: QUIC is TLS 1.3 whatever a capture shows)."""
+        self.sni = facts.sni
+        self.cipher = facts.cipher_suite
+        self.hrr = facts.hrr
+        self.resumed = facts.resumed
+        self.alpn = facts.alpn_selected
+        self.alpn_offered = list(facts.alpn_offered)
 
     def note_server_time(self) -> None:
         """Say the server time in words where it is more than computation noise."""

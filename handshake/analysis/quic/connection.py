@@ -435,12 +435,7 @@ def _packet_label(packet: DecodedPacket) -> str:
 
 def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_round: dict[bool, int]) -> None:
     facts = decoder.tls.facts
-    report.sni = facts.sni
-    report.cipher = facts.cipher_suite
-    report.resumed = facts.resumed
-    report.hrr = facts.hrr
-    report.alpn = facts.alpn_selected
-    report.alpn_offered = list(facts.alpn_offered)
+    report.adopt_tls_facts(facts)
     report.quic_version = version_name(decoder.version)
     report.retry = decoder.retry is not None
     report.version_negotiation = decoder.version_negotiation is not None

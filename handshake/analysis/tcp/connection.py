@@ -78,12 +78,7 @@ _KEPT_ROUNDS: Final = 256
 
 def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
     report.tls_version = facts.tls_version
-    report.sni = facts.sni
-    report.cipher = facts.cipher_suite
-    report.hrr = facts.hrr
-    report.resumed = facts.resumed
-    report.alpn = facts.alpn_selected
-    report.alpn_offered = list(facts.alpn_offered)
+    report.adopt_tls_facts(facts)
     if facts.early_data == "sent":
         report.early_data = "sent"
     elif facts.early_data in ("accepted", "rejected"):
@@ -374,25 +369,12 @@ class TcpConnectionAnalyzer:
         """An ACK beyond what the other side was seen to send proves bytes the capture missed
         (not lost: they arrived). Captures drop packets under load; the count then rests on
         less than the wire held, and the report says so."""
-        seq_len = segment.seq_len
         if from_client:
-            if seq_len:
-                end = (segment.seq + seq_len) & 0xFFFFFFFF
-                if self._client_sent_end < 0 or seq_diff(end, self._client_sent_end) > 0:
-                    self._client_sent_end = end
-            if self._server_sent_end >= 0 and segment.flags & ACK:
-                missing = seq_diff(segment.ack, self._server_sent_end)
-                if missing > self._server_unseen:
-                    self._server_unseen = missing
+            self._client_sent_end = _furthest(self._client_sent_end, segment)
+            self._server_unseen = _acked_beyond(segment, self._server_sent_end, self._server_unseen)
         else:
-            if seq_len:
-                end = (segment.seq + seq_len) & 0xFFFFFFFF
-                if self._server_sent_end < 0 or seq_diff(end, self._server_sent_end) > 0:
-                    self._server_sent_end = end
-            if self._client_sent_end >= 0 and segment.flags & ACK:
-                missing = seq_diff(segment.ack, self._client_sent_end)
-                if missing > self._client_unseen:
-                    self._client_unseen = missing
+            self._server_sent_end = _furthest(self._server_sent_end, segment)
+            self._client_unseen = _acked_beyond(segment, self._client_sent_end, self._client_unseen)
 
     def _request_part(self, end_offset: int, time: float, rnd: int, placed: PacketRound) -> None:
         """A client record (or clear chunk) that carries (part of) the request."""
@@ -587,6 +569,22 @@ class TcpConnectionAnalyzer:
                 report.notes.append("no request found in the encrypted records (the key log would show them)")
             else:
                 report.notes.append("no server record after the request reached the server: no response in the capture")
+
+
+def _furthest(sent_end: int, segment: TcpSegment) -> int:
+    """The sequence number just past what a side sent, with ``segment`` (-1: nothing yet)."""
+    seq_len = segment.seq_len
+    if not seq_len:
+        return sent_end
+    end = (segment.seq + seq_len) & 0xFFFFFFFF
+    return end if sent_end < 0 or seq_diff(end, sent_end) > 0 else sent_end
+
+
+def _acked_beyond(segment: TcpSegment, other_sent_end: int, unseen: int) -> int:
+    """The most bytes ``segment``'s ACK covers past what the other side was seen to send."""
+    if other_sent_end < 0 or not segment.flags & ACK:
+        return unseen
+    return max(unseen, seq_diff(segment.ack, other_sent_end))
 
 
 _TLS_RECORD_TYPES: Final = frozenset((20, 21, 22, 23))
