@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout, uninstalled
 
 
 def build_capture(directory: Path, packets_wanted: int, response_bytes: int) -> tuple[Path, Path, int, int]:

@@ -64,8 +64,9 @@ class ConnectionReport:
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
                  alpn_offered: list[str] | None = None, resumed: bool | None = False, early_data: str = "none",
                  tfo: str = "none", hrr: bool = False, round_trips: int | None = None,
-                 setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None, round_trips_basis: str | None = None, bytes_client: int = 0,
-                 bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
+                 setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None,
+                 round_trips_basis: str | None = None, bytes_client: int = 0, bytes_server: int = 0, packets: int = 0,
+                 causes: list[str] | None = None,
                  notes: list[str] | None = None) -> None:
         self.transport = transport
         self.client = client
@@ -101,6 +102,37 @@ class ConnectionReport:
     @property
     def server_ms(self) -> float | None:
         return None if self.server_s is None else round(self.server_s * 1000, 3)
+
+    def as_dict(self) -> dict[str, object]:
+        """The CONN object of DESIGN.md §3 (field names as in `compare` rows where both have
+        them). Built here, compiled, since `inspect` makes one per connection."""
+        return {
+            "transport": self.transport,
+            "client": self.client,
+            "server": self.server,
+            "start_time": self.start_time,
+            "tls_version": self.tls_version,
+            "sni": self.sni,
+            "alpn": self.alpn,
+            "alpn_offered": list(self.alpn_offered),
+            "cipher": self.cipher,
+            "resumed": self.resumed,
+            "early_data": self.early_data,
+            "tfo": self.tfo,
+            "hrr": self.hrr,
+            "quic_version": None,
+            "retry": False,
+            "round_trips": self.round_trips,
+            "setup_round_trips": self.setup_round_trips,
+            "ttfb_ms": self.ttfb_ms,
+            "server_ms": self.server_ms,
+            "round_trips_basis": self.round_trips_basis,
+            "bytes_client": self.bytes_client,
+            "bytes_server": self.bytes_server,
+            "packets": self.packets,
+            "causes": list(self.causes),
+            "notes": list(self.notes),
+        }
 
     def adopt_tls_facts(self, facts: TlsFacts) -> None:
         """What the TLS handshake said, as TCP and QUIC both report it (the version is the
@@ -142,8 +174,9 @@ class QuicConnectionReport(ConnectionReport):
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
                  alpn_offered: list[str] | None = None, resumed: bool | None = False, early_data: str = "none",
                  tfo: str = "none", hrr: bool = False, round_trips: int | None = None,
-                 setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None, round_trips_basis: str | None = None, bytes_client: int = 0,
-                 bytes_server: int = 0, packets: int = 0, causes: list[str] | None = None,
+                 setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None,
+                 round_trips_basis: str | None = None, bytes_client: int = 0, bytes_server: int = 0, packets: int = 0,
+                 causes: list[str] | None = None,
                  notes: list[str] | None = None, quic_version: str | None = None, retry: bool = False,
                  version_negotiation: bool = False) -> None:
         super().__init__(transport, client, server, start_time, tls_version, sni, cipher, alpn, alpn_offered, resumed,
@@ -152,6 +185,12 @@ class QuicConnectionReport(ConnectionReport):
         self.quic_version = quic_version
         self.retry = retry
         self.version_negotiation = version_negotiation
+
+    def as_dict(self) -> dict[str, object]:
+        conn = super().as_dict()
+        conn["quic_version"] = self.quic_version
+        conn["retry"] = self.retry
+        return conn
 
 
 def note_retransmission(found: dict[str, list[tuple[float, float | None]]], what: str, time: float,

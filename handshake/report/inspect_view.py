@@ -22,34 +22,8 @@ FORMATS = ("table", "markdown", "json", "csv")
 
 
 def conn_dict(report: ConnectionReport) -> dict[str, Any]:
-    """The CONN object of DESIGN.md §3 (field names as in `compare` rows where both have them)."""
-    return {
-        "transport": report.transport,
-        "client": report.client,
-        "server": report.server,
-        "start_time": report.start_time,
-        "tls_version": report.tls_version,
-        "sni": report.sni,
-        "alpn": report.alpn,
-        "alpn_offered": list(report.alpn_offered),
-        "cipher": report.cipher,
-        "resumed": report.resumed,
-        "early_data": report.early_data,
-        "tfo": report.tfo,
-        "hrr": report.hrr,
-        "quic_version": getattr(report, "quic_version", None),
-        "retry": getattr(report, "retry", False),
-        "round_trips": report.round_trips,
-        "setup_round_trips": report.setup_round_trips,
-        "ttfb_ms": report.ttfb_ms,
-        "server_ms": report.server_ms,
-        "round_trips_basis": report.round_trips_basis,
-        "bytes_client": report.bytes_client,
-        "bytes_server": report.bytes_server,
-        "packets": report.packets,
-        "causes": list(report.causes),
-        "notes": list(report.notes),
-    }
+    """The CONN object of DESIGN.md §3."""
+    return report.as_dict()
 
 
 _COLUMNS = (
