@@ -17,8 +17,12 @@ Differences that follow from what each tool is, and so are allowed (each said wh
   for tshark; `inspect` must then claim none: no version, SNI or ALPN, no resumption, no early data
   offered (its report says resumed "no" and 0-RTT "none" there, which claims no TLS feature).
 
-What the oracle still finds wrong, and this branch cannot mend, is listed in KNOWN_GAPS with the
-reason; the test fails if such a gap changes or closes, so the list stays true.
+Issue 16 asks, besides, that every TLS session tshark finds (a TCP stream or QUIC connection
+with a ClientHello, wherever in the stream it starts: after SOCKS or HTTP CONNECT, after STARTTLS,
+on any port, with DECODE_AS giving tshark `-d` where it needs it) is a connection `inspect` reports
+with the same TLS version and SNI; and that tshark has read every ClientHello the raw bytes show,
+so that no session escapes both. Nothing here is marked as expected to fail: a disagreement is a
+failure until `inspect` mends it.
 """
 
 from __future__ import annotations
@@ -38,19 +42,6 @@ pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed 
 WILD = Path(__file__).parent / "data" / "wild"
 CAPTURES = sorted(path.name for path in WILD.iterdir() if path.suffix in (".pcap", ".pcapng"))
 QUIC_VERSION_NAMES = {0x00000001: "1", 0x6B3343CF: "2"}
-
-KNOWN_GAPS: dict[tuple[str, str], dict[str, str]] = {
-    # SOCKS4 (and 4a: no RFC, "SOCKS: A protocol for TCP proxy across firewalls"): the client asks the
-    # proxy on port 1080 for www.example.com:443, then runs TLS 1.0 through it. tshark's SOCKS
-    # dissector hands the rest of the stream to TLS; `inspect` reads a TCP stream as TLS only if
-    # its first byte starts a handshake record (analysis/tcp/connection.py, not this branch's), so
-    # the ClientHello after the SOCKS4 request and the proxy's 8-byte reply is never read.
-    ("ja4-socks-https-example.pcap", f"10.180.156.185:{port}"): {
-        "tls_version": "tshark '1.0', inspect None", "sni": "tshark 'www.example.com', inspect None"}
-    for port in (53554, 53555, 53556)
-}
-"""(capture, client) → the facts on which inspect still disagrees with tshark, and how."""
-
 
 @pytest.fixture(scope="module")
 def oracle() -> dict[str, list[OracleConnection]]:
@@ -134,8 +125,57 @@ def _facts(conn: OracleConnection, mine: dict) -> list[tuple[str, object, object
 def test_inspect_agrees_with_tshark(capsys, oracle, name):
     ours = inspected(capsys, name)
     assert ours["connections"], "inspect found no connection"
-    expected = {client: facts for (capture, client), facts in KNOWN_GAPS.items() if capture == name}
-    assert disagreements(oracle[name], ours) == expected
+    assert disagreements(oracle[name], ours) == {}
+
+
+def tls_sessions(theirs: list[OracleConnection], ours: dict) -> dict[str, tuple[object, object]]:
+    """Every connection with a ClientHello tshark read → (tshark's (version, SNI), inspect's
+    (version, SNI) of the connection between the same ends, None if it reports none)."""
+    found = {}
+    for conn in theirs:
+        if not conn.client_hellos:
+            continue
+        mine = next((mine for mine in ours["connections"] if mine["transport"] == conn.transport
+                     and frozenset((mine["client"], mine["server"])) == conn.endpoints), None)
+        name = f"{conn.transport} {conn.client or ' '.join(sorted(conn.endpoints))}"
+        found[name] = ((conn.tls_version, conn.sni), None if mine is None else (mine["tls_version"], mine["sni"]))
+    return found
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_every_tls_session_tshark_finds_has_its_version_and_sni(capsys, oracle, name):
+    sessions = tls_sessions(oracle[name], inspected(capsys, name))
+    wrong = {conn: f"tshark {theirs!r}, inspect {mine!r}" for conn, (theirs, mine) in sessions.items() if theirs != mine}
+    assert wrong == {}
+
+
+def test_the_tls_sessions_are_all_there(oracle):
+    """What the check above covers: tshark's sessions in these captures, the SOCKS ones too."""
+    sessions = {name: [conn for conn in conns if conn.client_hellos] for name, conns in oracle.items()}
+    transports = [conn.transport for conns in sessions.values() for conn in conns]
+    assert (transports.count("tcp"), transports.count("quic")) == (156, 52)
+    assert sorted(conn.client for conn in sessions["ja4-socks-https-example.pcap"]) == [
+        f"10.180.156.185:{port}" for port in (53554, 53555, 53556)]
+    assert all(conn.tls_version == "1.0" and conn.sni == "www.example.com"
+               for conn in sessions["ja4-socks-https-example.pcap"])
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_tshark_reads_every_client_hello_in_clear(oracle, name):
+    """A TCP payload that begins with a ClientHello (by its bytes) in a stream where tshark read
+    none: tshark needs `-d tcp.port==N,tls` in DECODE_AS (wild_oracle.py) for that port."""
+    missed = {conn.key: sorted(conn.hello_in_clear) for conn in oracle[name]
+              if conn.hello_in_clear and not conn.client_hellos}
+    assert missed == {}
+
+
+def test_a_client_hello_tshark_does_not_read_is_caught():
+    """wolfSSL's TLS 1.3 on port 9090, which tshark finds by its heuristics, hidden by a planted
+    decode-as (HTTP): the raw bytes still show the ClientHello tshark no longer reads."""
+    right = oracle_connections(WILD / "zeek-tls-tls13_wolfssl.pcap")
+    planted = oracle_connections(WILD / "zeek-tls-tls13_wolfssl.pcap", decode_as=("tcp.port==9090,http",))
+    assert [(conn.hello_in_clear, len(conn.client_hellos)) for conn in right] == [({9090}, 1)]
+    assert [(conn.hello_in_clear, len(conn.client_hellos)) for conn in planted] == [({9090}, 0)]
 
 
 def test_every_capture_is_here():

@@ -16,6 +16,15 @@ own rules, not by this project's code:
 - QUIC: the version of the server's long headers (else the client's), a Retry packet (v1 type 3,
   v2 type 0: RFC 9000 §17.2.5, RFC 9369 §3.2); its TLS in the Initials, which tshark opens itself.
 
+Where TLS runs: tshark finds it on its registered ports, by its heuristics (TLS on 9090, 13443,
+5228, 64132 in these captures) and behind the protocols it dissects first (SOCKS on 1080 hands the
+rest of the stream to TLS, as STARTTLS does for SMTP, IMAP, POP3, XMPP). Where a capture needs more,
+DECODE_AS gives tshark its `-d tcp.port==N,tls`. Whether that is enough is checked, not assumed:
+every TCP payload that begins with a ClientHello (a TLS handshake record whose first message is
+type 1, RFC 8446 §5.1 and §4, or an SSLv2-format CLIENT-HELLO, RFC 6101 Appendix E.2) is noted per
+connection from the raw bytes (``hello_in_clear``), and a connection with one that tshark does not
+read as a ClientHello is one the oracle would miss (tests/test_inspect_wild.py fails on it).
+
 Why not pyshark (setup.cfg named it, nothing imported it): measured on these 31 files, pyshark 0.6 took
 14 s (JSON mode) or 20 s (PDML mode) to merely iterate the packets, against 6 s for tshark itself;
 its JSON mode nests each extension under a subtree named by its display text, so a field has to be
@@ -45,7 +54,17 @@ FIELDS = (
     "tls.handshake.type", "tls.handshake.version", "tls.handshake.random", "tls.handshake.session_id",
     "tls.handshake.extension.type", "tls.handshake.extensions.supported_version",
     "tls.handshake.extensions_server_name", "tls.handshake.extensions_alpn_str",
+    "tcp.payload",
 )
+DECODE_AS: dict[str, tuple[str, ...]] = {
+    # Chromecast's Cast channel (8009) and Google's mobile push (5228, mtalk) run TLS, which
+    # tshark reads on neither port (both streams began before the capture: no hello, so no TLS
+    # facts either way, but their records are TLS, not "data").
+    "ja4-tls3.pcapng": ("tcp.port==8009,tls", "tcp.port==5228,tls"),
+}
+"""Capture → tshark's ``-d`` decode-as rules for TLS on ports it does not recognise by itself."""
+PAYLOAD_HEAD = 12
+"""Hex digits of each TCP payload kept: the 6 bytes that tell a ClientHello."""
 SEPARATOR = "\x1f"
 """Between the occurrences of one field in a frame (a character no field value holds)."""
 
@@ -119,6 +138,9 @@ class OracleConnection:
     """Known from a SYN, a ClientHello or a client Initial; None when neither is in the capture."""
     frames: list[int] = field(default_factory=list)
     client_hellos: list[Hello] = field(default_factory=list)
+    hello_in_clear: set[int] = field(default_factory=set)
+    """Server ports of the payloads that begin with a ClientHello by their raw bytes (to be
+    compared with what tshark reads as one)."""
     server_hellos: list[Hello] = field(default_factory=list)
     draft_hrr: bool = False
     server_certificate_frame: int | None = None
@@ -212,11 +234,14 @@ class OracleConnection:
         return self.quic_server_version if self.quic_server_version is not None else self.quic_client_version
 
 
-def tshark_frames(capture: Path) -> tuple[list[Frame], str]:
+def tshark_frames(capture: Path, decode_as: tuple[str, ...] | None = None) -> tuple[list[Frame], str]:
     """Every frame of the capture with the fields above, and what tshark said on stderr (it
-    reads a file cut short up to the cut, says so and exits 2: that is not a failure here)."""
+    reads a file cut short up to the cut, says so and exits 2: that is not a failure here).
+    ``decode_as``: tshark's ``-d`` rules, by default the capture's in DECODE_AS."""
     command = [TSHARK, "-r", str(capture), "-n", "-T", "fields", "-E", "occurrence=a",
                "-E", f"aggregator={SEPARATOR}", "-E", "separator=/t", "-E", "quote=n"]
+    for rule in DECODE_AS.get(capture.name, ()) if decode_as is None else decode_as:
+        command += ["-d", rule]
     for name in FIELDS:
         command += ["-e", name]
     result = subprocess.run(command, capture_output=True, text=True, errors="replace")
@@ -226,6 +251,8 @@ def tshark_frames(capture: Path) -> tuple[list[Frame], str]:
     for line in result.stdout.splitlines():
         cells = line.split("\t")
         values = {name: cell.split(SEPARATOR) for name, cell in zip(FIELDS, cells) if cell}
+        if "tcp.payload" in values:
+            values["tcp.payload"] = [values["tcp.payload"][-1][:PAYLOAD_HEAD]]
         if "icmp" in values.get("frame.protocols", [""])[0].split(":"):
             continue  # an ICMP error quotes a header of the connection: not one of its packets
         # Tunnels: the innermost header is the connection's (its last occurrence).
@@ -237,11 +264,11 @@ def tshark_frames(capture: Path) -> tuple[list[Frame], str]:
     return frames, result.stderr
 
 
-def oracle_connections(capture: Path) -> list[OracleConnection]:
+def oracle_connections(capture: Path, decode_as: tuple[str, ...] | None = None) -> list[OracleConnection]:
     """tshark's TCP connections (its tcp.stream) and QUIC connections (quic.connection.number),
     in the order of their first frame. UDP that tshark does not read as QUIC (DNS, mDNS…) is no
     connection for either."""
-    frames, _ = tshark_frames(capture)
+    frames, _ = tshark_frames(capture, decode_as)
     connections: dict[tuple[str, str], OracleConnection] = {}
     for frame in frames:
         if "tcp.stream" in frame.values:
@@ -266,6 +293,9 @@ def _read_frame(conn: OracleConnection, frame: Frame, source: str, destination: 
         from_client = frame.first("tcp.flags.ack") not in ("1", "True")
         if conn.client is None:
             conn.client = source if from_client else destination
+    payload = frame.first("tcp.payload")
+    if payload is not None and starts_client_hello(bytes.fromhex(payload)):
+        conn.hello_in_clear.add(int(frame.values["tcp.dstport"][-1]))
     types = frame.ints("tls.handshake.type")
     if conn.transport == "quic":
         _read_quic(conn, frame, source, destination, types)
@@ -286,6 +316,17 @@ def _read_frame(conn: OracleConnection, frame: Frame, source: str, destination: 
             conn.server_certificate_frame = frame.number
         if CHANGE_CIPHER_SPEC in frame.ints("tls.record.content_type") and conn.server_ccs_frame is None:
             conn.server_ccs_frame = frame.number
+
+
+def starts_client_hello(head: bytes) -> bool:
+    """Whether a TCP payload begins with a ClientHello: a TLS handshake record (type 22, version
+    3.x, RFC 8446 §5.1) whose message is type 1 (§4), or an SSLv2-format record, 2-byte header with
+    the high bit set, whose message is CLIENT-HELLO (1) for version 2 or 3.x (RFC 6101 E.2)."""
+    if len(head) < 6:
+        return False
+    if head[0] == 22 and head[1] == 3 and head[2] <= 4:
+        return head[5] == 1
+    return bool(head[0] & 0x80) and head[2] == 1 and (head[3], head[4]) in ((0, 2), (3, 0), (3, 1), (3, 2), (3, 3))
 
 
 def _read_quic(conn: OracleConnection, frame: Frame, source: str, destination: str, types: list[int]) -> None:

@@ -72,6 +72,8 @@ _V6_ROUTING: Final = 43
 _V6_FRAGMENT: Final = 44
 _V6_DSTOPTS: Final = 60
 _V6_AH: Final = 51
+_JUMBO_OPTION: Final = 0xC2
+"""The hop-by-hop Jumbo Payload option (RFC 2675 §2)."""
 _V6_EXTENSIONS: Final = frozenset((_V6_HOP, _V6_ROUTING, _V6_FRAGMENT, _V6_DSTOPTS, _V6_AH))
 _NOP: Final = (OPT_NOP, b"")
 """A NOP option as ``TcpSegment.options`` holds it (one object for all)."""
@@ -541,9 +543,12 @@ def _decode_v4(data: bytes, allow_truncated: bool) -> IpPacket:
     total = u16(data, 2)
     partial = False
     if total == 0:
-        # TSO: the sending host captured the packet before the NIC set the length; Wireshark
-        # takes the captured length then, and so do we.
+        # TSO/GSO: the sending host captured the packet before the NIC cut it into MTU-sized
+        # ones and set their lengths. Wireshark ("assumed TSO", its ip.tso_support, on by
+        # default) then takes the frame's length, and so do we; a frame the snap length cut
+        # is as partial as any other.
         total = n
+        partial = allow_truncated
     elif total < ihl:
         raise PacketError(f"IPv4 total length {total} is shorter than its header ({ihl})")
     elif total > n:
@@ -561,6 +566,23 @@ def _decode_v4(data: bytes, allow_truncated: bool) -> IpPacket:
     return IpPacket(src, dst, proto, transport, data[8], u16(data, 4), 4)
 
 
+def _jumbo_length(data: bytes, i: int, n: int) -> int | None:
+    """The Jumbo Payload Length among the hop-by-hop options in ``data[i:n]`` (RFC 2675 §2:
+    option type 0xC2, 4 bytes: the packet's length after the IPv6 header), or None."""
+    while i < n:
+        kind = data[i]
+        if kind == 0:  # Pad1 (RFC 8200 §4.2)
+            i += 1
+            continue
+        if i + 1 >= n:
+            return None
+        size = data[i + 1]
+        if kind == _JUMBO_OPTION and size == 4 and i + 6 <= n:
+            return u32(data, i + 2)
+        i += 2 + size
+    return None
+
+
 def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
     n = len(data)
     if n < 40:
@@ -570,7 +592,11 @@ def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
     end = 40 + plen
     partial = False
     if plen == 0 and n > 40:
-        end = n  # a jumbogram (RFC 2675) or TSO: the captured length is all we have
+        # A jumbogram (RFC 2675: its hop-by-hop Jumbo Payload option, read below, says how
+        # long) or TSO/GSO from the sending host, with no option (Linux BIG TCP since 6.3):
+        # the frame's length then, as Wireshark with its ipv6.tso_support.
+        end = n
+        partial = allow_truncated
     elif end > n:
         if not allow_truncated:
             raise PacketError(f"truncated IPv6 packet ({n} of {end} bytes)")
@@ -590,6 +616,13 @@ def _decode_v6(data: bytes, allow_truncated: bool) -> IpPacket:
             hlen = (data[pos + 1] + 1) * 8
         if pos + hlen > end:
             raise PacketError(f"IPv6 extension header {next_header} runs past the packet")
+        if plen == 0 and next_header == _V6_HOP and pos == 40:
+            jumbo = _jumbo_length(data, pos + 2, pos + hlen)
+            if jumbo is not None:
+                if 40 + jumbo <= n:
+                    end, partial = 40 + jumbo, False
+                elif not allow_truncated:
+                    raise PacketError(f"truncated IPv6 jumbogram ({n} of {40 + jumbo} bytes)")
         next_header = data[pos]
         pos += hlen
     if offset:

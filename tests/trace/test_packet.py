@@ -257,6 +257,64 @@ def test_a_zero_total_length_means_tso_and_the_captured_length_counts():
     assert decode(bytes(wire)).transport.payload == b"z" * 3000
 
 
+def _zero_length(wire: bytes) -> bytes:
+    """The packet as a sending host with TSO/GSO captures it: IPv4 total length or IPv6 payload
+    length 0, set by the NIC only when it cuts the packet into MTU-sized ones."""
+    at = 2 if wire[0] >> 4 == 4 else 4
+    return wire[:at] + b"\x00\x00" + wire[at + 2:]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ip_packets(kinds=("tcp", "udp")), st.data())
+def test_a_zero_length_packet_decodes_as_the_packet_it_is(packet, data):
+    """Wireshark's reading (ip.tso_support, on by default; ipv6.tso_support): the frame's length
+    stands in for the missing one, so the packet is what it was before its length was zeroed;
+    cut by the snap length, it is its captured prefix, and nothing but PacketError is raised."""
+    wire = encode(packet)
+    assert decode(_zero_length(wire)) == packet
+    cut = data.draw(st.integers(1, len(wire)), label="snap length")
+    try:
+        partial = decode(_zero_length(wire)[:cut], allow_truncated=True)
+    except PacketError:
+        return  # the headers themselves were cut
+    assert (partial.src, partial.dst, partial.proto) == (packet.src, packet.dst, packet.proto)
+    whole = packet.transport
+    got = partial.transport
+    if isinstance(got, bytes):  # the transport header was cut: its bytes stay raw
+        assert cut - len(got) in (20, 40)
+    else:
+        assert (got.sport, got.dport) == (whole.sport, whole.dport)
+        assert whole.payload.startswith(got.payload)
+        assert len(got.payload) == len(whole.payload) - (len(wire) - cut)
+
+
+def test_a_tso_super_segment_longer_than_any_mtu_decodes_whole():
+    """A 64 KB segment as a sending host captures it, with its length and with 0 in its place."""
+    payload = random.Random(7).randbytes(65_000)
+    for src, dst in (("10.0.0.1", "10.0.0.2"), ("2001:db8::1", "2001:db8::2")):
+        wire = tcp_packet(src, dst, 443, 50000, 1, 2, ACK | PSH, payload)
+        for form in (wire, _zero_length(wire)):
+            segment = decode(form).transport
+            assert isinstance(segment, TcpSegment) and segment.payload == payload
+
+
+def _jumbogram(tcp: bytes, padding: bytes = b"") -> bytes:
+    """An IPv6 jumbogram (RFC 2675 §2): payload length 0, a hop-by-hop header whose Jumbo Payload
+    option gives the length after the IPv6 header."""
+    hop = bytes((6, 0, 0xC2, 4)) + (8 + len(tcp)).to_bytes(4, "big")
+    header = struct.pack("!IHBB16s16s", 0x60000000, 0, 0, 64, socket.inet_pton(socket.AF_INET6, "2001:db8::1"),
+                         socket.inet_pton(socket.AF_INET6, "2001:db8::2"))
+    return header + hop + tcp + padding
+
+
+def test_an_ipv6_jumbogram_ends_where_its_jumbo_payload_option_says():
+    tcp = tcp_packet("2001:db8::1", "2001:db8::2", 1, 2, 0, 0, ACK, b"j" * 3000)[40:]
+    assert decode(_jumbogram(tcp, b"\x00" * 6)).transport.payload == b"j" * 3000  # the padding is not data
+    with pytest.raises(PacketError, match="truncated IPv6 jumbogram"):
+        decode(_jumbogram(tcp)[:1000])
+    assert decode(_jumbogram(tcp)[:1000], allow_truncated=True).transport.payload == b"j" * (1000 - 40 - 8 - 20)
+
+
 def test_decode_accepts_any_bytes_like():
     wire = tcp_packet("10.0.0.1", "10.0.0.2", 1, 2, 0, 0, SYN)
     assert decode(memoryview(wire)) == decode(bytearray(wire)) == decode(wire)
