@@ -4,7 +4,9 @@ stream of garbage whose ServerHello answers a request."""
 
 from __future__ import annotations
 
+import shutil
 import ssl
+import subprocess
 import warnings
 
 import pytest
@@ -16,6 +18,7 @@ from handshake.analysis.tls.conversation import TlsConversation
 from handshake.analysis.tls.messages import DecodeError, parse_ssl2_client_hello
 from handshake.analysis.tls.records import SSL2_CLIENT_HELLO, RecordReader, ssl2_client_hello_start
 from handshake.endpoints.certs import make_chain
+from handshake.trace.pcap import PcapWriter
 
 from ..written import tcp_conversation
 
@@ -110,3 +113,25 @@ def test_inspect_reads_a_written_capture_of_it(tmp_path):
     assert (report.resumed, report.early_data, report.tfo) == (False, "none", "none")
     assert report.round_trips is None and report.ttfb_s is None
     assert report.setup_round_trips is None
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is the oracle (Debian's tshark package)")
+def test_tshark_reads_the_written_capture_alike(tmp_path):
+    """The oracle: tshark decodes the same file's SSLv2 hello and the server's choice the same way."""
+    hello = ssl2_client_hello(0x0303)
+    packets = tcp_conversation([(True, hello), (False, server_answer(hello, tmp_path))])
+    path = tmp_path / "ssl2.pcap"
+    with PcapWriter(path) as writer:
+        for time, data in packets:
+            writer.write(time, data)
+    fields = subprocess.run(
+        ["tshark", "-r", str(path), "-Y", "tls.handshake.type == 2", "-T", "fields",
+         "-e", "tls.handshake.version", "-e", "tls.handshake.ciphersuite"],
+        check=True, capture_output=True, text=True).stdout.split()
+    specs = subprocess.run(
+        ["tshark", "-r", str(path), "-Y", "tls.handshake.cipher_spec_len", "-T", "fields",
+         "-e", "tls.handshake.cipherspec"], check=True, capture_output=True, text=True).stdout.split()
+    assert fields == ["0x0303", "0x002f"]
+    assert specs == ["0x00002f,0x010080,0x000035,0x00000a"]  # tshark too reads it as an SSLv2 hello
+    (inspected,) = inspect_packets(packets)
+    assert (inspected.report.tls_version, inspected.report.cipher) == ("1.2", "TLS_RSA_WITH_AES_128_CBC_SHA")
