@@ -92,7 +92,8 @@ def _facts(conn: OracleConnection, mine: dict) -> list[tuple[str, object, object
     if conn.transport == "tcp" and not handshake_seen:
         # No hello in the capture: no TLS fact either way (see the module docstring).
         facts += [("tls_version", None, mine["tls_version"]), ("sni", None, mine["sni"]), ("alpn", None, mine["alpn"]),
-                  ("alpn_offered", [], mine["alpn_offered"]), ("hrr", False, mine["hrr"]),
+                  ("alpn_offered", [], mine["alpn_offered"]),
+                  ("hrr", "no HelloRetryRequest", "no HelloRetryRequest" if mine["hrr"] in (None, False) else mine["hrr"]),
                   ("resumed", "not resumed", "not resumed" if mine["resumed"] in (None, False) else mine["resumed"]),
                   ("early_data", "not offered",
                    "not offered" if mine["early_data"] in ("none", "unknown") else mine["early_data"])]
@@ -103,7 +104,8 @@ def _facts(conn: OracleConnection, mine: dict) -> list[tuple[str, object, object
         ("sni", conn.sni, mine["sni"]),
         ("alpn", conn.alpn_selected, mine["alpn"]),
         ("resumed", conn.resumed, mine["resumed"]),
-        ("hrr", conn.hrr, mine["hrr"]),
+        # No HelloRetryRequest is known only where the first ClientHello and the server's answer are seen.
+        ("hrr", True if conn.hrr else False if conn.client_hellos and conn.server_hellos else None, mine["hrr"]),
         # Offered or not; "sent", "accepted" and "rejected" all mean offered, "unknown" that the
         # ClientHello is not in the capture.
         ("early_data", "unknown" if offered is None else ("offered" if offered else "none"),

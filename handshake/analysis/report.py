@@ -34,13 +34,16 @@ class ConnectionReport:
     """The application protocol the server selected (TLS 1.3 and QUIC: needs the key log)."""
     alpn_offered: list[str] = field(default_factory=list)
     """The application protocols the ClientHello offered, in its order (always in clear)."""
-    resumed: bool | None = False
-    early_data: str = "none"
+    resumed: bool | None = None
+    """None where the capture does not tell (no ServerHello, or nothing after it that decides)."""
+    early_data: str = "unknown"
     """"accepted", "rejected", "sent" (offered; acceptance unknown without the key log), "none", or
     "unknown" (no ClientHello in the capture)."""
-    tfo: str = "none"
+    tfo: str = "unknown"
     """"data" (SYN with a cookie and data), "cookie-request", "none", or "unknown" (no SYN seen)."""
-    hrr: bool = False
+    hrr: bool | None = None
+    """None unless both the first ClientHello and the server's answer to it are in the capture
+    (or a HelloRetryRequest is)."""
     round_trips: int | None = None
     setup_round_trips: int | None = None
     ttfb_s: float | None = None
@@ -62,8 +65,8 @@ class ConnectionReport:
     # their reports back).
     def __init__(self, transport: str, client: str, server: str, start_time: float, tls_version: str | None = None,
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
-                 alpn_offered: list[str] | None = None, resumed: bool | None = False, early_data: str = "none",
-                 tfo: str = "none", hrr: bool = False, round_trips: int | None = None,
+                 alpn_offered: list[str] | None = None, resumed: bool | None = None, early_data: str = "unknown",
+                 tfo: str = "unknown", hrr: bool | None = None, round_trips: int | None = None,
                  setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None,
                  round_trips_basis: str | None = None, bytes_client: int = 0, bytes_server: int = 0, packets: int = 0,
                  causes: list[str] | None = None,
@@ -139,7 +142,12 @@ class ConnectionReport:
         caller's: QUIC is TLS 1.3 whatever a capture shows)."""
         self.sni = facts.sni
         self.cipher = facts.cipher_suite
-        self.hrr = facts.hrr
+        if facts.hrr:
+            self.hrr = True
+        else:
+            # No HelloRetryRequest is a fact only where the first ClientHello and the server's
+            # answer to it (the ServerHello: what names the cipher suite) were both seen.
+            self.hrr = False if facts.client_hello_bytes is not None and facts.cipher_suite is not None else None
         self.resumed = facts.resumed
         self.alpn = facts.alpn_selected
         self.alpn_offered = list(facts.alpn_offered)
@@ -164,20 +172,21 @@ class QuicConnectionReport(ConnectionReport):
 
     quic_version: str | None = None
     """"1", "2" or the hex code of the version the server answered in."""
-    retry: bool = False
-    """The server sent a Retry (one more round trip)."""
+    retry: bool | None = False
+    """The server sent a Retry (one more round trip); None where the capture began after the
+    client's first Initial, which a Retry answers."""
     version_negotiation: bool = False
 
     # Written out like the base's, every parameter again: mypyc calls the base's compiled __init__
     # from a generated one with the wrong arguments, and passes super().__init__(**kwargs) wrongly.
     def __init__(self, transport: str, client: str, server: str, start_time: float, tls_version: str | None = None,
                  sni: str | None = None, cipher: str | None = None, alpn: str | None = None,
-                 alpn_offered: list[str] | None = None, resumed: bool | None = False, early_data: str = "none",
-                 tfo: str = "none", hrr: bool = False, round_trips: int | None = None,
+                 alpn_offered: list[str] | None = None, resumed: bool | None = None, early_data: str = "unknown",
+                 tfo: str = "unknown", hrr: bool | None = None, round_trips: int | None = None,
                  setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None,
                  round_trips_basis: str | None = None, bytes_client: int = 0, bytes_server: int = 0, packets: int = 0,
                  causes: list[str] | None = None,
-                 notes: list[str] | None = None, quic_version: str | None = None, retry: bool = False,
+                 notes: list[str] | None = None, quic_version: str | None = None, retry: bool | None = False,
                  version_negotiation: bool = False) -> None:
         super().__init__(transport, client, server, start_time, tls_version, sni, cipher, alpn, alpn_offered, resumed,
                          early_data, tfo, hrr, round_trips, setup_round_trips, ttfb_s, server_s, round_trips_basis,

@@ -57,11 +57,16 @@ def _cell(index: int, conn: dict[str, Any], key: str) -> Any:
         return f"{version} QUIC v{conn['quic_version']}" if conn["quic_version"] else version
     if key == "resumed":
         return {True: "yes", False: "no", None: "?"}[conn["resumed"]]
+    if key == "sni" and conn["sni"] is None:
+        # Absent from a ClientHello that was seen, or no ClientHello seen at all.
+        return "-" if conn["early_data"] != "unknown" else "?"
     if key == "round_trips":
         if conn["round_trips"] is None:
-            return "-"
+            return "?"  # not in the capture (the notes say what is missing)
         return f"{conn['round_trips']} (inferred)" if conn["round_trips_basis"] == "inferred" else conn["round_trips"]
-    if key in ("ttfb_ms", "server_ms"):
+    if key == "ttfb_ms":
+        return "?" if conn[key] is None else f"{conn[key]:.1f}"
+    if key == "server_ms":
         return "-" if conn[key] is None else f"{conn[key]:.1f}"
     if key == "notes":
         return "; ".join(conn["notes"] + [f"cause: {c}" for c in conn["causes"]])

@@ -13,6 +13,7 @@ from handshake.trace.packet import TcpSegment, decode
 from handshake.variants import CATALOG
 
 from .quic.traffic import CLIENT, run_quic
+from .written import tcp_conversation
 
 LONG_ALPN = tuple(f"x-{i:02d}-" + "p" * 40 for i in range(30))
 """Offered before h3, they make a ClientHello that needs two Initials (as Chrome's post-quantum
@@ -100,3 +101,97 @@ def test_server_handshake_data_missing_from_the_middle_is_named():
     notes = " | ".join(report.notes)
     assert "capture incomplete: server Handshake packets were acknowledged but are not in it" in notes
     assert "capture incomplete: never saw server handshake CRYPTO bytes" in notes
+
+
+# -- what a capture did not see is unknown, never a default (issue 16) -----------------------
+
+
+def _facts(report) -> dict:
+    conn = report.as_dict()
+    return {key: conn[key] for key in ("tls_version", "resumed", "early_data", "tfo", "hrr", "round_trips", "ttfb_ms")}
+
+
+def _tls12_run():
+    run = run_sim(CATALOG["tls12"], LinkConfig.from_rtt(0.1))
+    packets = _packets(run)
+    client = inspect_packets(packets, None)[-1].report.client
+    return packets, parse_keylog(run.trace.keylog), client
+
+
+def _first(packets, client, from_client: bool, first_byte: bytes) -> int:
+    """Index of the first packet of that side whose payload begins with ``first_byte``."""
+    return next(i for i, (_, data) in enumerate(packets)
+                if (_from(data) == client) == from_client and decode(data).transport.payload[:1] == first_byte)
+
+
+def test_tcp_from_the_server_hello_on_knows_the_servers_facts_only():
+    """No SYN, no ClientHello: the version and resumption are the server's to tell; TFO, early
+    data and HelloRetryRequest (each needs the client's first packets) are unknown."""
+    packets, keylog, client = _tls12_run()
+    report = _report(packets[_first(packets, client, False, b"\x16"):], keylog)
+    assert _facts(report) == {"tls_version": "1.2", "resumed": False, "early_data": "unknown", "tfo": "unknown",
+                              "hrr": None, "round_trips": None, "ttfb_ms": None}
+    # The answer is in the capture: no note may say it is not (only that the count cannot start).
+    assert not any("no response" in note or "no request" in note for note in report.notes), report.notes
+
+
+def test_tcp_from_the_middle_of_the_stream_knows_nothing():
+    packets, keylog, client = _tls12_run()
+    report = _report(packets[_first(packets, client, True, b"\x17"):], keylog)
+    assert _facts(report) == {"tls_version": None, "resumed": None, "early_data": "unknown", "tfo": "unknown",
+                              "hrr": None, "round_trips": None, "ttfb_ms": None}
+    conn = report.as_dict()
+    assert (conn["sni"], conn["cipher"], conn["alpn"]) == (None, None, None)
+
+
+def test_tcp_with_its_syn_but_no_client_hello_says_no_request():
+    packets, keylog, client = _tls12_run()
+    report = _report(packets[:_first(packets, client, True, b"\x16")], keylog)
+    assert _facts(report) == {"tls_version": None, "resumed": None, "early_data": "unknown", "tfo": "none",
+                              "hrr": None, "round_trips": None, "ttfb_ms": None}
+    assert report.notes == ["no request in the capture"]
+
+
+def test_tls_with_the_request_but_no_response_says_so():
+    packets, keylog, client = _tls12_run()
+    cut = packets[:_first(packets, client, True, b"\x17") + 1]
+    report = _report(cut, keylog)  # decrypted: the request is read, no answer follows
+    assert _facts(report) == {"tls_version": "1.2", "resumed": False, "early_data": "none", "tfo": "none",
+                              "hrr": False, "round_trips": None, "ttfb_ms": None}
+    assert "no response in the capture" in report.notes
+    keyless = _report(cut, None)
+    assert keyless.round_trips is None
+    assert any(note.endswith("no response in the capture") for note in keyless.notes), keyless.notes
+
+
+def test_tls_with_the_response_but_no_request_says_so():
+    packets, keylog, client = _tls12_run()
+    request = _first(packets, client, True, b"\x17")
+    report = _report(packets[:request] + packets[request + 1:], keylog)
+    assert (report.round_trips, report.ttfb_s) == (None, None)
+    assert "no request in the capture" in report.notes
+    keyless = _report(packets[:request] + packets[request + 1:], None)
+    assert keyless.round_trips is None and any("no request" in note for note in keyless.notes)
+
+
+def test_quic_from_the_clients_second_initial_on_leaves_the_clients_facts_unknown():
+    """The ClientHello began in the Initial the capture lacks: whether early data was offered, a
+    HelloRetryRequest or a Retry came (each answers the first Initial) is unknown; the server's
+    facts are not."""
+    run = run_quic(extra_alpn=LONG_ALPN, client_port=40210)
+    packets, keylog = _packets(run), parse_keylog(run.keylog)
+    whole = _report(packets, keylog)
+    assert (whole.early_data, whole.hrr, whole.retry, whole.resumed) == ("none", False, False, False)
+    first = next(i for i, (_, data) in enumerate(packets) if decode(data).transport.sport == 40210)
+    cut = _report(packets[:first] + packets[first + 1:], keylog)
+    assert (cut.early_data, cut.hrr, cut.retry, cut.resumed, cut.tfo) == ("unknown", None, None, False, "none")
+    assert cut.as_dict()["retry"] is None
+
+
+def test_a_plain_http_connection_has_no_tls_to_resume():
+    """Seen from its SYN and plain from its first byte: no TLS, so nothing resumed, no early data,
+    no HelloRetryRequest, as facts."""
+    packets = tcp_conversation([(True, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), (False, b"HTTP/1.1 200 OK\r\n\r\n")])
+    report = _report(packets, None)
+    assert _facts(report) == {"tls_version": None, "resumed": False, "early_data": "none", "tfo": "none",
+                              "hrr": False, "round_trips": 2, "ttfb_ms": 150.0}

@@ -63,7 +63,8 @@ packets (RFC 9000 §10.2.3); H3_NO_ERROR (RFC 9114 §8.1). Only other codes are 
 
 
 class _Resent:
-    """Spots a side sending CRYPTO or STREAM bytes again in a new packet (loss or PTO, RFC 9002 §6)."""
+    """Spots a side sending CRYPTO or STREAM bytes again in a new packet (loss or PTO, RFC 9002 §6):
+    one retransmission per such packet, however many of its frames carry old bytes."""
 
     def __init__(self, side: str) -> None:
         self.side = side
@@ -75,7 +76,7 @@ class _Resent:
         the client starts its handshake over, which is the Retry's cost, not a retransmission."""
         if packet.frames is None or packet.duplicate:
             return False
-        resent = False
+        earliest: float | None = None
         kind = packet.packet.packet_type
         for frame in packet.frames:
             if isinstance(frame, CryptoFrame):
@@ -94,10 +95,14 @@ class _Resent:
             start, end = frame.offset, frame.offset + len(frame.data)
             first = sent.covered_since(start, end)
             sent.add(start, end, time)
-            if first is not None:
-                resent = True
-                note_retransmission(self.found, _WHAT[kind], time, time - first)
-        return resent
+            if first is not None and (earliest is None or first < earliest):
+                earliest = first
+        if earliest is None:
+            return False
+        # One retransmission per packet, however many frames (or coalesced parts of a ClientHello
+        # split in CRYPTO frames) it resent: RFC 9002 §6 declares packets lost, not frames.
+        note_retransmission(self.found, _WHAT[kind], time, time - earliest)
+        return True
 
     def causes(self, before: float | None) -> list[str]:
         return retransmission_causes(self.side, self.found, before)
@@ -145,6 +150,7 @@ class QuicConnectionAnalyzer:
             server=QuicFlow.endpoint_text(flow.server),
             start_time=flow.start_time,
             tls_version="1.3",
+            tfo="none",  # TCP Fast Open: not a QUIC thing, so never in doubt
             quic_version=version_name(flow.version),
         )
         self._reader = QuicFlowReader(flow, keylog)
@@ -323,7 +329,7 @@ class QuicConnectionAnalyzer:
         """The verdict on the datagrams added so far (call once, at the end)."""
         report = self.report_so_far
         reader = self._reader
-        _apply_facts(report, reader.decoder, self._request_round)
+        _apply_facts(report, reader.decoder, self._request_round, reader.first_initial_seen)
         response_time = None if report.ttfb_s is None else report.start_time + report.ttfb_s
         # Causes are what delayed the answer; with no answer in the capture they are only notes.
         causes = report.causes if report.ttfb_s is not None else report.notes
@@ -433,11 +439,13 @@ def _packet_label(packet: DecodedPacket) -> str:
     return f"{name}[{', '.join(part if n == 1 else f'{part} x{n}' for part, n in folded)}]"
 
 
-def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_round: dict[bool, int]) -> None:
+def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_round: dict[bool, int],
+                 first_initial_seen: bool) -> None:
     facts = decoder.tls.facts
     report.adopt_tls_facts(facts)
     report.quic_version = version_name(decoder.version)
-    report.retry = decoder.retry is not None
+    # A Retry answers the client's first Initial: without that Initial, whether one came is unknown.
+    report.retry = True if decoder.retry is not None else False if first_initial_seen else None
     report.version_negotiation = decoder.version_negotiation is not None
     early = facts.early_data
     zero_rtt_packets = decoder.zero_rtt_packets > 0
@@ -445,8 +453,10 @@ def _apply_facts(report: QuicConnectionReport, decoder: QuicDecoder, request_rou
         report.early_data = early
     elif early == "sent" or zero_rtt_packets:
         report.early_data = "sent"
-    else:
+    elif early == "none":
         report.early_data = "none"
+    else:
+        report.early_data = "unknown"  # no ClientHello in the capture
 
     if report.early_data != "rejected" and True in request_round:
         report.setup_round_trips = request_round[True]

@@ -146,6 +146,11 @@ class QuicFlowReader:
         self.errors: list[str] = []
         """Datagrams the reader failed on (a bug: each is reported, none stops the analysis)."""
 
+    @property
+    def first_initial_seen(self) -> bool:
+        """The capture holds the client's first Initial (what a Retry or a VN would answer)."""
+        return self._client_initial_seen and not self.first_initial_missing
+
     def __iter__(self) -> Iterator[QuicDatagramRound]:
         for datagram in self.flow.datagrams:
             yield self.add(datagram)

@@ -20,6 +20,7 @@ from ..report import ConnectionReport, first_byte_mark, on_microseconds
 from ..server_time import PathLeg
 from ..steps import LadderStep
 from ..tls.conversation import TlsConversation, TlsFacts, TlsMessage
+from ..tls.records import ssl2_client_hello_start
 from .flows import FlowPacket, StreamAssembler, TcpFlow
 from .retransmissions import Retransmissions
 from .rounds import PacketRound, TcpRoundCounter
@@ -79,12 +80,8 @@ _KEPT_ROUNDS: Final = 256
 def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
     report.tls_version = facts.tls_version
     report.adopt_tls_facts(facts)
-    if facts.early_data == "sent":
-        report.early_data = "sent"
-    elif facts.early_data in ("accepted", "rejected"):
-        report.early_data = facts.early_data
-    elif facts.early_data is None:
-        report.early_data = "unknown"  # no ClientHello in the capture: it cannot tell
+    # None: no ClientHello in the capture, so it cannot tell.
+    report.early_data = "unknown" if facts.early_data is None else facts.early_data
     if facts.hrr:
         report.causes.append("HelloRetryRequest: the server asked for another key share")
     if facts.early_data == "rejected":
@@ -242,8 +239,10 @@ class TcpConnectionAnalyzer:
             cookie = segment.fastopen_cookie
             if segment.payload and cookie:
                 report.tfo = "data"
-            elif cookie == b"" and report.tfo == "none":
+            elif cookie == b"" and report.tfo in ("none", "unknown"):
                 report.tfo = "cookie-request"
+            elif report.tfo == "unknown":
+                report.tfo = "none"  # the SYN is seen: no TFO is now a fact
             if self._syn_data_end is not None and not segment.payload and not answered:
                 # Linux resends a timed-out TFO SYN bare; its data waits for the handshake.
                 report.causes.append(TFO_BARE_RESEND_CAUSE)
@@ -541,21 +540,37 @@ class TcpConnectionAnalyzer:
             if unseen:
                 report.notes.append(f"capture incomplete: {unseen} bytes the {name} sent were acknowledged "
                                     "but are not in it")
+        if facts is None and self._is_tls is False:
+            # Plain from the stream's first bytes: no TLS, so nothing resumed and no early data.
+            report.resumed, report.early_data, report.hrr = False, "none", False
         if facts is not None:
             _apply_tls_facts(report, facts)
             # The request that got answered: the early one unless the server refused early data.
             early, late = self._request_rounds["early_data"], self._request_rounds["app_data"]
             first = late if report.early_data == "rejected" else min(early, late)
             report.setup_round_trips = None if first == _NEVER else first
-            self._keyless_notes(report, facts)
+            if self._syn_seen:  # without it nothing is counted: what the count would rest on is moot
+                self._keyless_notes(report, facts)
         if not self._syn_seen:
             # The first packet seen is no start: a count from it would be a guess (DESIGN.md §3).
             report.round_trips = report.setup_round_trips = report.ttfb_s = report.server_s = None
             report.round_trips_basis = None
+        self._missing_note(report)
         report.note_server_time()
         if self._client_wait_s is not None and self._client_wait_s >= CLIENT_WAIT_NOTE_S:
             report.notes.append(f"the client waited {self._client_wait_s * 1000:.0f} ms before sending its request")
         return report
+
+    def _missing_note(self, report: ConnectionReport) -> None:
+        """A connection seen from its SYN without a count: say whether the request or the
+        response is what the capture lacks (unless the keyless notes said it already)."""
+        if report.round_trips is not None or not self._syn_seen:
+            return
+        for note in report.notes:
+            if "no request" in note or "no response" in note or note.startswith("early data offered"):
+                return
+        requested = bool(self._request_parts) or min(self._request_rounds.values()) != _NEVER
+        report.notes.append("no response in the capture" if requested else "no request in the capture")
 
     def _keyless_notes(self, report: ConnectionReport, facts: TlsFacts) -> None:
         """What a count without keys rests on, and what the key log would settle."""
@@ -592,9 +607,12 @@ _TLS_RECORD_TYPES: Final = frozenset((20, 21, 22, 23))
 
 
 def _starts_tls(data: bytes, mid_stream: bool) -> bool:
-    """Whether a stream's first bytes start TLS: a handshake record (the ClientHello); for a stream
+    """Whether a stream's first bytes start TLS: a handshake record (the ClientHello, or an SSLv2-format
+    one); for a stream
     whose start the capture missed, any record header (a type, version 3.x, a possible length),
     as a capture that begins in the middle of HTTPS mostly sees application data."""
+    if data[0] & 0x80:
+        return ssl2_client_hello_start(data)  # an SSLv2-format ClientHello (RFC 5246 appendix E.2)
     if len(data) < 5 or data[1] != 3 or data[2] > 4:
         return len(data) > 1 and data[0] == _TLS_HANDSHAKE_RECORD and data[1] == 3
     if data[0] == _TLS_HANDSHAKE_RECORD:

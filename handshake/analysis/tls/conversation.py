@@ -50,10 +50,20 @@ from .messages import (
     parse_draft_hello_retry_request,
     parse_encrypted_extensions,
     parse_server_hello,
+    parse_ssl2_client_hello,
     tls12_record_overhead,
     version_name,
 )
-from .records import ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE, NotTls, RecordReader, TlsRecord
+from .records import (
+    ALERT,
+    APPLICATION_DATA,
+    CHANGE_CIPHER_SPEC,
+    HANDSHAKE,
+    SSL2_CLIENT_HELLO,
+    NotTls,
+    RecordReader,
+    TlsRecord,
+)
 
 __all__ = ["Direction", "KeyLog", "MessageKind", "TlsConversation", "TlsFacts", "TlsMessage", "parse_keylog"]
 
@@ -251,6 +261,8 @@ class TlsConversation:
             return [self._handshake(side, message, None) for message in found]
         if kind == ALERT:
             return [_message(side, record, "alert", "Alert", len(record.fragment))]
+        if kind == SSL2_CLIENT_HELLO:
+            return [self._ssl2_client_hello(side, record)]
         if self._is_tls12():
             return [_message(side, record, "app_data", "ApplicationData", len(record.fragment),
                              record.fragment[:PREVIEW_BYTES])]
@@ -386,8 +398,22 @@ class TlsConversation:
         elif message.msg_type == KEY_UPDATE:
             _key_update(self._client, epoch)
 
+    def _ssl2_client_hello(self, side: _Side, record: TlsRecord) -> TlsMessage:
+        """An SSLv2-format ClientHello (RFC 5246 appendix E.2): the client's offer, as a
+        ClientHello's; the server answers in TLS records, read as usual."""
+        if side is self._client:
+            try:
+                self._client_hello_facts(parse_ssl2_client_hello(record.fragment),
+                                         record.end_offset - record.start_offset)
+            except DecodeError:
+                pass
+        return TlsMessage(side.direction, record.start_offset, record.end_offset, HANDSHAKE, "handshake",
+                          "ClientHello (SSLv2 format)", len(record.fragment))
+
     def _client_hello_message(self, message: HandshakeMessage) -> None:
-        hello = parse_client_hello(message.body)
+        self._client_hello_facts(parse_client_hello(message.body), message.end_offset - message.start_offset)
+
+    def _client_hello_facts(self, hello: ClientHello, wire_bytes: int) -> None:
         if self._client_hello is not None:
             return  # the second ClientHello after a HelloRetryRequest changes no fact we keep
         self._client_hello = hello
@@ -395,7 +421,7 @@ class TlsConversation:
             "sni": hello.server_name,
             "alpn_offered": hello.alpn_protocols,
             "early_data": "sent" if hello.offers_early_data else "none",
-            "client_hello_bytes": message.end_offset - message.start_offset,
+            "client_hello_bytes": wire_bytes,
         })
         secrets = self._keylog.get(hello.random) if self._keylog is not None else None
         if secrets is not None:

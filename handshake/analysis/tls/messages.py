@@ -15,6 +15,8 @@ from typing import Final
 
 from handshake.trace.integers import u16, uint
 
+from .cipher_suites import CIPHER_SUITE_NAMES
+
 HELLO_REQUEST: Final = 0
 CLIENT_HELLO: Final = 1
 SERVER_HELLO: Final = 2
@@ -68,12 +70,18 @@ TLS13: Final = 0x0304
 VERSION_NAMES: Final = {TLS13: "1.3", 0x0303: "1.2", 0x0302: "1.1", 0x0301: "1.0", 0x0300: "ssl3"}
 _DRAFT: Final = 0x7F
 """0x7fNN is TLS 1.3 draft NN (draft-ietf-tls-tls13 §4.2.1 of each draft, e.g. 0x7f17 = draft 23)."""
+_EXPERIMENT: Final = 0x7E
+"""0x7eNN: the TLS 1.3 experiments Chrome and Cloudflare ran in 2017 (BoringSSL's
+TLS1_3_EXPERIMENT_VERSION 0x7e01 and its successors): a draft with the ServerHello in TLS 1.2's
+layout and its version in supported_versions, the trial that became draft 22's middlebox
+compatibility mode."""
 _FACEBOOK_DRAFT: Final = 0xFB
 """0xfbNN: Facebook's experimental variant of draft NN (fizz; Wireshark names 0xfb17 and 0xfb1a)."""
 
 
 def version_name(version: int) -> str | None:
-    """"1.3", "1.2"…, or a TLS 1.3 draft as what it is: "1.3-draft-23", "1.3-fb-draft-26"; None
+    """"1.3", "1.2"…, or a TLS 1.3 draft as what it is: "1.3-draft-23", "1.3-fb-draft-26",
+    "1.3-experiment-1"; None
     for a code no TLS version has (a ServerHello that chose one is broken)."""
     name = VERSION_NAMES.get(version)
     if name is not None:
@@ -82,59 +90,20 @@ def version_name(version: int) -> str | None:
         return f"1.3-draft-{version & 0xFF}"
     if version >> 8 == _FACEBOOK_DRAFT:
         return f"1.3-fb-draft-{version & 0xFF}"
+    if version >> 8 == _EXPERIMENT:
+        return f"1.3-experiment-{version & 0xFF}"
     return None
 
 
 def is_tls13(version: int) -> bool:
     """TLS 1.3 or one of its drafts: the handshake is encrypted after the ServerHello, and only
     pre_shared_key, never a session id echo, means resumption (RFC 8446 §4.1.3, §D.4)."""
-    return version == TLS13 or version >> 8 in (_DRAFT, _FACEBOOK_DRAFT)
-
-CIPHER_SUITE_NAMES: Final = {
-    0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
-    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
-    0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
-    0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
-    0x0039: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
-    0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256",
-    0x003D: "TLS_RSA_WITH_AES_256_CBC_SHA256",
-    0x0067: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
-    0x006B: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
-    0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
-    0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
-    0x009E: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
-    0x009F: "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
-    0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
-    0x1301: "TLS_AES_128_GCM_SHA256",
-    0x1302: "TLS_AES_256_GCM_SHA384",
-    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
-    0x1304: "TLS_AES_128_CCM_SHA256",
-    0x1305: "TLS_AES_128_CCM_8_SHA256",
-    0x5600: "TLS_FALLBACK_SCSV",
-    0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
-    0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
-    0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-    0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-    0xC023: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
-    0xC024: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384",
-    0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
-    0xC028: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
-    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-    0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-    0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    0xC0AC: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM",
-    0xC0AD: "TLS_ECDHE_ECDSA_WITH_AES_256_CCM",
-    0xC0AE: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8",
-    0xC0AF: "TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8",
-    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-    0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    0xCCAA: "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-}
+    return version == TLS13 or version >> 8 in (_DRAFT, _FACEBOOK_DRAFT, _EXPERIMENT)
 
 
 def cipher_suite_name(code: int) -> str:
-    """The IANA name of a cipher suite, or its hex code when this table does not know it."""
+    """The IANA name of a cipher suite (the whole registry: cipher_suites.py), or its hex code for
+    a code IANA has not assigned (GREASE, private use)."""
     return CIPHER_SUITE_NAMES.get(code, f"0x{code:04X}")
 
 
@@ -328,6 +297,37 @@ def parse_client_hello(body: bytes) -> ClientHello:
         supported_versions=versions,
         offers_early_data=EXT_EARLY_DATA in extensions,
         offers_psk=EXT_PRE_SHARED_KEY in extensions,
+    )
+
+
+def parse_ssl2_client_hello(body: bytes) -> ClientHello:
+    """An SSLv2-format ClientHello (RFC 5246 appendix E.2), from msg_type on: version,
+    cipher_spec_length, session_id_length, challenge_length, then the 3-byte cipher specs, the
+    session id and the challenge. Specs whose first byte is 0 are the TLS suites; the challenge,
+    right-aligned in 32 zero bytes, is the ClientHello.random. No extensions: no SNI, no ALPN."""
+    reader = _Reader(body)
+    reader.uint(1)  # msg_type, 1 (the record reader checked it)
+    version = reader.uint(2)
+    specs_length = reader.uint(2)
+    session_id_length = reader.uint(2)
+    challenge_length = reader.uint(2)
+    if specs_length % 3 or not 16 <= challenge_length <= 32:
+        raise DecodeError("SSLv2 ClientHello: cipher specs not in threes, or a challenge not of 16 to 32 bytes")
+    specs = reader.bytes(specs_length)
+    session_id = reader.bytes(session_id_length)
+    challenge = reader.bytes(challenge_length)
+    if not reader.done:
+        raise DecodeError("SSLv2 ClientHello: bytes after the challenge")
+    suites = tuple(u16(specs, index + 1) for index in range(0, specs_length, 3) if specs[index] == 0)
+    return ClientHello(
+        random=bytes(32 - challenge_length) + challenge,
+        session_id=session_id,
+        cipher_suites=suites,
+        server_name=None,
+        alpn_protocols=(),
+        supported_versions=(version,),
+        offers_early_data=False,
+        offers_psk=False,
     )
 
 

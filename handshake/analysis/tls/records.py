@@ -18,6 +18,13 @@ HANDSHAKE: Final = 22
 APPLICATION_DATA: Final = 23
 
 CONTENT_TYPES: Final = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
+SSL2_CLIENT_HELLO: Final = 0x180
+"""Not a content type on the wire: the ``TlsRecord.content_type`` of an SSLv2-format
+ClientHello (RFC 5246 appendix E.2), which old clients send as their stream's first record to
+offer SSL 3.0 or TLS; its ``fragment`` is the message from msg_type on."""
+_SSL2_MSG_CLIENT_HELLO: Final = 1
+_SSL2_FIXED_BYTES: Final = 9
+"""msg_type, version, cipher_spec_length, session_id_length, challenge_length."""
 
 HEADER_BYTES: Final = 5
 MAX_FRAGMENT_BYTES: Final = 2**14 + 2048
@@ -97,6 +104,18 @@ class RecordReader:
         size = len(buffer)
         while True:
             available = size - position
+            if available and position == 0 and self._buffer_offset == 0 and buffer[0] & 0x80:
+                # The stream's first byte with its high bit set: no TLS content type, but an
+                # SSLv2-format record header (RFC 5246 appendix E.2) if a ClientHello follows.
+                if available < 5:
+                    break
+                end = _ssl2_client_hello_end(buffer)
+                if end is not None:
+                    if end > size:
+                        break
+                    records.append(TlsRecord(SSL2_CLIENT_HELLO, u16(buffer, 3), buffer[:2], buffer[2:end], 0, end))
+                    position = end
+                    continue
             if available and not _plausible_header(buffer, position, available):
                 start = self._buffer_offset + position
                 self.not_tls = NotTls(start, self._buffer_offset + size, buffer[position])
@@ -131,3 +150,19 @@ def _plausible_header(data: bytes, position: int, available: int) -> bool:
     if available >= 5 and u16(data, position + 3) > MAX_FRAGMENT_BYTES:
         return False
     return True
+
+
+def ssl2_client_hello_start(data: bytes) -> bool:
+    """Whether a stream's first bytes (five or more) are an SSLv2-format ClientHello offering
+    SSL 3.0 or TLS: a two-byte header with the high bit set, msg_type 1, version 3.x (RFC 5246
+    appendix E.2; RFC 6101 appendix E.1)."""
+    return len(data) >= 5 and _ssl2_client_hello_end(data) is not None
+
+
+def _ssl2_client_hello_end(data: bytes) -> int | None:
+    """Where the SSLv2-format ClientHello at the start of ``data`` ends (it may be past the bytes
+    so far), or None if these bytes are not one."""
+    if not data[0] & 0x80 or data[2] != _SSL2_MSG_CLIENT_HELLO or data[3] != 3 or data[4] > 4:
+        return None
+    length = ((data[0] & 0x7F) << 8) | data[1]
+    return None if length < _SSL2_FIXED_BYTES else 2 + length

@@ -26,6 +26,7 @@ from handshake.analysis.quic.connection import (
     quic_flows,
 )
 from handshake.analysis.quic.crypto import PacketProtection, initial_protections, protect
+from handshake.analysis.quic.frames import CryptoFrame, parse_frames
 from handshake.analysis.quic.packets import VERSION_2, parse_datagram
 from handshake.endpoints.certs import make_chain
 from handshake.trace.packet import decode, udp_packet
@@ -432,3 +433,46 @@ def test_mutated_plaintext_in_packets_that_still_open_never_raises(runs, name, e
                                     udp_packet(source[0], destination[0], source[1], destination[1], payload)))
     assert parse_datagram(payloads[0]).packets  # still QUIC
     _analyze_all(rebuilt, run.keylog)
+
+
+# -- retransmission counts ------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    """RFC 9000 §16: a two-byte varint (values below 16384, all this test needs)."""
+    assert value < 1 << 14
+    return (0x4000 | value).to_bytes(2, "big")
+
+
+def test_initials_resent_with_the_clienthello_in_several_crypto_frames_count_once_each(runs):
+    """Chrome splits its ClientHello over several CRYPTO frames in every Initial; a capture of
+    N client Initials (the first and N-1 copies sent on PTO, RFC 9002 §6.2) is N-1
+    retransmitted packets, not N-1 times the frames each held."""
+    run = runs["full"]
+    flow, protections = _protections(run)
+    protection = protections[("initial", True)]
+    first = next(item for item in quic_datagram_rounds(flow, parse_keylog(run.keylog))
+                 if item.decoded.datagram.from_client)
+    initial = first.decoded.packets[0]
+    opened = protection.open(initial.packet, -1)
+    assert opened is not None and opened.packet_number == 0
+    crypto = [frame for frame in parse_frames(opened.payload).frames if isinstance(frame, CryptoFrame)]
+    assert len(crypto) == 1 and crypto[0].offset == 0
+    hello = crypto[0].data
+    thirds = [(0, hello[:100]), (100, hello[100:200]), (200, hello[200:])]
+    plaintext = b"".join(b"\x06" + _varint(offset) + _varint(len(part)) + part for offset, part in reversed(thirds))
+    plaintext += bytes(max(0, len(opened.payload) - len(plaintext)))  # PADDING
+    header = bytearray(opened.header)
+    pn_length = (header[0] & 0x03) + 1
+    assert header[-pn_length - 2] & 0xC0 == 0x40  # the Length field (RFC 9000 §17.2.2): two bytes
+    header[-pn_length - 2:-pn_length] = _varint(pn_length + len(plaintext) + 16)
+    copies = 5
+    client, server = flow.client, flow.server
+    packets = []
+    for number in range(copies):
+        header[-pn_length:] = number.to_bytes(pn_length, "big")
+        sealed = protect(protection.key, bytes(header), pn_length, number, plaintext)
+        packets.append(TracedPacket(0.2 * number, udp_packet(client[0], server[0], client[1], server[1], sealed)))
+    report = analyze_quic_flow(quic_flows(packets)[0], None)
+    resent = [line for line in report.notes if "client Initial retransmitted" in line]
+    assert resent == [f"client Initial retransmitted {copies - 1} times (first after 0.200 s)"]

@@ -4,6 +4,7 @@ import pytest
 
 from handshake.analysis.tls.conversation import TlsConversation
 from handshake.analysis.tls.messages import (
+    CIPHER_SUITE_NAMES,
     DecodeError,
     HandshakeReassembler,
     cipher_suite_name,
@@ -270,3 +271,44 @@ def test_a_malformed_hello_is_still_reported_as_a_message():
 def test_a_direction_is_c2s_or_s2c():
     with pytest.raises(ValueError):
         TlsConversation().feed("up", b"")
+
+
+def test_the_2017_experiments_are_tls_13_and_their_session_id_echo_no_resumption():
+    """0x7e01 (BoringSSL's TLS 1.3 experiment, the trial of draft 22's compatibility mode): the
+    ServerHello in TLS 1.2's layout, echoing the session id, with the version in supported_versions."""
+    assert version_name(0x7E01) == "1.3-experiment-1"
+    conversation = TlsConversation()
+    _feed(
+        conversation,
+        ("c2s", b.record(22, b.client_hello(b.client_versions(0x7E01, 0x0303), session_id=b"\x07" * 32))),
+        ("s2c", b.record(22, b.server_hello(b.server_version(0x7E01), session_id=b"\x07" * 32)) + b.record(23, b"\x00" * 40)),
+    )
+    facts = conversation.facts
+    assert (facts.tls_version, facts.resumed, facts.cipher_suite) == ("1.3-experiment-1", False, "TLS_AES_128_GCM_SHA256")
+    assert conversation.tls13
+
+
+def test_facebook_drafts_read_as_tls_13():
+    conversation = TlsConversation()
+    _feed(
+        conversation,
+        ("c2s", b.record(22, b.client_hello(b.client_versions(0xFB1A, 0x0304), session_id=b"\x01" * 32))),
+        ("s2c", b.record(22, b.server_hello(b.server_version(0xFB1A), b.selected_psk(0), session_id=b"\x01" * 32))),
+    )
+    assert (conversation.facts.tls_version, conversation.facts.resumed) == ("1.3-fb-draft-26", True)
+
+
+def test_every_iana_cipher_suite_has_its_name():
+    """The whole registry (tools/cipher_suites.py makes it from Wireshark's table): no suite a
+    server may choose prints as hex."""
+    assert CIPHER_SUITE_NAMES[0x0004] == "TLS_RSA_WITH_RC4_128_MD5"
+    assert cipher_suite_name(0x0004) == "TLS_RSA_WITH_RC4_128_MD5"
+    assert cipher_suite_name(0xC0B4) == "TLS_SHA256_SHA256" and cipher_suite_name(0x00C6) == "TLS_SM4_GCM_SM3"
+    assert cipher_suite_name(0xC03C) == "TLS_RSA_WITH_ARIA_128_CBC_SHA256"
+    assert cipher_suite_name(0x0A0A) == "0x0A0A"  # GREASE (RFC 8701) is no suite
+    assert cipher_suite_name(0xCC13) == "0xCC13"  # pre-standard ChaCha20, not IANA's
+    assert len(CIPHER_SUITE_NAMES) > 340
+    assert all(name.startswith("TLS_") for name in CIPHER_SUITE_NAMES.values())
+    # The names keep their meaning for what is read off them.
+    assert tls12_record_overhead(0xC02F) == 24 and tls12_record_overhead(0xCCA8) == 16
+    assert tls12_record_overhead(0xC0AE) == 16 and tls12_record_overhead(0x002F) is None
