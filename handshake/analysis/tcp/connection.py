@@ -21,6 +21,7 @@ from ..server_time import PathLeg
 from ..steps import LadderStep
 from ..tls.conversation import TlsConversation, TlsFacts, TlsMessage
 from .flows import FlowPacket, StreamAssembler, TcpFlow
+from .prelude import NONE, PENDING, REFUSED, SWITCHED, PreludeReader, may_start
 from .retransmissions import Retransmissions
 from .rounds import PacketRound, TcpRoundCounter
 
@@ -137,6 +138,17 @@ class TcpConnectionAnalyzer:
         self._retransmissions = {True: Retransmissions("client"), False: Retransmissions("server")}
         self._conversation: TlsConversation | None = None
         self._is_tls: bool | None = None
+        self._prelude: PreludeReader | None = None
+        """What came before TLS (a proxy's tunnel, STARTTLS), while it is read and after."""
+        self._prelude_round = -1
+        """Round from which the prelude's round trips count."""
+        self._synack_round = -1
+        self._prelude_switch_round = -1
+        self._prelude_cost = -1
+        """Round trips from the prelude's first data to the client's first TLS byte (or to the
+        reply that opened TLS, if the client sent none)."""
+        self._tls_offsets = (0, 0)
+        """Client and server TCP stream offsets where TLS (or HTTP in a tunnel) begins."""
         self._syn_data_end: int | None = None
         self._stall_seen = False
         self._answered = False
@@ -211,6 +223,10 @@ class TcpConnectionAnalyzer:
                     cause = RECORD_STALL_CAUSE if requested else STALL_CAUSE
                     report.causes.append(cause)
                     marks.append(cause)
+            elif not self._server_data_rounds and self._streams is not None and not self._streams[True].offset:
+                # A greeting before any client data (SMTP, IMAP, POP3, FTP): the server speaks
+                # once the handshake is done, so its echo of the client's ACK is a real wait.
+                pass
             else:
                 # No flight to have stalled: a timer resent data whose first copy never reached
                 # the capture point, and the echo merely shows what arrived meanwhile.
@@ -251,6 +267,7 @@ class TcpConnectionAnalyzer:
             self._syn_data_end = segment.seq + 1 + len(segment.payload) if segment.payload else None
         if segment.syn and segment.has_ack and not packet.from_client:
             self._path.answered(packet.time)
+            self._synack_round = rnd
         if segment.syn and segment.has_ack and not packet.from_client and self._syn_data_end is not None:
             if seq_diff(segment.ack, self._syn_data_end % (1 << 32)) < 0 and not answered:
                 report.causes.append(TFO_REFUSED_CAUSE)
@@ -308,9 +325,18 @@ class TcpConnectionAnalyzer:
               marks: list[str]) -> None:
         report = self.report_so_far
         if self._is_tls is None:
-            self._is_tls = _starts_tls(data, mid_stream=not self._syn_seen)
-            if self._is_tls:
-                self._conversation = TlsConversation(self._keylog)
+            if self._prelude is not None or (
+                    self._syn_seen and not _starts_tls(data, mid_stream=False) and may_start(packet.from_client, data)):
+                data = self._through_prelude(packet, data, rnd, placed, carries, marks)
+                if not data:
+                    return
+            if self._is_tls is None:
+                self._is_tls = _starts_tls(data, mid_stream=not self._syn_seen)
+                if self._is_tls:
+                    self._conversation = TlsConversation(self._keylog, *self._tls_offsets)
+        if self._prelude is not None and self._prelude_cost < 0 and packet.from_client:
+            # The client's first byte past the prelude: what the prelude cost it.
+            self._prelude_cost = max(rnd - self._prelude_round, 0)
         conversation = self._conversation
         if conversation is None:
             # Plain HTTP: the first client byte is the request; the answer is what the response
@@ -355,6 +381,74 @@ class TcpConnectionAnalyzer:
                 marks.append(f"0-RTT {after.early_data}")
             if after.resumed and not before.resumed:
                 marks.append("resumed")
+
+    def _through_prelude(self, packet: FlowPacket, data: bytes, rnd: int, placed: PacketRound, carries: list[str],
+                         marks: list[str]) -> bytes:
+        """Feed a prelude (a proxy's tunnel, STARTTLS); returns this packet's bytes past it, once
+        it switched (the TLS, or tunnelled HTTP, that the rest of ``_data`` reads)."""
+        prelude = self._prelude
+        if prelude is None:
+            prelude = self._prelude = PreludeReader()
+            # Counted from when the client could first have sent (the SYN-ACK's round, where a
+            # ClientHello goes without a prelude): a server's greeting waited for the handshake.
+            self._prelude_round = rnd if self._synack_round < 0 else min(rnd, self._synack_round)
+        if prelude.verdict == SWITCHED:
+            return data
+        if prelude.verdict != PENDING:
+            return b""  # refused: nothing after it is read
+        verdict = prelude.feed(packet.from_client, data)
+        if self._steps:
+            carries.append(f"{len(data)} bytes ({prelude.description})")
+        if verdict == NONE:
+            # No prelude after all: the stream is read as it was before the reader took it.
+            self._prelude = None
+            self._is_tls = False
+            for side in (True, False):
+                held = prelude.held(side)
+                if held:
+                    self._data(FlowPacket(packet.time, side, packet.segment, 0), held, rnd, placed, [], marks)
+            return b""
+        if verdict != SWITCHED:
+            return b""
+        self._tls_offsets = (prelude.client_offset, prelude.server_offset)
+        self._prelude_switch_round = rnd
+        marks.append(f"{prelude.description}: TLS next")
+        other, mine = prelude.leftover(not packet.from_client), prelude.leftover(packet.from_client)
+        prelude.drop_bytes()
+        if other:  # the other side's bytes already past the prelude (sent without waiting)
+            self._data(FlowPacket(packet.time, not packet.from_client, packet.segment, 0), other, rnd, placed, [],
+                       marks)
+        return mine
+
+    def _prelude_report(self, report: ConnectionReport) -> None:
+        """Name the prelude, with its round trips (the count from the SYN includes them), or
+        say why TLS never came."""
+        prelude = self._prelude
+        if prelude is None or prelude.kind is None:
+            if prelude is not None:
+                report.notes.append("the stream began like a proxy's or STARTTLS's prelude, but the capture ends "
+                                    "before it says which")
+            return
+        report.prelude = prelude.kind
+        what = prelude.description
+        if prelude.verdict == SWITCHED:
+            cost = self._prelude_cost
+            if cost < 0:  # no client byte past it: count to the reply that opened TLS
+                cost = max(self._prelude_switch_round - self._prelude_round, 0)
+            plural = "s" * (cost != 1)
+            if prelude.kind == "http-connect":
+                line = f"{what}: CONNECT cost {cost} round trip{plural}"
+            elif prelude.kind.startswith("socks"):
+                line = f"{what}: {cost} round trip{plural}"
+            else:
+                line = f"{what}: {cost} round trip{plural} before the ClientHello"
+            # What came first, first: causes are in the order they delayed the answer.
+            (report.causes if report.ttfb_s is not None else report.notes).insert(0, line)
+            return
+        if prelude.verdict == REFUSED or prelude.reason:
+            report.notes.append(f"{what}: {prelude.reason}; no TLS in this connection, so no HTTPS count")
+        else:
+            report.notes.append(f"{what}: the capture ends before TLS started, so no HTTPS count")
 
     def _record_start(self, offset: int) -> _SentChunk:
         """The server data packet that carried stream byte ``offset`` (the oldest remembered if it
@@ -541,6 +635,8 @@ class TcpConnectionAnalyzer:
             if unseen:
                 report.notes.append(f"capture incomplete: {unseen} bytes the {name} sent were acknowledged "
                                     "but are not in it")
+        if self._prelude is not None:
+            self._prelude_report(report)
         if facts is not None:
             _apply_tls_facts(report, facts)
             # The request that got answered: the early one unless the server refused early data.
