@@ -77,6 +77,23 @@ class _RequestPart:
 _KEPT_ROUNDS: Final = 256
 
 
+class _Prelude:
+    """A prelude before TLS (prelude.py reads its bytes), and the rounds its cost counts between."""
+
+    __slots__ = ("reader", "start_round", "switch_round", "cost")
+
+    def __init__(self, start_round: int) -> None:
+        self.reader = PreludeReader()
+        self.start_round = start_round
+        """Counted from when the client could first have sent (the SYN-ACK's round, where a
+        ClientHello goes without a prelude): a server's greeting waited for the handshake."""
+        self.switch_round = -1
+        """Round of the packet that completed the switch to TLS."""
+        self.cost = -1
+        """Round trips from ``start_round`` to the client's first byte past the prelude (-1: none
+        yet)."""
+
+
 def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
     report.tls_version = facts.tls_version
     report.adopt_tls_facts(facts)
@@ -138,17 +155,9 @@ class TcpConnectionAnalyzer:
         self._retransmissions = {True: Retransmissions("client"), False: Retransmissions("server")}
         self._conversation: TlsConversation | None = None
         self._is_tls: bool | None = None
-        self._prelude: PreludeReader | None = None
+        self._prelude: _Prelude | None = None
         """What came before TLS (a proxy's tunnel, STARTTLS), while it is read and after."""
-        self._prelude_round = -1
-        """Round from which the prelude's round trips count."""
         self._synack_round = -1
-        self._prelude_switch_round = -1
-        self._prelude_cost = -1
-        """Round trips from the prelude's first data to the client's first TLS byte (or to the
-        reply that opened TLS, if the client sent none)."""
-        self._tls_offsets = (0, 0)
-        """Client and server TCP stream offsets where TLS (or HTTP in a tunnel) begins."""
         self._syn_data_end: int | None = None
         self._stall_seen = False
         self._answered = False
@@ -324,19 +333,29 @@ class TcpConnectionAnalyzer:
     def _data(self, packet: FlowPacket, data: bytes, rnd: int, placed: PacketRound, carries: list[str],
               marks: list[str]) -> None:
         report = self.report_so_far
+        prelude = self._prelude
         if self._is_tls is None:
-            if self._prelude is not None or (
-                    self._syn_seen and not _starts_tls(data, mid_stream=False) and may_start(packet.from_client, data)):
-                data = self._through_prelude(packet, data, rnd, placed, carries, marks)
+            if prelude is None:
+                is_tls = self._is_tls = _starts_tls(data, mid_stream=not self._syn_seen)
+                if is_tls:
+                    self._conversation = TlsConversation(self._keylog)
+                elif self._syn_seen and may_start(packet.from_client, data):
+                    # Not TLS at its first byte: maybe a proxy's or STARTTLS's prelude first.
+                    self._is_tls = None
+                    prelude = self._prelude = _Prelude(rnd if self._synack_round < 0 else min(rnd, self._synack_round))
+            if prelude is not None:
+                data = self._through_prelude(prelude, packet, data, rnd, placed, carries, marks)
                 if not data:
                     return
-            if self._is_tls is None:
-                self._is_tls = _starts_tls(data, mid_stream=not self._syn_seen)
-                if self._is_tls:
-                    self._conversation = TlsConversation(self._keylog, *self._tls_offsets)
-        if self._prelude is not None and self._prelude_cost < 0 and packet.from_client:
+                prelude = self._prelude
+                if self._is_tls is None and prelude is not None:
+                    self._is_tls = _starts_tls(data, mid_stream=False)
+                    if self._is_tls:
+                        reader = prelude.reader
+                        self._conversation = TlsConversation(self._keylog, reader.client_offset, reader.server_offset)
+        if prelude is not None and prelude.cost < 0 and packet.from_client:
             # The client's first byte past the prelude: what the prelude cost it.
-            self._prelude_cost = max(rnd - self._prelude_round, 0)
+            prelude.cost = max(rnd - prelude.start_round, 0)
         conversation = self._conversation
         if conversation is None:
             # Plain HTTP: the first client byte is the request; the answer is what the response
@@ -382,16 +401,11 @@ class TcpConnectionAnalyzer:
             if after.resumed and not before.resumed:
                 marks.append("resumed")
 
-    def _through_prelude(self, packet: FlowPacket, data: bytes, rnd: int, placed: PacketRound, carries: list[str],
-                         marks: list[str]) -> bytes:
+    def _through_prelude(self, state: _Prelude, packet: FlowPacket, data: bytes, rnd: int, placed: PacketRound,
+                         carries: list[str], marks: list[str]) -> bytes:
         """Feed a prelude (a proxy's tunnel, STARTTLS); returns this packet's bytes past it, once
         it switched (the TLS, or tunnelled HTTP, that the rest of ``_data`` reads)."""
-        prelude = self._prelude
-        if prelude is None:
-            prelude = self._prelude = PreludeReader()
-            # Counted from when the client could first have sent (the SYN-ACK's round, where a
-            # ClientHello goes without a prelude): a server's greeting waited for the handshake.
-            self._prelude_round = rnd if self._synack_round < 0 else min(rnd, self._synack_round)
+        prelude = state.reader
         if prelude.verdict == SWITCHED:
             return data
         if prelude.verdict != PENDING:
@@ -410,8 +424,7 @@ class TcpConnectionAnalyzer:
             return b""
         if verdict != SWITCHED:
             return b""
-        self._tls_offsets = (prelude.client_offset, prelude.server_offset)
-        self._prelude_switch_round = rnd
+        state.switch_round = rnd
         marks.append(f"{prelude.description}: TLS next")
         other, mine = prelude.leftover(not packet.from_client), prelude.leftover(packet.from_client)
         prelude.drop_bytes()
@@ -423,18 +436,20 @@ class TcpConnectionAnalyzer:
     def _prelude_report(self, report: ConnectionReport) -> None:
         """Name the prelude, with its round trips (the count from the SYN includes them), or
         say why TLS never came."""
-        prelude = self._prelude
-        if prelude is None or prelude.kind is None:
-            if prelude is not None:
-                report.notes.append("the stream began like a proxy's or STARTTLS's prelude, but the capture ends "
-                                    "before it says which")
+        state = self._prelude
+        if state is None:
+            return
+        prelude = state.reader
+        if prelude.kind is None:
+            report.notes.append("the stream began like a proxy's or STARTTLS's prelude, but the capture ends "
+                                "before it says which")
             return
         report.prelude = prelude.kind
         what = prelude.description
         if prelude.verdict == SWITCHED:
-            cost = self._prelude_cost
+            cost = state.cost
             if cost < 0:  # no client byte past it: count to the reply that opened TLS
-                cost = max(self._prelude_switch_round - self._prelude_round, 0)
+                cost = max(state.switch_round - state.start_round, 0)
             plural = "s" * (cost != 1)
             if prelude.kind == "http-connect":
                 line = f"{what}: CONNECT cost {cost} round trip{plural}"
