@@ -412,7 +412,10 @@ class TcpConnectionAnalyzer:
             return b""  # refused: nothing after it is read
         verdict = prelude.feed(packet.from_client, data)
         if self._steps:
-            carries.append(f"{len(data)} bytes ({prelude.description})")
+            label = http1_label(data) if prelude.kind == "http-connect" else None
+            if label is not None and not packet.from_client:
+                label = f"proxy: {label}"
+            carries.append(label or f"{len(data)} bytes ({prelude.description})")
         if verdict == NONE:
             # No prelude after all: the stream is read as it was before the reader took it.
             self._prelude = None

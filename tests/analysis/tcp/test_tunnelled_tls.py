@@ -1,5 +1,5 @@
-"""TLS that starts after a prelude: through an HTTP CONNECT or SOCKS proxy, after SMTP's STARTTLS.
-The row reports the inner TLS session's facts, counts the HTTPS request inside from the SYN (the
+"""TLS that starts after a prelude: through an HTTP CONNECT or SOCKS proxy, after STARTTLS (SMTP,
+IMAP, POP3, XMPP). The row reports the inner TLS session's facts, counts the HTTPS request inside from the SYN (the
 prelude's round trips included, as the user waits for them) and names the prelude as a cause
 with its own round trips; a refused prelude gives no HTTPS count and says why.
 
@@ -30,6 +30,16 @@ SOCKS4 = [(True, b"\x04\x01\x01\xbb\x00\x00\x00\x01\x00" + HOSTNAME.encode() + b
 SMTP = [(False, b"220 mail.example.test ESMTP\r\n"), (True, b"EHLO client\r\n"),
         (False, b"250-mail.example.test\r\n250 STARTTLS\r\n"), (True, b"STARTTLS\r\n"),
         (False, b"220 2.0.0 Ready to start TLS\r\n")]
+IMAP = [(False, b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n"), (True, b"a001 STARTTLS\r\n"),
+        (False, b"a001 OK Begin TLS negotiation now\r\n")]
+POP3 = [(False, b"+OK POP3 ready\r\n"), (True, b"STLS\r\n"), (False, b"+OK Begin TLS negotiation\r\n")]
+XMPP = [(True, b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns='jabber:client' "
+               b"xmlns:stream='http://etherx.jabber.org/streams'>"),
+        (False, b"<?xml version='1.0'?><stream:stream from='example.test' id='1' version='1.0' xmlns='jabber:client' "
+                b"xmlns:stream='http://etherx.jabber.org/streams'><stream:features><starttls "
+                b"xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"),
+        (True, b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+        (False, b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")]
 
 TLS_ROUNDS = {ssl.TLSVersion.TLSv1_3: 1, ssl.TLSVersion.TLSv1_2: 2}
 CASES = {
@@ -40,6 +50,9 @@ CASES = {
     "socks5": (SOCKS5, 1080, "socks5", 2, "through a SOCKS5 proxy: 2 round trips"),
     # The greeting waits for the handshake's last ACK (its echo shows it), then EHLO, STARTTLS.
     "smtp": (SMTP, 587, "starttls-smtp", 3, "STARTTLS (SMTP): 3 round trips before the ClientHello"),
+    "imap": (IMAP, 143, "starttls-imap", 2, "STARTTLS (IMAP): 2 round trips before the ClientHello"),
+    "pop3": (POP3, 110, "starttls-pop3", 2, "STLS (POP3): 2 round trips before the ClientHello"),
+    "xmpp": (XMPP, 5222, "starttls-xmpp", 2, "STARTTLS (XMPP): 2 round trips before the ClientHello"),
 }
 
 
@@ -146,3 +159,15 @@ def test_a_request_that_only_began_like_a_prelude_is_plain_http_as_before():
     assert (split.report.prelude, split.report.round_trips, split.report.round_trips_basis,
             split.report.setup_round_trips) == (None, 2, "clear", 1)
     assert split.report.ttfb_s == pytest.approx(whole.ttfb_s, abs=1e-4)
+
+
+def test_the_ladder_shows_the_proxy_exchange_then_the_clienthello(tmp_path):
+    run = tls_through(tmp_path, CASES["connect"][0], port=3128)
+    (inspected,) = inspect_packets(run.wire.packets, parse_keylog(run.keylog), steps=True)
+    data_steps = [(step.from_client, step.round, step.carries, step.marks) for step in inspected.steps
+                  if step.carries not in (("SYN",), ("SYN-ACK",), ("ACK",))]
+    assert data_steps[:3] == [
+        (True, 1, (f"HTTP CONNECT {HOSTNAME}:443",), ()),
+        (False, 2, ("proxy: HTTP 200 response",), ("through an HTTP proxy: TLS next",)),
+        (True, 2, ("ClientHello",), ()),
+    ]
