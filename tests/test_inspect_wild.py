@@ -246,3 +246,21 @@ def test_a_connection_inspect_drops_or_invents_is_caught(capsys, oracle):
     ours["connections"].append(dict(dropped, client="192.168.4.149:1", server="74.125.239.129:443"))
     assert set(disagreements(oracle["zeek-tls-google-duplicate.pcap"], ours)) == {dropped["client"],
                                                                                  "192.168.4.149:1"}
+
+
+def test_https_through_socks_proxies_is_read_inside_the_tunnel(capsys):
+    """The JA4 project's SOCKS capture: SOCKS4 (request 04 01 01bb 5db8d877, empty user id),
+    SOCKS4a (DSTIP 0.0.0.1, then "www.example.com") and SOCKS5 (methods 00 01, no authentication)
+    to port 1080, each granted (90; REP 0), then TLS 1.0 to www.example.com. The proxy's round
+    trips are named, and the count of the HTTPS request inside includes them."""
+    conns = inspected(capsys, "ja4-socks-https-example.pcap")["connections"]
+    assert [(c["prelude"], c["tls_version"], c["sni"]) for c in conns] == [
+        ("socks4", "1.0", "www.example.com"), ("socks4a", "1.0", "www.example.com"),
+        ("socks5", "1.0", "www.example.com")]
+    assert [c["causes"][0] for c in conns] == ["through a SOCKS4 proxy: 1 round trip",
+                                               "through a SOCKS4a proxy: 1 round trip",
+                                               "through a SOCKS5 proxy: 2 round trips"]
+    # TCP 1, the proxy's 1 (SOCKS5: 2), TLS 1.0's 2, the request's 1, and one more where the
+    # server's certificate flight waited for ACKs (the cause each row gives).
+    assert [(c["round_trips"], c["setup_round_trips"]) for c in conns] == [(6, 5), (6, 5), (7, 6)]
+    assert all("server flight over the initial congestion window: it waited for ACKs" in c["causes"] for c in conns)

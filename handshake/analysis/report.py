@@ -59,6 +59,10 @@ class ConnectionReport:
     packets: int = 0
     causes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    prelude: str | None = None
+    """What came before TLS in the TCP stream (analysis/tcp/prelude.py): "http-connect",
+    "socks4", "socks4a", "socks5", "starttls-smtp", "starttls-imap", "starttls-pop3",
+    "starttls-xmpp", "starttls-ftp", "starttls-ldap"; None when TLS (or HTTP) began at once."""
 
     # Made once per connection, so written out (a dataclass's generated __init__ stays
     # interpreted: 15k instructions here), with the __reduce__ pickling then needs (workers send
@@ -70,7 +74,7 @@ class ConnectionReport:
                  setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None,
                  round_trips_basis: str | None = None, bytes_client: int = 0, bytes_server: int = 0, packets: int = 0,
                  causes: list[str] | None = None,
-                 notes: list[str] | None = None) -> None:
+                 notes: list[str] | None = None, prelude: str | None = None) -> None:
         self.transport = transport
         self.client = client
         self.server = server
@@ -94,6 +98,7 @@ class ConnectionReport:
         self.packets = packets
         self.causes = [] if causes is None else causes
         self.notes = [] if notes is None else notes
+        self.prelude = prelude
 
     def __reduce__(self) -> tuple[type, tuple]:
         return type(self), tuple(getattr(self, f.name) for f in fields(self))
@@ -130,6 +135,7 @@ class ConnectionReport:
             "ttfb_ms": self.ttfb_ms,
             "server_ms": self.server_ms,
             "round_trips_basis": self.round_trips_basis,
+            "prelude": self.prelude,
             "bytes_client": self.bytes_client,
             "bytes_server": self.bytes_server,
             "packets": self.packets,
@@ -186,11 +192,12 @@ class QuicConnectionReport(ConnectionReport):
                  setup_round_trips: int | None = None, ttfb_s: float | None = None, server_s: float | None = None,
                  round_trips_basis: str | None = None, bytes_client: int = 0, bytes_server: int = 0, packets: int = 0,
                  causes: list[str] | None = None,
-                 notes: list[str] | None = None, quic_version: str | None = None, retry: bool | None = False,
+                 notes: list[str] | None = None, prelude: str | None = None, quic_version: str | None = None,
+                 retry: bool | None = False,
                  version_negotiation: bool = False) -> None:
         super().__init__(transport, client, server, start_time, tls_version, sni, cipher, alpn, alpn_offered, resumed,
                          early_data, tfo, hrr, round_trips, setup_round_trips, ttfb_s, server_s, round_trips_basis,
-                         bytes_client, bytes_server, packets, causes, notes)
+                         bytes_client, bytes_server, packets, causes, notes, prelude)
         self.quic_version = quic_version
         self.retry = retry
         self.version_negotiation = version_negotiation

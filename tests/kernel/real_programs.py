@@ -275,11 +275,15 @@ class CurlRun:
         return found.group(1) if found else None
 
 
-def curl_fetch(topo: Topology, work: Path, name: str, options: list[str], url: str) -> CurlRun:
+def curl_fetch(topo: Topology, work: Path, name: str, options: list[str], url: str,
+               proxy: list[str] | None = None) -> CurlRun:
     """One fetch of ``url`` from the client namespace, with curl's key log (NAME.keylog, 0600);
-    its packets written to NAME.pcap (0600) and inspected with and without that key log."""
+    its packets written to NAME.pcap (0600) and inspected with and without that key log.
+    ``proxy``: curl's options for the proxy to go through (none by default, whatever the
+    environment says)."""
     keylog, body = private_file(work / f"{name}.keylog"), work / f"{name}.body"
-    client = topo.popen("client", [CURL, "-q", "-sS", "-v", "-k", "--noproxy", "*", "--interface", CLIENT_ADDR,
+    through = proxy if proxy is not None else ["--noproxy", "*"]
+    client = topo.popen("client", [CURL, "-q", "-sS", "-v", "-k", *through, "--interface", CLIENT_ADDR,
                                    *options, "-o", str(body), "-w", CURL_WRITE_OUT, url],
                         env=client_environment(keylog), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE)

@@ -22,6 +22,7 @@ from ..steps import LadderStep
 from ..tls.conversation import TlsConversation, TlsFacts, TlsMessage
 from ..tls.records import ssl2_client_hello_start
 from .flows import FlowPacket, StreamAssembler, TcpFlow
+from .prelude import NONE, PENDING, REFUSED, SWITCHED, PreludeReader, may_start
 from .retransmissions import Retransmissions
 from .rounds import PacketRound, TcpRoundCounter
 
@@ -75,6 +76,23 @@ class _RequestPart:
 
 
 _KEPT_ROUNDS: Final = 256
+
+
+class _Prelude:
+    """A prelude before TLS (prelude.py reads its bytes), and the rounds its cost counts between."""
+
+    __slots__ = ("reader", "start_round", "switch_round", "cost")
+
+    def __init__(self, start_round: int) -> None:
+        self.reader = PreludeReader()
+        self.start_round = start_round
+        """Counted from when the client could first have sent (the SYN-ACK's round, where a
+        ClientHello goes without a prelude): a server's greeting waited for the handshake."""
+        self.switch_round = -1
+        """Round of the packet that completed the switch to TLS."""
+        self.cost = -1
+        """Round trips from ``start_round`` to the client's first byte past the prelude (-1: none
+        yet)."""
 
 
 def _apply_tls_facts(report: ConnectionReport, facts: TlsFacts) -> None:
@@ -134,6 +152,9 @@ class TcpConnectionAnalyzer:
         self._retransmissions = {True: Retransmissions("client"), False: Retransmissions("server")}
         self._conversation: TlsConversation | None = None
         self._is_tls: bool | None = None
+        self._prelude: _Prelude | None = None
+        """What came before TLS (a proxy's tunnel, STARTTLS), while it is read and after."""
+        self._synack_round = -1
         self._syn_data_end: int | None = None
         self._stall_seen = False
         self._answered = False
@@ -208,6 +229,10 @@ class TcpConnectionAnalyzer:
                     cause = RECORD_STALL_CAUSE if requested else STALL_CAUSE
                     report.causes.append(cause)
                     marks.append(cause)
+            elif not self._server_data_rounds and self._streams is not None and not self._streams[True].offset:
+                # A greeting before any client data (SMTP, IMAP, POP3, FTP): the server speaks
+                # once the handshake is done, so its echo of the client's ACK is a real wait.
+                pass
             else:
                 # No flight to have stalled: a timer resent data whose first copy never reached
                 # the capture point, and the echo merely shows what arrived meanwhile.
@@ -250,6 +275,7 @@ class TcpConnectionAnalyzer:
             self._syn_data_end = segment.seq + 1 + len(segment.payload) if segment.payload else None
         if segment.syn and segment.has_ack and not packet.from_client:
             self._path.answered(packet.time)
+            self._synack_round = rnd
         if segment.syn and segment.has_ack and not packet.from_client and self._syn_data_end is not None:
             if seq_diff(segment.ack, self._syn_data_end % (1 << 32)) < 0 and not answered:
                 report.causes.append(TFO_REFUSED_CAUSE)
@@ -306,10 +332,29 @@ class TcpConnectionAnalyzer:
     def _data(self, packet: FlowPacket, data: bytes, rnd: int, placed: PacketRound, carries: list[str],
               marks: list[str]) -> None:
         report = self.report_so_far
+        prelude = self._prelude
         if self._is_tls is None:
-            self._is_tls = _starts_tls(data, mid_stream=not self._syn_seen)
-            if self._is_tls:
-                self._conversation = TlsConversation(self._keylog)
+            if prelude is None:
+                is_tls = self._is_tls = _starts_tls(data, mid_stream=not self._syn_seen)
+                if is_tls:
+                    self._conversation = TlsConversation(self._keylog)
+                elif self._syn_seen and may_start(packet.from_client, data):
+                    # Not TLS at its first byte: maybe a proxy's or STARTTLS's prelude first.
+                    self._is_tls = None
+                    prelude = self._prelude = _Prelude(rnd if self._synack_round < 0 else min(rnd, self._synack_round))
+            if prelude is not None:
+                data = self._through_prelude(prelude, packet, data, rnd, placed, carries, marks)
+                if not data:
+                    return
+                prelude = self._prelude
+                if self._is_tls is None and prelude is not None:
+                    self._is_tls = _starts_tls(data, mid_stream=False)
+                    if self._is_tls:
+                        reader = prelude.reader
+                        self._conversation = TlsConversation(self._keylog, reader.client_offset, reader.server_offset)
+        if prelude is not None and prelude.cost < 0 and packet.from_client:
+            # The client's first byte past the prelude: what the prelude cost it.
+            prelude.cost = max(rnd - prelude.start_round, 0)
         conversation = self._conversation
         if conversation is None:
             # Plain HTTP: the first client byte is the request; the answer is what the response
@@ -354,6 +399,73 @@ class TcpConnectionAnalyzer:
                 marks.append(f"0-RTT {after.early_data}")
             if after.resumed and not before.resumed:
                 marks.append("resumed")
+
+    def _through_prelude(self, state: _Prelude, packet: FlowPacket, data: bytes, rnd: int, placed: PacketRound,
+                         carries: list[str], marks: list[str]) -> bytes:
+        """Feed a prelude (a proxy's tunnel, STARTTLS); returns this packet's bytes past it, once
+        it switched (the TLS, or tunnelled HTTP, that the rest of ``_data`` reads)."""
+        prelude = state.reader
+        if prelude.verdict == SWITCHED:
+            return data
+        if prelude.verdict != PENDING:
+            return b""  # refused: nothing after it is read
+        verdict = prelude.feed(packet.from_client, data)
+        if self._steps:
+            label = http1_label(data) if prelude.kind == "http-connect" else None
+            if label is not None and not packet.from_client:
+                label = f"proxy: {label}"
+            carries.append(label or f"{len(data)} bytes ({prelude.description})")
+        if verdict == NONE:
+            # No prelude after all: the stream is read as it was before the reader took it.
+            self._prelude = None
+            self._is_tls = False
+            for side in (True, False):
+                held = prelude.held(side)
+                if held:
+                    self._data(FlowPacket(packet.time, side, packet.segment, 0), held, rnd, placed, [], marks)
+            return b""
+        if verdict != SWITCHED:
+            return b""
+        state.switch_round = rnd
+        marks.append(f"{prelude.description}: TLS next")
+        other, mine = prelude.leftover(not packet.from_client), prelude.leftover(packet.from_client)
+        prelude.drop_bytes()
+        if other:  # the other side's bytes already past the prelude (sent without waiting)
+            self._data(FlowPacket(packet.time, not packet.from_client, packet.segment, 0), other, rnd, placed, [],
+                       marks)
+        return mine
+
+    def _prelude_report(self, report: ConnectionReport) -> None:
+        """Name the prelude, with its round trips (the count from the SYN includes them), or
+        say why TLS never came."""
+        state = self._prelude
+        if state is None:
+            return
+        prelude = state.reader
+        if prelude.kind is None:
+            report.notes.append("the stream began like a proxy's or STARTTLS's prelude, but the capture ends "
+                                "before it says which")
+            return
+        report.prelude = prelude.kind
+        what = prelude.description
+        if prelude.verdict == SWITCHED:
+            cost = state.cost
+            if cost < 0:  # no client byte past it: count to the reply that opened TLS
+                cost = max(state.switch_round - state.start_round, 0)
+            plural = "s" * (cost != 1)
+            if prelude.kind == "http-connect":
+                line = f"{what}: CONNECT cost {cost} round trip{plural}"
+            elif prelude.kind.startswith("socks"):
+                line = f"{what}: {cost} round trip{plural}"
+            else:
+                line = f"{what}: {cost} round trip{plural} before the ClientHello"
+            # What came first, first: causes are in the order they delayed the answer.
+            (report.causes if report.ttfb_s is not None else report.notes).insert(0, line)
+            return
+        if prelude.verdict == REFUSED or prelude.reason:
+            report.notes.append(f"{what}: {prelude.reason}; no TLS in this connection, so no HTTPS count")
+        else:
+            report.notes.append(f"{what}: the capture ends before TLS started, so no HTTPS count")
 
     def _record_start(self, offset: int) -> _SentChunk:
         """The server data packet that carried stream byte ``offset`` (the oldest remembered if it
@@ -543,6 +655,8 @@ class TcpConnectionAnalyzer:
         if facts is None and self._is_tls is False:
             # Plain from the stream's first bytes: no TLS, so nothing resumed and no early data.
             report.resumed, report.early_data, report.hrr = False, "none", False
+        if self._prelude is not None:
+            self._prelude_report(report)
         if facts is not None:
             _apply_tls_facts(report, facts)
             # The request that got answered: the early one unless the server refused early data.
@@ -608,9 +722,8 @@ _TLS_RECORD_TYPES: Final = frozenset((20, 21, 22, 23))
 
 def _starts_tls(data: bytes, mid_stream: bool) -> bool:
     """Whether a stream's first bytes start TLS: a handshake record (the ClientHello, or an SSLv2-format
-    one); for a stream
-    whose start the capture missed, any record header (a type, version 3.x, a possible length),
-    as a capture that begins in the middle of HTTPS mostly sees application data."""
+    one); for a stream whose start the capture missed, any record header (a type, version 3.x, a
+    possible length), as a capture that begins in the middle of HTTPS mostly sees application data."""
     if data[0] & 0x80:
         return ssl2_client_hello_start(data)  # an SSLv2-format ClientHello (RFC 5246 appendix E.2)
     if len(data) < 5 or data[1] != 3 or data[2] > 4:

@@ -190,9 +190,9 @@ class _Epoch:
 class _Side:
     """The state of one direction of the conversation."""
 
-    def __init__(self, direction: Direction) -> None:
+    def __init__(self, direction: Direction, offset: int = 0) -> None:
         self.direction: Direction = direction
-        self.records = RecordReader()
+        self.records = RecordReader(offset)
         self.plaintext_handshake = HandshakeReassembler()
         self.epochs: list[_Epoch] = []
         self.current_epoch = 0
@@ -209,10 +209,12 @@ class _Side:
 class TlsConversation:
     """Both byte streams of one TCP connection, analyzed as TLS as they are fed."""
 
-    def __init__(self, keylog: KeyLog | None = None) -> None:
+    def __init__(self, keylog: KeyLog | None = None, client_offset: int = 0, server_offset: int = 0) -> None:
+        """``client_offset`` and ``server_offset``: where TLS begins in each TCP stream (past a
+        proxy's or STARTTLS's prelude), so messages carry TCP stream offsets."""
         self._keylog = keylog
-        self._client = _Side("c2s")
-        self._server = _Side("s2c")
+        self._client = _Side("c2s", client_offset)
+        self._server = _Side("s2c", server_offset)
         self._facts = _NO_FACTS
         self._client_hello: ClientHello | None = None
         self._server_hello: ServerHello | None = None

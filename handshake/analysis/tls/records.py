@@ -77,10 +77,10 @@ class RecordReader:
     ignores the rest of the stream: there is no way to find the next record boundary.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, offset: int = 0) -> None:
         self._buffer = bytearray()
-        self._buffer_offset = 0
-        """Stream offset of ``_buffer[0]``."""
+        self._buffer_offset = offset
+        """Stream offset of ``_buffer[0]`` (the first record's: TLS after a prelude begins past 0)."""
         self.not_tls: NotTls | None = None
 
     @property
