@@ -129,6 +129,12 @@ class KeylessResponse:
         if self.final or self.request_end is None or not had_request or plaintext_bytes <= 2:
             return NONE
         at_once = path.at_once(start_time, self.request_time)
+        if self._answer_time >= 0 and not at_once and plaintext_bytes < SMALLEST_ANSWER:
+            # Too small to be an answer, and no part of the at-once burst: an HTTP/2 PING, a
+            # QPACK instruction on HTTP/3's encoder stream, an alert. Passed over, so that an
+            # answer close behind it (aioquic: its encoder stream's 4 bytes, then the HEADERS)
+            # is still judged by the quiet before it.
+            return NONE
         quiet_before = start_time - self._last_server_time
         self._last_server_time = start_time
         if self._answer_time < 0:
@@ -150,8 +156,8 @@ class KeylessResponse:
             # rest of an answer already begun, not one that waited for server time.
             self.final = True
             return NONE
-        if plaintext_bytes < SMALLEST_ANSWER or self._client_data_since:
-            self.final = True  # only an alert or a GOAWAY, or an answer to something else: the first stands
+        if self._client_data_since:
+            self.final = True  # an answer to something else: the first stands
             return NONE
         self.final, self.replaced = True, "time"
         return LATER
@@ -162,8 +168,10 @@ class KeylessResponse:
         if not self.replaced:
             return _FIRST_NOTES.get(unit) or _first_note(unit)
         how = "after server time" if self.replaced == "time" else f"too big to be its own ({chatter})"
-        what = (f"the first {unit} the server sent {how}; the {self.at_once_records} it sent at once on the "
-                f"request before it were taken for its own")
+        before = "the one" if self.at_once_records == 1 else f"the {self.at_once_records}"
+        were = "was" if self.at_once_records == 1 else "were"
+        what = (f"the first {unit} the server sent {how}; {before} it sent at once on the request before it "
+                f"{were} taken for its own")
         return f"inferred without a key log: the response is {what}; the key log would settle it"
 
 

@@ -115,7 +115,20 @@ def test_an_alert_or_goaway_after_server_time_is_no_answer():
     finder, path = _with_request(), _path()
     assert finder.server_record(250, 1.1, True, path, chatter=True) == FIRST
     assert finder.server_record(17, 76.1, True, path, chatter=True) == NONE  # a GOAWAY at the idle timeout
-    assert finder.final and not finder.replaced
+    assert not finder.replaced
+
+
+def test_a_small_packet_after_server_time_does_not_hide_the_answer_close_behind_it():
+    """aioquic on a busy machine, seen through chromium: HANDSHAKE_DONE at once on the client's
+    Finished, then after 45 ms of server time 4 bytes on its QPACK encoder stream and, 0.7 ms
+    later, the response HEADERS. The answer is the HEADERS, not the HANDSHAKE_DONE."""
+    finder, path = _with_request(), _path()
+    assert finder.server_record(30, 1.1, True, path, chatter=True) == FIRST  # HANDSHAKE_DONE, at once
+    finder.client_packet(1.125)  # the client's delayed ACK of it
+    assert finder.server_record(8, 1.145, True, path, chatter=True) == NONE  # the encoder stream
+    assert not finder.final
+    assert finder.server_record(500, 1.1457, True, path, chatter=True) == LATER
+    assert finder.final and finder.replaced == "time" and finder.at_once_records == 1
 
 
 def test_an_at_once_record_too_big_for_chatter_is_the_answer():

@@ -35,6 +35,10 @@ from handshake.trace.pcap import PcapWriter
 OPENSSL = shutil.which("openssl")
 NGINX = shutil.which("nginx")
 CURL = shutil.which("curl")
+NEEDS_NGINX = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (CI installs nginx-light)")
+NEEDS_CURL = pytest.mark.skipif(CURL is None, reason="curl is not installed")
+NEEDS_OPENSSL = pytest.mark.skipif(OPENSSL is None, reason="openssl (the command) is not installed")
+"""The real peers' marks: a test module names what it drives."""
 
 
 def self_signed(work: Path) -> tuple[Path, Path]:

@@ -27,14 +27,10 @@ from handshake.kernel import SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
 
 from .real_programs import (
-    CURL, NGINX, OPENSSL, CurlRun, curl_fetch, running_nginx, self_signed, spans_its_round_trips,
+    NEEDS_CURL, NEEDS_NGINX, NEEDS_OPENSSL, CurlRun, curl_fetch, running_nginx, self_signed, spans_its_round_trips,
 )
 
-pytestmark = [
-    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (CI installs nginx-light)"),
-    pytest.mark.skipif(CURL is None, reason="curl is not installed"),
-    pytest.mark.skipif(OPENSSL is None, reason="openssl (the command) is not installed"),
-]
+pytestmark = [NEEDS_NGINX, NEEDS_CURL, NEEDS_OPENSSL]
 
 RTT_S = 0.1
 PORT = 443

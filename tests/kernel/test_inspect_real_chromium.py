@@ -42,15 +42,14 @@ from handshake.kernel import SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
 
 from .real_programs import (
-    NGINX, OPENSSL, Inspected, answers_at_once, client_environment, inspected_both_ways, owner_only, private_file,
+    NEEDS_NGINX, NEEDS_OPENSSL, Inspected, answers_at_once, client_environment, inspected_both_ways, owner_only, private_file,
     running, running_nginx, self_signed, spans_its_round_trips, spki_sha256, ttfb_agrees, write_capture,
 )
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs Debian's chromium)"),
-    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (CI installs nginx-light)"),
-    pytest.mark.skipif(OPENSSL is None, reason="openssl (the command) is not installed"),
+    NEEDS_NGINX, NEEDS_OPENSSL,
 ]
 
 RTT_MS = 100.0

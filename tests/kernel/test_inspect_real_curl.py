@@ -35,16 +35,12 @@ from handshake.kernel import SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
 
 from .real_programs import (
-    CURL, NGINX, OPENSSL, CurlRun, Inspected, curl_fetch, running, running_nginx, self_signed,
+    NEEDS_CURL, NEEDS_NGINX, NEEDS_OPENSSL, CurlRun, Inspected, curl_fetch, running, running_nginx, self_signed,
     answers_at_once, spans_its_round_trips, ttfb_agrees,
 )
 from .slow_origin import BODY as ORIGIN_BODY
 
-pytestmark = [
-    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (CI installs nginx-light)"),
-    pytest.mark.skipif(CURL is None, reason="curl is not installed"),
-    pytest.mark.skipif(OPENSSL is None, reason="openssl (the command) is not installed"),
-]
+pytestmark = [NEEDS_NGINX, NEEDS_CURL, NEEDS_OPENSSL]
 
 RTT_MS = 100.0
 PORT = 443
