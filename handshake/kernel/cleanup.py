@@ -26,6 +26,8 @@ __all__ = ["PREFIX", "Owner", "new_names", "owner_of", "leftovers", "pids_in", "
 PREFIX = "hs-"
 _NAME = re.compile(r"^hs-(\d+)-(\d+)-(\d+)-(client|server)$")
 _counter = itertools.count()
+_DEAD_STATES = (b"Z", b"X")
+"""/proc/PID/stat states of a process that has exited: zombie, dead."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,16 @@ class Owner:
 
 
 def _start_ticks(pid: int) -> int | None:
+    """The start time of a running process; None for no process, or a zombie (a run killed
+    and not yet waited for by its parent: dead, though its PID still answers)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as file:
             stat = file.read()
     except OSError:
         return None
     # Field 2 (comm) may hold spaces and parentheses; the fields after its last ')' start at 3.
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return None if fields[0] in _DEAD_STATES else int(fields[19])
 
 
 def new_names(roles: Iterable[str] = ("client", "server")) -> list[str]:

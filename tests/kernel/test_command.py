@@ -149,6 +149,25 @@ def test_a_sigkilled_run_leaves_namespaces_that_are_reaped(reaper, capsys):
     assert not any(alive(pid) for pid in client_pids)
 
 
+def test_a_sigkilled_run_not_yet_waited_for_is_reaped_by_the_first_cleanup(capsys):
+    """Issue 15: killed, its owner is a zombie until its parent waits, and a zombie's PID still
+    answers in /proc. The first --cleanup at once must take its namespaces all the same."""
+    run, names = started_run("sleep", "30")
+    client_pids = pids_in(Namespace.open(names[0]).identity)
+    run.kill()
+    deadline = time.monotonic() + 2
+    while alive(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert os.path.exists(f"/proc/{run.pid}") and not alive(run.pid)  # a zombie: not waited for
+    try:
+        assert main(["shim", "--cleanup"]) == 0
+        assert not set(names) & namespaces(), capsys.readouterr().out
+        time.sleep(0.05)
+        assert not any(alive(pid) for pid in client_pids)
+    finally:
+        run.wait()
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["sigterm", "ctrl-c"])
 def test_a_signal_during_a_run_cleans_up(signum, status):
     run, names = started_run("sleep", "30")
