@@ -14,13 +14,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from handshake.analysis.report import ConnectionReport
 from handshake.analysis.tcp.connection import analyze_tcp_flow
-from handshake.analysis.tcp.flows import tcp_flows
+from handshake.analysis.tcp.flows import TcpFlow, tcp_flows
 from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.quic.connection import analyze_quic_flow, quic_flows
+from handshake.analysis.quic.flows import QuicFlow
 from handshake.endpoints.certs import make_chain
 from handshake.endpoints.events import ResponseReceived, StreamEndpoint
 from handshake.endpoints.http1 import DEFAULT_BODY_BYTES, HttpClient, HttpServer
@@ -92,6 +93,10 @@ class VariantRun:
     """Kernel engine: how long the endpoints' own code ran between the measured connection's
     first packet and its first response byte. The sim's endpoints take no virtual time: less
     this, a kernel TTFB is within a fraction of a percent of the sim's (bench_engines.py)."""
+    client_port: int | None = None
+    """Kernel engine: the measured connection's client port. Under loss the trace may also hold a
+    straggler of an earlier connection (a server FIN retransmitted after the run began) that the
+    last flow would be; the sim's trace holds this run's connections alone."""
 
 
 @dataclass
@@ -253,17 +258,29 @@ def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = Non
     return VariantRun(variant, Trace(list(sim.trace), keylog), warmups, error, tuple(dropper.dropped), options)
 
 
+_Flow = TypeVar("_Flow", TcpFlow, QuicFlow)
+
+
+def _measured(flows: list[_Flow], client_port: int | None) -> _Flow | None:
+    """The last flow from ``client_port`` (None: the last flow); None if there is none."""
+    for flow in reversed(flows):
+        if client_port is None or flow.client[1] == client_port:
+            return flow
+    return None
+
+
 def row_from_run(run: VariantRun) -> Row:
-    """Count the measured (last) connection of a run's trace."""
+    """Count the measured connection of a run's trace: the one from its client port where the run
+    knows it, else the last."""
     variant = run.variant
     keylog = parse_keylog(run.trace.keylog) if run.trace.keylog else None
     report: ConnectionReport | None = None
     if variant.transport == "quic":
-        quic = quic_flows(run.trace.packets)
-        report = analyze_quic_flow(quic[-1], keylog) if quic else None
+        quic = _measured(quic_flows(run.trace.packets), run.client_port)
+        report = analyze_quic_flow(quic, keylog) if quic else None
     else:
-        flows = tcp_flows(run.trace.packets)
-        report = analyze_tcp_flow(flows[-1], keylog) if flows else None
+        flow = _measured(tcp_flows(run.trace.packets), run.client_port)
+        report = analyze_tcp_flow(flow, keylog) if flow else None
     if report is None:
         report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
     notes = list(report.notes)

@@ -440,6 +440,8 @@ class KernelSession:
         self._workdir: str | None = None
         self.busy_before_response_s: float | None = None
         """Of the latest exchange: how long the endpoints' code ran before its response came."""
+        self.client_port: int | None = None
+        """The client port of the latest connection an exchange opened."""
 
     def __enter__(self) -> KernelSession:
         self.open()
@@ -486,6 +488,7 @@ class KernelSession:
         warmups = 0
         error = None
         busy_s: float | None = None
+        measured_port: int | None = None
         try:
             shim.take_packets()  # whatever an earlier run left on the wire is not this run's
             exchange = self._quic_exchange if variant.transport == "quic" else self._tcp_exchange
@@ -497,9 +500,12 @@ class KernelSession:
                     warmups = 1
                 if options.drops:
                     shim.set_drop(_ReportingDropper(tuple(options.drops), str(drop_report)))
-                self.busy_before_response_s = None
-                with _no_gc_pauses():
-                    exchange(loop, endpoints, ticket, False, "measured")
+                self.busy_before_response_s = self.client_port = None
+                try:
+                    with _no_gc_pauses():
+                        exchange(loop, endpoints, ticket, False, "measured")
+                finally:
+                    measured_port = self.client_port
                 busy_s = self.busy_before_response_s
             except KernelTimeout as timeout:
                 error = str(timeout)
@@ -511,7 +517,7 @@ class KernelSession:
         dropped = tuple(drop_report.read_text().split()) if drop_report.exists() else ()
         keylog = keylog_path.read_text() if keylog_path.exists() else ""
         shutil.rmtree(workdir, ignore_errors=True)
-        return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options, busy_s)
+        return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options, busy_s, measured_port)
 
     def _serve(self, loop: _Loop, variant: Variant, endpoints: VariantEndpoints) -> None:
         _load_server_config(endpoints)
@@ -534,6 +540,7 @@ class KernelSession:
                       role: str) -> Any:
         """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
         sock = self.topology.client_socket(socket.SOCK_STREAM)
+        self.client_port = sock.getsockname()[1]
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tfo = endpoints.variant.tfo
         if tfo:
@@ -563,6 +570,7 @@ class KernelSession:
         """One QUIC connection: wait for the response (and the ticket, which may come a round
         trip later), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
         sock = self.topology.client_socket(socket.SOCK_DGRAM)
+        self.client_port = sock.getsockname()[1]
         sock.setblocking(False)
         client = endpoints.quic_client(ticket)
         channel = _UdpEndpoint(sock, client)
