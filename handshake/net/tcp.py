@@ -5,8 +5,15 @@ the 3-way handshake, TCP Fast Open (RFC 7413: cookie request on a cold SYN, data
 with a cached cookie), MSS segmentation, an initial window of 10 segments with slow start
 (RFC 6928, RFC 5681), delayed ACKs (40 ms, every second full segment), timestamps
 (RFC 7323, as Linux sends them by default), and retransmission on an RTO that starts at 1 s
-(RFC 6298 §2.1, SYN included) and backs off exponentially. It leaves out what does not change
-a handshake's round trips: SACK, window scaling arithmetic, congestion avoidance subtleties.
+(RFC 6298 §2.1, SYN included) and backs off exponentially, a SYN's only after its first four
+retransmissions (Linux 6.5+). Its timers follow Linux's where they
+decide what a loss costs: an ACK of retransmitted bytes still gives an RTT sample from the
+timestamp echo (``tcp_ack_update_rtt``), so one lost SYN does not leave the RTO backed off; and
+a tail loss probe (RFC 8985 §7, ``tcp_schedule_loss_probe``) goes out after 2·SRTT (+200 ms with
+one segment out) or at the RTO, whichever is first, after which the RTO restarts unbacked-off.
+Linux sends probes only on connections that negotiated SACK, as two Linux hosts always do; the
+SACK blocks themselves, window scaling arithmetic and congestion avoidance subtleties are left
+out: they do not change a handshake's round trips.
 
 The surface copies aioquic's ``QuicConnection``: ``receive_segment``, ``segments_to_send``,
 ``get_timer``, ``handle_timer``, ``next_event``; the engine owns the clock and the wire.
@@ -54,6 +61,13 @@ class TcpConfig:
     quickack_segments: int = 16
     """Data segments ACKed at once at the start of a connection (Linux TCP_MAX_QUICKACKS)."""
     syn_retries: int = 6
+    syn_linear_timeouts: int = 4
+    """SYN retransmissions that keep the initial RTO before it backs off: 1, 1, 1, 1, 1, 2, 4 s
+    (``net.ipv4.tcp_syn_linear_timeouts``, Linux 6.5 and later; 0 gives 6.1's 1, 2, 4, 8 s)."""
+    tail_loss_probe: bool = True
+    """Linux's TLP (``net.ipv4.tcp_early_retrans = 3``, the default)."""
+    timer_tick_s: float = 0.004
+    """A jiffy at CONFIG_HZ=250 (Debian's kernels): the TLP's fixed delay with several segments out is two."""
     receive_window: int = 4 * 1024 * 1024
     window_scale: int = 7
     timestamps: bool = True
@@ -145,6 +159,12 @@ class TcpConnection:
         self._rto_deadline: float | None = None
         self._backoff = 0
         self._rtt_probe: tuple[int, float] | None = None  # (seq that must be acked, send time)
+        self._retransmitted_up_to: int | None = None  # end of the highest retransmitted bytes not yet acked
+        self._probe_deadline: float | None = None  # the tail loss probe's, before the RTO's
+        self._probe_high: int | None = None  # snd_nxt when the outstanding probe went out (tlp_high_seq)
+        self._probe_pending = False
+        self._probe_retransmitted = False
+        self._recovery_high: int | None = None  # no probes until the ACK passes this (Linux: CA_Loss/Recovery)
         self._dupacks = 0
         self._fast_retransmit_pending = False
         self._syn_data = b""
@@ -231,20 +251,25 @@ class TcpConnection:
     # ---- timers ----------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        deadlines = [d for d in (self._rto_deadline, self._ack_deadline) if d is not None]
+        deadlines = [d for d in (self._probe_deadline, self._rto_deadline, self._ack_deadline) if d is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._ack_deadline = None
             self._ack_now = True
-        if self._rto_deadline is not None and now >= self._rto_deadline:
+        if self._probe_deadline is not None and now >= self._probe_deadline:
+            self._probe_deadline = None
+            self._probe_pending = True
+        elif self._rto_deadline is not None and now >= self._rto_deadline:
             self._on_retransmission_timeout(now)
 
     def _on_retransmission_timeout(self, now: float) -> None:
         self._backoff += 1
         self.retransmissions += 1
         self._rtt_probe = None  # Karn: no RTT sample from a retransmitted segment
+        self._probe_high = None
+        self._recovery_high = self._max_sent
         if self.state == TcpState.SYN_SENT:
             if self._backoff > self.config.syn_retries:
                 self.state = TcpState.CLOSED
@@ -254,6 +279,9 @@ class TcpConnection:
             # Linux retransmits a TFO SYN without its data; the data follows the handshake.
             self._syn_data = b""
             self.snd_nxt = self.iss
+            if self._backoff <= self.config.syn_linear_timeouts:
+                self._rto_deadline = None
+                return  # the RTO stays at its initial value
         elif not self._syn_acked:
             # Server: the SYN-ACK (and any TFO answer behind it) went unacknowledged.
             self._synack_pending = True
@@ -307,7 +335,7 @@ class TcpConnection:
             self._events.append(FastOpenCookieReceived(cookie))
         self._events.append(Connected())
         self._ack_now = True
-        self._advance_una(segment.ack, now)
+        self._advance_una(segment.ack, now, segment.timestamps)
         # SYN data the server did not acknowledge (no or invalid cookie) is sent again, RFC 7413 §4.2.2.
         if seq_diff(self.snd_nxt, self.snd_una) > 0:
             self.snd_nxt = self.snd_una
@@ -325,9 +353,10 @@ class TcpConnection:
         self._peer_window = segment.window << self.config.window_scale
         advance = seq_diff(ack, self.snd_una)
         if advance > 0 and seq_diff(ack, self._max_sent) <= 0:
-            self._advance_una(ack, now)
+            self._advance_una(ack, now, segment.timestamps)
             self._grow_cwnd(advance)
             self._dupacks = 0
+            self._probe_acked(ack)
         elif advance == 0 and not segment.payload and not segment.fin and self._bytes_in_flight > 0:
             self._dupacks += 1
             if self._dupacks == 3:
@@ -335,12 +364,25 @@ class TcpConnection:
                 self.ssthresh = max(self._bytes_in_flight // 2, 2 * self._smss)
                 self.cwnd = self.ssthresh + 3 * self._smss
                 self._fast_retransmit_pending = True
+                self._recovery_high = self._max_sent
+                self._probe_deadline = None
                 self.retransmissions += 1
 
-    def _advance_una(self, ack: int, now: float) -> None:
-        if self._rtt_probe is not None and seq_diff(ack, self._rtt_probe[0]) >= 0:
+    def _advance_una(self, ack: int, now: float, timestamps: tuple[int, int] | None = None) -> None:
+        if self._retransmitted_up_to is not None:
+            # Linux takes an RTT sample from the timestamp echo when the ACK covers retransmitted
+            # bytes, where Karn's rule alone would leave the RTO backed off.
+            if timestamps is not None and timestamps[1] and self.config.timestamps:
+                echoed_ms = (self._ts_offset + int(now * 1000) - timestamps[1]) % SEQ_MOD
+                self._sample_rtt(max(echoed_ms, 1) / 1000)
+            if seq_diff(ack, self._retransmitted_up_to) >= 0:
+                self._retransmitted_up_to = None
+        elif self._rtt_probe is not None and seq_diff(ack, self._rtt_probe[0]) >= 0:
             self._sample_rtt(now - self._rtt_probe[1])
+        if self._rtt_probe is not None and seq_diff(ack, self._rtt_probe[0]) >= 0:
             self._rtt_probe = None
+        if self._recovery_high is not None and seq_diff(ack, self._recovery_high) >= 0:
+            self._recovery_high = None
         consumed = seq_diff(ack, self._buffer_base)
         if consumed > 0:
             data_consumed = min(consumed, len(self._send_buffer))
@@ -351,6 +393,40 @@ class TcpConnection:
             self.snd_nxt = ack
         self._backoff = 0
         self._rto_deadline = now + self._rto_s if self._bytes_in_flight > 0 else None
+        self._schedule_probe(now)
+
+    def _schedule_probe(self, now: float) -> None:
+        """Arm the tail loss probe as ``tcp_schedule_loss_probe`` does: 2·SRTT, plus 200 ms for
+        the peer's delayed ACK when one segment is out (two ticks otherwise), never after the RTO."""
+        self._probe_deadline = None
+        if not (self.config.tail_loss_probe and self._syn_acked and self._bytes_in_flight > 0):
+            return
+        if self.state not in (TcpState.ESTABLISHED, TcpState.FIN_WAIT):
+            return
+        if self._recovery_high is not None or self._probe_high is not None or self._backoff:
+            return
+        if self._srtt_s is None:
+            timeout = self.config.initial_rto_s
+        else:
+            segments_out = -(-self._bytes_in_flight // self._smss)
+            extra = self.config.min_rto_s if segments_out == 1 else 2 * self.config.timer_tick_s
+            timeout = 2 * self._srtt_s + extra
+        deadline = now + timeout
+        if self._rto_deadline is not None:
+            deadline = min(deadline, self._rto_deadline)
+        self._probe_deadline = deadline
+
+    def _probe_acked(self, ack: int) -> None:
+        """``tcp_process_tlp_ack``: once the ACK passes the probe, a retransmitted probe that
+        repaired a loss halves the window (CWR); one that sent new data needs nothing."""
+        if self._probe_high is None:
+            return
+        if not self._probe_retransmitted and seq_diff(ack, self._probe_high) >= 0:
+            self._probe_high = None
+        elif seq_diff(ack, self._probe_high) > 0:
+            self.ssthresh = max(self.cwnd // 2, 2 * self._smss)
+            self.cwnd = self.ssthresh
+            self._probe_high = None
 
     def _sample_rtt(self, rtt_s: float) -> None:
         """RFC 6298 §2 smoothing, with Linux's floor: RTO = SRTT + max(4·RTTVAR, 200 ms)
@@ -507,14 +583,40 @@ class TcpConnection:
             segment = self._data_segment(now, self.snd_una)
             if segment is not None:
                 out.append(segment)
+        if self._probe_pending:
+            self._probe_pending = False
+            out.extend(self._send_probe(now))
+        sent_new = False
         while True:
             segment = self._next_new_segment(now)
             if segment is None:
                 break
             out.append(segment)
+            sent_new = True
+        if sent_new:
+            self._schedule_probe(now)
         if self._ack_now:
             out.append(self._segment(now, self.snd_nxt, ACK))
         return out
+
+    def _send_probe(self, now: float) -> list[TcpSegment]:
+        """``tcp_send_loss_probe``: one new segment if the peer's window takes it, else the last
+        segment sent again; then the RTO restarts from now, not backed off."""
+        probe = self._next_new_segment(now, probe=True)
+        self._probe_retransmitted = probe is None
+        if probe is None:
+            sent = seq_diff(self.snd_nxt, self._buffer_base)
+            fin_sent = self._fin_queued and sent == len(self._send_buffer) + 1
+            data_end = sent - (1 if fin_sent else 0)
+            start = max(data_end - self._smss, 0)
+            probe = self._data_segment(now, seq_add(self._buffer_base, start))
+            if probe is not None:
+                self.retransmissions += 1
+        if probe is None:
+            return []
+        self._probe_high = self.snd_nxt
+        self._rto_deadline = now + self._rto_s
+        return [probe]
 
     def _data_segment(self, now: float, seq: int) -> TcpSegment | None:
         """The segment starting at ``seq`` (a retransmission), or None when nothing is there."""
@@ -527,14 +629,18 @@ class TcpConnection:
             return None
         flags = ACK | (PSH if payload else 0) | (FIN if fin else 0)
         self._arm_rto(now)
+        self._note_sent(seq_add(seq, len(payload) + (1 if fin else 0)), now)
         return self._segment(now, seq, flags, payload)
 
-    def _next_new_segment(self, now: float) -> TcpSegment | None:
+    def _next_new_segment(self, now: float, probe: bool = False) -> TcpSegment | None:
+        """The next segment of unsent bytes the windows allow; a loss probe heeds the peer's window only."""
         offset = seq_diff(self.snd_nxt, self._buffer_base)
         if offset < 0:
             return None  # the SYN itself is not yet acknowledged
         available = len(self._send_buffer) - offset
-        window = min(self.cwnd, self._peer_window) - self._bytes_in_flight
+        if probe and available <= 0:
+            return None
+        window = (self._peer_window if probe else min(self.cwnd, self._peer_window)) - self._bytes_in_flight
         if available < 0 or (available == 0 and not self._fin_queued):
             return None  # nothing new (a FIN, once sent, sits one past the data)
         size = max(min(available, self._smss, window), 0)
@@ -557,3 +663,8 @@ class TcpConnection:
             if self._rtt_probe is None and self._backoff == 0:
                 self._rtt_probe = (end, now)
             self._max_sent = end
+        else:
+            # A retransmission (Karn: it gives no RTT sample of its own; its ACK's timestamp echo will).
+            self._rtt_probe = None
+            if self._retransmitted_up_to is None or seq_diff(end, self._retransmitted_up_to) > 0:
+                self._retransmitted_up_to = end
