@@ -35,3 +35,19 @@ def test_the_row_is_the_connection_from_the_runs_client_port_not_the_last_flow()
     assert row_from_run(straggling).round_trips is None
     row = row_from_run(dataclasses.replace(straggling, client_port=measured_port))
     assert (row.round_trips, row.ttfb_ms) == (3, row_from_run(run).ttfb_ms)
+
+
+def test_a_kernel_run_keeps_only_the_packets_of_the_connections_it_opened():
+    """The straggler is kept out of the run's trace (and so out of its capture), not only out of
+    its row. The sim's addresses are the kernel engine's, so a sim trace stands in for a kernel one."""
+    from handshake.kernel.engine import packets_of_ports
+
+    run = run_sim(CATALOG["tls13-resume"], LinkConfig.from_rtt(0.1))
+    flows = tcp_flows(run.trace.packets)
+    assert len(flows) == 2  # the warm-up and the measured connection
+    ports = {flow.client[1] for flow in flows}
+    straggling = _with_straggler(run, min(ports) - 1)
+    own = packets_of_ports(straggling.trace.packets, ports)
+    assert [p.data for p in own] == [p.data for p in run.trace.packets]
+    assert len(straggling.trace.packets) == len(own) + 2
+    assert packets_of_ports(own, {min(ports)}) == [p for p in own if tcp_flows([p])[0].client[1] == min(ports)]

@@ -57,7 +57,7 @@ from typing import Any
 from handshake.endpoints.events import Event, ResponseReceived, stream_timer
 from handshake.gc_pause import cyclic_gc_paused
 from handshake.kernel.forwarder import ShimStats
-from handshake.kernel.topology import SERVER_ADDR, Topology
+from handshake.kernel.topology import CLIENT_ADDR, SERVER_ADDR, Topology
 from handshake.net.drops import PacketDropper
 from handshake.net.link import LinkConfig
 from handshake.runner import RunOptions, VariantEndpoints, VariantRun
@@ -426,6 +426,27 @@ class _Quiet:
 
 # --- the session ----------------------------------------------------------------------------
 
+def packets_of_ports(packets: list[TracedPacket], client_ports: set[int]) -> list[TracedPacket]:
+    """The run's own packets: those of the connections it opened (by their client ports).
+
+    Under loss an earlier run's close can still be crossing when the next run starts (its
+    server's FIN retransmitted, the client's ACK): those packets are no part of this run, its row
+    or its capture. A packet that does not decode is kept, so nothing odd is hidden."""
+    own = []
+    for packet in packets:
+        try:
+            ip = decode(packet.data)
+        except PacketError:
+            own.append(packet)
+            continue
+        transport = ip.transport
+        if isinstance(transport, bytes):
+            own.append(packet)
+        elif (transport.sport if ip.src == CLIENT_ADDR else transport.dport) in client_ports:
+            own.append(packet)
+    return own
+
+
 class KernelSession:
     """One pair of namespaces and its shim, reused by every variant run in it.
 
@@ -441,6 +462,8 @@ class KernelSession:
         self.busy_before_response_s: float | None = None
         """Of the latest exchange: how long the endpoints' code ran before its response came."""
         self.client_port: int | None = None
+        """The client port of the connection last opened (the measured one, once it is open)."""
+        self._run_ports: set[int] = set()
         """The client port of the latest connection an exchange opened."""
 
     def __enter__(self) -> KernelSession:
@@ -489,6 +512,7 @@ class KernelSession:
         error = None
         busy_s: float | None = None
         measured_port: int | None = None
+        self._run_ports = set()
         try:
             shim.take_packets()  # whatever an earlier run left on the wire is not this run's
             exchange = self._quic_exchange if variant.transport == "quic" else self._tcp_exchange
@@ -513,7 +537,7 @@ class KernelSession:
                 shim.set_drop(None)
         finally:
             loop.close()
-        packets = [TracedPacket(t, data) for t, data in shim.take_packets()]
+        packets = packets_of_ports([TracedPacket(t, data) for t, data in shim.take_packets()], self._run_ports)
         dropped = tuple(drop_report.read_text().split()) if drop_report.exists() else ()
         keylog = keylog_path.read_text() if keylog_path.exists() else ""
         shutil.rmtree(workdir, ignore_errors=True)
@@ -541,6 +565,7 @@ class KernelSession:
         """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
         sock = self.topology.client_socket(socket.SOCK_STREAM)
         self.client_port = sock.getsockname()[1]
+        self._run_ports.add(self.client_port)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tfo = endpoints.variant.tfo
         if tfo:
@@ -571,6 +596,7 @@ class KernelSession:
         trip later), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
         sock = self.topology.client_socket(socket.SOCK_DGRAM)
         self.client_port = sock.getsockname()[1]
+        self._run_ports.add(self.client_port)
         sock.setblocking(False)
         client = endpoints.quic_client(ticket)
         channel = _UdpEndpoint(sock, client)
