@@ -138,20 +138,31 @@ def _add_inspect_parser(commands) -> None:
         description="Read a pcap or pcapng file (as a stream) and report, per TCP and QUIC connection, the TLS "
         "facts and the round trips to the first response byte, counted by the same rules as compare.",
     )
-    inspect.add_argument("file", metavar="FILE", help="pcap or pcapng capture")
+    inspect.add_argument("files", nargs="+", metavar="FILE",
+                         help="pcap or pcapng capture; several files, directories and globs are read as one archive")
     inspect.add_argument("--keylog", metavar="FILE", help="NSS key log (SSLKEYLOGFILE): decrypts TLS 1.2, TLS 1.3 and QUIC")
     inspect.add_argument("--format", default="table", help="table (default), markdown, json or csv")
     inspect.add_argument("--ladder", action="store_true", help="draw each connection's packets as a ladder")
-    inspect.add_argument("--jobs", type=int, help="worker processes (default: one per CPU for captures over 4 MB)")
+    inspect.add_argument("--jobs", type=int, help="worker processes (default: one per CPU for captures over 4 MB, "
+                         "and for an archive of several files)")
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from handshake.inspect import check_format, inspect_file, render
+    from handshake.inspect import check_format, inspect_file, inspect_files, is_archive, render
 
     check_format(args.format)
-    inspection = inspect_file(args.file, args.keylog, steps=args.ladder, jobs=args.jobs)
-    print(render(inspection, args.format, ladder=args.ladder, name=args.file))
-    return 0
+    if not is_archive(args.files):
+        inspection = inspect_file(args.files[0], args.keylog, steps=args.ladder, jobs=args.jobs)
+        print(render(inspection, args.format, ladder=args.ladder, name=args.files[0]))
+        return 0
+    from handshake.report.inspect_view import render_archive
+
+    archive = inspect_files(args.files, args.keylog, steps=args.ladder, jobs=args.jobs)
+    if len(archive.failures) < len(archive.files):
+        print(render_archive(archive, args.format, ladder=args.ladder))
+    for path, reason in archive.failures.items():
+        print(f"handshake: error: {path}: {reason}", file=sys.stderr)
+    return 2 if archive.failures else 0
 
 
 def _add_shim_parser(commands) -> None:

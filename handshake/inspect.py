@@ -9,13 +9,17 @@ stderr, exit status 2.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from handshake.analysis.capture import CaptureError, CaptureInspection, inspect_capture
 from handshake.analysis.keylog import KeyLog, parse_keylog
 from handshake.analysis.parallel import MAX_JOBS, auto_jobs
 from handshake.errors import UsageError
 
-__all__ = ["check_format", "inspect_file", "read_keylog", "render"]
+if TYPE_CHECKING:
+    from handshake.archive import ArchiveInspection
+
+__all__ = ["check_format", "inspect_file", "inspect_files", "is_archive", "read_keylog", "render"]
 
 _KEYLOG_LABELS = ("CLIENT_RANDOM", "_SECRET", "_TRAFFIC_SECRET_")
 
@@ -56,6 +60,26 @@ def inspect_file(path: str | os.PathLike, keylog_path: str | os.PathLike | None 
         return inspect_capture(path, keylog, steps=steps, jobs=jobs)
     except CaptureError as error:
         raise UsageError(str(error)) from None
+
+
+def is_archive(inputs: list[str]) -> bool:
+    """Several inputs, a directory or a glob: read as one archive, each connection tagged with its file."""
+    from handshake.archive import capture_files
+
+    if len(inputs) > 1 or os.path.isdir(inputs[0]):
+        return True
+    return not os.path.exists(inputs[0]) and capture_files(inputs) != inputs
+
+
+def inspect_files(inputs: list[str], keylog_path: str | os.PathLike | None = None, *,
+                  steps: bool = False, jobs: int | None = None) -> ArchiveInspection:
+    """The verdicts on every capture the inputs name (files, directories, globs), a file per process."""
+    from handshake.archive import capture_files, inspect_archive
+
+    keylog = read_keylog(keylog_path) if keylog_path is not None else None
+    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, not {jobs}")
+    return inspect_archive(capture_files(inputs), keylog, steps=steps, jobs=jobs)
 
 
 def check_format(fmt: str) -> None:

@@ -153,8 +153,10 @@ def test_a_missing_file(capsys, tmp_path):
     assert "No such file" in _one_line_error(capsys, ["inspect", str(tmp_path / "nope.pcap")])
 
 
-def test_a_directory(capsys, tmp_path):
-    assert "Is a directory" in _one_line_error(capsys, ["inspect", str(tmp_path)])
+def test_a_directory_without_captures(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("a directory is an archive: its capture files are read (test_inspect_archive.py)")
+    assert f"no capture file (.pcap, .pcapng, .cap, .pcap.gz, .pcapng.gz, .cap.gz) under {tmp_path}" in _one_line_error(
+        capsys, ["inspect", str(tmp_path)])
 
 
 def test_an_empty_file(capsys, tmp_path):

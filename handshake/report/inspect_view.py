@@ -12,7 +12,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from handshake.analysis.capture import CaptureInspection
+from handshake.analysis.capture import CaptureInspection, InspectedConnection
+from handshake.archive import ArchiveInspection, summary
 from handshake.analysis.report import ConnectionReport
 from handshake.report.csv_out import records_to_csv
 
@@ -111,3 +112,61 @@ def render_inspection(inspection: CaptureInspection, fmt: str, *, ladder: bool =
             parts.append(f"```\n{text}\n```" if fmt == "markdown" else text)
     return "\n\n".join(parts)
 
+
+
+def render_archive(archive: ArchiveInspection, fmt: str, *, ladder: bool = False) -> str:
+    """Every file's connections in one table, CSV or JSON document, each tagged with its file,
+    then the summary (connections, variants seen, medians per transport and TLS version)."""
+    connections: list[dict[str, Any]] = []
+    inspected: list[InspectedConnection] = []
+    notes: list[str] = []
+    frames = 0
+    for path in archive.files:
+        if path in archive.failures:
+            notes.append(f"{path}: not read: {archive.failures[path]}")
+            continue
+        inspection = archive.inspections[path]
+        frames += inspection.frames
+        notes.extend(f"{path}: {note}" for note in inspection.notes)
+        for connection in inspection.connections:
+            connections.append({"file": path, **conn_dict(connection.report)})
+            inspected.append(connection)
+    totals = summary(connections)
+    if fmt == "json":
+        if ladder:
+            for conn, connection in zip(connections, inspected):
+                conn["ladder"] = [step_dict(step) for step in connection.steps]
+        lines = ",\n    ".join(json.dumps(conn) for conn in connections)
+        body = f"[\n    {lines}\n  ]" if connections else "[]"
+        return (f'{{\n  "files": {json.dumps(archive.files)},\n  "connections": {body},\n'
+                f'  "notes": {json.dumps(notes)},\n  "summary": {json.dumps(totals)}\n}}')
+    if fmt == "csv":
+        return records_to_csv(connections)
+    columns = (("file", "file"),) + _COLUMNS
+    body_rows = [[conn["file"] if key == "file" else _cell(i, conn, key) for key, _ in columns]
+                 for i, conn in enumerate(connections, 1)]
+    table = tabulate(body_rows, headers=[title for _, title in columns],
+                     tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
+    read = len(archive.files) - len(archive.failures)
+    parts = [f"{read} of {len(archive.files)} files read, {frames} frames, {len(connections)} connections"
+             if fmt == "table" else "", table]
+    if notes:
+        parts.append("\n".join(("- " if fmt == "markdown" else "note: ") + note for note in notes))
+    parts.append(_summary_text(totals))
+    if ladder:
+        for index, connection in enumerate(inspected, 1):
+            text = render_ladder(connection, index)
+            parts.append(f"```\n{text}\n```" if fmt == "markdown" else text)
+    return "\n\n".join(part for part in parts if part)
+
+
+def _summary_text(totals: dict[str, Any]) -> str:
+    seen = ", ".join(f"{label} {count}" for label, count in totals["variants"].items()) or "none"
+    lines = [f"summary: {totals['connections']} connections; variants seen: {seen}"]
+    for group in totals["by_tls_version"]:
+        name = f"{group['transport']} TLS {group['tls_version']}" if group["tls_version"] else f"{group['transport']}, no TLS version seen"
+        counts = (f"median {group['median_round_trips']:g} round trips, TTFB {group['median_ttfb_ms']:.1f} ms"
+                  if group["counted"] else "no round trips in the capture")
+        plural = "s" * (group["connections"] != 1)
+        lines.append(f"  {name}: {group['connections']} connection{plural}, {group['counted']} counted: {counts}")
+    return "\n".join(lines)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 from handshake.errors import UsageError
 
@@ -48,8 +50,11 @@ def add_parsers(commands, add_network_flags, add_knob_flags) -> None:
     sweep.add_argument("--variants", help="comma-separated variant names (default: all)")
     sweep.add_argument("--seeds", type=int, default=1, help="runs per point, seeds seed..seed+N-1 (default 1)")
     sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    sweep.add_argument("--cluster", metavar="ADDRESS", help="run on a Dask cluster: a scheduler (tcp://host:8786) "
+                       "or local:N for N local workers (pip install 'handshake[cluster]')")
     sweep.add_argument("--plot", metavar="FILE.png", help="write a PNG of TTFB against RTT")
-    sweep.add_argument("--format", default="table", help="table (default), csv or json")
+    sweep.add_argument("--format", default="table",
+                       help="table (default), csv, jsonl (both written run by run as they finish) or json")
 
 
 def _split_rtt(args: argparse.Namespace, *, with_step: bool, required: bool):
@@ -147,41 +152,38 @@ def _num(value) -> str:
 
 
 def _sweep(args: argparse.Namespace, scenario_of) -> int:
-    from tabulate import tabulate
-
     from handshake.teach.ranges import rtt_points
-    from handshake.teach.sweep import ProgressBar, series, sweep
+    from handshake.teach.sweep import ProgressBar, sweep_chunks
 
-    if args.format not in ("table", "json", "csv"):
-        raise UsageError(f"unknown format {args.format!r}: choose from table, json, csv")
+    if args.format not in ("table", "json", "csv", "jsonl"):
+        raise UsageError(f"unknown format {args.format!r}: choose from table, csv, jsonl, json")
     if not 1 <= args.seeds <= 10_000:
         raise UsageError(f"--seeds must be from 1 to 10000, not {args.seeds}")
     if args.jobs is not None and not 1 <= args.jobs <= 256:
         raise UsageError(f"--jobs must be from 1 to 256, not {args.jobs}")
+    if args.jobs is not None and args.cluster:
+        raise UsageError("--jobs is for local processes: a --cluster has its own workers")
     low, high, step = _split_rtt(args, with_step=True, required=True)
     scenario = scenario_of(args)
-    points = sweep(
-        scenario.variants,
-        scenario.link,
-        scenario.options,
-        rtt_points(low, high, step),
-        seeds=args.seeds,
-        jobs=args.jobs,
-        progress=ProgressBar(),
-    )
-    lines = series(points)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.cluster:
+            from handshake.cluster import cluster_client
+
+            client = stack.enter_context(cluster_client(args.cluster))
+        chunks = sweep_chunks(scenario.variants, scenario.link, scenario.options, rtt_points(low, high, step),
+                              seeds=args.seeds, jobs=args.jobs, cluster=client, progress=ProgressBar())
+        lines, failed, runs = _write_sweep(chunks, args.format)
     if args.plot:
         from handshake.report.plot import plot_ttfb
 
         network = ", ".join(f"{k}={v}" for k, v in scenario.link.describe().items() if k not in ("rtt_ms", "delay_ms"))
         plot_ttfb(lines, args.plot, title="TTFB against RTT" + (f" ({network})" if network else ""))
     if args.format == "json":
-        print(json.dumps({"network": scenario.link.describe(), "series": lines, "runs": [p.as_dict() for p in points]}))
-    elif args.format == "csv":
-        print("variant,rtt_ms,seed,round_trips,ttfb_ms")
-        for p in points:
-            print(f"{p.variant},{p.rtt_ms:g},{p.seed},{_num(p.round_trips)},{_num(p.ttfb_ms)}")
-    else:
+        print(json.dumps({"network": scenario.link.describe(), "series": lines, "runs": runs}))
+    elif args.format == "table":
+        from tabulate import tabulate
+
         body = [
             [variant, f"{r['rtt_ms']:g}", _num(r["ttfb_ms_median"]), f"{_num(r['ttfb_ms_min'])}–{_num(r['ttfb_ms_max'])}", f"{r['complete']}/{r['runs']}"]
             for variant, rows in lines.items()
@@ -189,8 +191,43 @@ def _sweep(args: argparse.Namespace, scenario_of) -> int:
         ]
         print(tabulate(body, headers=["variant", "RTT ms", "TTFB ms (median)", "spread", "complete"], disable_numparse=True))
     if args.plot:
-        print(f"plot: {args.plot}")
-    return 0
+        print(f"plot: {args.plot}", file=sys.stderr if args.format in ("csv", "jsonl") else sys.stdout)
+    for reason, count in failed.items():
+        print(f"handshake: {count} run{'s' * (count != 1)} failed on every try: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write_sweep(chunks, fmt: str) -> tuple[dict, dict[str, int], list[dict]]:
+    """Write CSV or JSON lines run by run as the chunks come (nothing kept but the aggregates);
+    keep the runs only for the JSON document. Returns the series, failures by reason, runs kept."""
+    from handshake.teach.sweep import Series
+
+    lines = Series()
+    failed: dict[str, int] = {}
+    runs: list[dict] = []
+    if fmt == "csv":
+        print("variant,rtt_ms,seed,round_trips,ttfb_ms,error", flush=True)
+    for points in chunks:
+        lines.add(points)
+        for p in points:
+            if p.error is not None:
+                failed[p.error] = failed.get(p.error, 0) + 1
+        if fmt == "csv":
+            sys.stdout.write("".join(f"{p.variant},{p.rtt_ms:g},{p.seed},{_num(p.round_trips)},{_num(p.ttfb_ms)},"
+                                     f"{_csv_text(p.error)}\n" for p in points))
+            sys.stdout.flush()
+        elif fmt == "jsonl":
+            sys.stdout.write("".join(json.dumps(p.as_dict()) + "\n" for p in points))
+            sys.stdout.flush()
+        elif fmt == "json":
+            runs.extend(p.as_dict() for p in points)
+    return lines.result(), failed, runs
+
+
+def _csv_text(value: str | None) -> str:
+    if value is None:
+        return ""
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
 
 
 COMMANDS = {"run": _run, "explain": _explain, "budget": _budget, "sweep": _sweep}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from handshake.net.link import LinkConfig
 from handshake.runner import RunOptions, row_from_run, run_sim
@@ -17,7 +19,7 @@ from handshake.variants import CATALOG, Variant
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One run of the sweep."""
+    """One run of the sweep; ``error`` says why a run has no result (its task failed on every try)."""
 
     variant: str
     rtt_ms: float
@@ -25,6 +27,7 @@ class SweepPoint:
     round_trips: int | None
     ttfb_ms: float | None
     causes: tuple[str, ...]
+    error: str | None = None
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -38,6 +41,9 @@ class _Task:
     rtt_s: float
     seed: int
 
+    def failed(self, reason: str) -> SweepPoint:
+        return SweepPoint(self.variant, round(self.rtt_s * 1000, 6), self.seed, None, None, (), reason)
+
 
 def _run(task: _Task, link: LinkConfig, options: RunOptions) -> SweepPoint:
     run = run_sim(CATALOG[task.variant], replace(link, delay_s=task.rtt_s / 2, seed=task.seed), options)
@@ -49,9 +55,61 @@ def _run_chunk(tasks: list[_Task], link: LinkConfig, options: RunOptions) -> lis
     return [_run(task, link, options) for task in tasks]
 
 
-def _chunks(tasks: list[_Task], size: int) -> Iterator[list[_Task]]:
-    for start in range(0, len(tasks), size):
-        yield tasks[start : start + size]
+def _chunks(tasks: list[_Task], size: int) -> list[list[_Task]]:
+    return [tasks[start : start + size] for start in range(0, len(tasks), size)]
+
+
+def sweep_chunks(
+    variants: list[Variant],
+    link: LinkConfig,
+    options: RunOptions,
+    rtts_s: list[float],
+    *,
+    seeds: int = 1,
+    jobs: int | None = None,
+    cluster: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[list[SweepPoint]]:
+    """Every (variant, RTT, seed) run, a chunk of points at a time as they finish (seeds are
+    link.seed … link.seed+seeds-1), so that a caller can write them and forget them.
+
+    Local processes (``jobs``; 1: this process) give the chunks in task order; a Dask
+    ``cluster`` client in the order they finish, with a failed chunk's runs as points that
+    carry the error."""
+    tasks = [_Task(v.name, rtt, link.seed + s) for v in variants for rtt in rtts_s for s in range(seeds)]
+    jobs = jobs or os.cpu_count() or 1
+    done = 0
+    workers = (len(cluster.scheduler_info().get("workers", {})) or 1) if cluster is not None else jobs
+    size = max(1, min(50, len(tasks) // (workers * 8) or 1))
+    chunks = _chunks(tasks, size)
+    if cluster is not None:
+        from handshake.cluster import TaskFailed, run_on_cluster
+
+        outcomes: Iterator[Any] = (
+            [task.failed(outcome.reason) for task in chunks[index]] if isinstance(outcome, TaskFailed) else outcome
+            for index, outcome in run_on_cluster(cluster, _run_chunk, chunks, link, options)
+        )
+    elif jobs == 1:
+        outcomes = (_run_chunk(chunk, link, options) for chunk in chunks)
+    else:
+        outcomes = _pool_chunks(chunks, link, options, jobs)
+    for points in outcomes:
+        done += len(points)
+        if progress:
+            progress(done, len(tasks))
+        yield points
+
+
+def _pool_chunks(chunks: list[list[_Task]], link: LinkConfig, options: RunOptions, jobs: int) -> Iterator[list[SweepPoint]]:
+    """The chunks on the local process pool, in task order, at most a few ahead of the reader."""
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_run_chunk, chunk, link, options))
+            if len(pending) >= jobs * 4:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def sweep(
@@ -62,56 +120,53 @@ def sweep(
     *,
     seeds: int = 1,
     jobs: int | None = None,
+    cluster: Any = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[SweepPoint]:
-    """Run every (variant, RTT, seed); seeds are link.seed … link.seed+seeds-1. Results in task order."""
-    tasks = [_Task(v.name, rtt, link.seed + s) for v in variants for rtt in rtts_s for s in range(seeds)]
-    jobs = jobs or os.cpu_count() or 1
-    done = 0
-    results: list[SweepPoint] = []
-    if jobs == 1:
-        for task in tasks:
-            results.append(_run(task, link, options))
-            done += 1
-            if progress:
-                progress(done, len(tasks))
-        return results
-    size = max(1, min(50, len(tasks) // (jobs * 8) or 1))
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_run_chunk, chunk, link, options) for chunk in _chunks(tasks, size)]
-        for future in futures:
-            chunk = future.result()
-            results.extend(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, len(tasks))
-    return results
+    """Every (variant, RTT, seed) run, in task order (see ``sweep_chunks``)."""
+    points = [point for chunk in sweep_chunks(variants, link, options, rtts_s, seeds=seeds, jobs=jobs,
+                                              cluster=cluster, progress=progress) for point in chunk]
+    order = {(v.name, round(rtt * 1000, 6), link.seed + s): i
+             for i, (v, rtt, s) in enumerate((v, rtt, s) for v in variants for rtt in rtts_s for s in range(seeds))}
+    return sorted(points, key=lambda p: order[(p.variant, p.rtt_ms, p.seed)])
 
 
-def series(points: list[SweepPoint]) -> dict[str, list[dict]]:
-    """Per variant, per RTT: median TTFB and the spread across seeds (what the plot draws)."""
-    grouped: dict[str, dict[float, list[SweepPoint]]] = {}
-    for point in points:
-        grouped.setdefault(point.variant, {}).setdefault(point.rtt_ms, []).append(point)
-    out: dict[str, list[dict]] = {}
-    for variant, by_rtt in grouped.items():
-        rows = []
-        for rtt_ms in sorted(by_rtt):
-            ttfbs = sorted(p.ttfb_ms for p in by_rtt[rtt_ms] if p.ttfb_ms is not None)
-            rows.append(
-                {
-                    "rtt_ms": rtt_ms,
-                    "runs": len(by_rtt[rtt_ms]),
-                    "complete": len(ttfbs),
-                    "ttfb_ms_median": statistics.median(ttfbs) if ttfbs else None,
-                    "ttfb_ms_min": ttfbs[0] if ttfbs else None,
-                    "ttfb_ms_p10": _percentile(ttfbs, 0.10),
-                    "ttfb_ms_p90": _percentile(ttfbs, 0.90),
-                    "ttfb_ms_max": ttfbs[-1] if ttfbs else None,
-                }
-            )
-        out[variant] = rows
-    return out
+class Series:
+    """Per variant, per RTT: median TTFB and the spread across seeds (what the plot draws), kept
+    as the runs come: a packed array of TTFBs per point, not the runs themselves."""
+
+    def __init__(self) -> None:
+        self._ttfbs: dict[str, dict[float, array]] = {}
+        self._runs: dict[tuple[str, float], int] = {}
+
+    def add(self, points: Iterable[SweepPoint]) -> Series:
+        for point in points:
+            ttfbs = self._ttfbs.setdefault(point.variant, {}).setdefault(point.rtt_ms, array("d"))
+            self._runs[point.variant, point.rtt_ms] = self._runs.get((point.variant, point.rtt_ms), 0) + 1
+            if point.ttfb_ms is not None:
+                ttfbs.append(point.ttfb_ms)
+        return self
+
+    def result(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for variant, by_rtt in self._ttfbs.items():
+            rows = []
+            for rtt_ms in sorted(by_rtt):
+                ttfbs = sorted(by_rtt[rtt_ms])
+                rows.append(
+                    {
+                        "rtt_ms": rtt_ms,
+                        "runs": self._runs[variant, rtt_ms],
+                        "complete": len(ttfbs),
+                        "ttfb_ms_median": statistics.median(ttfbs) if ttfbs else None,
+                        "ttfb_ms_min": ttfbs[0] if ttfbs else None,
+                        "ttfb_ms_p10": _percentile(ttfbs, 0.10),
+                        "ttfb_ms_p90": _percentile(ttfbs, 0.90),
+                        "ttfb_ms_max": ttfbs[-1] if ttfbs else None,
+                    }
+                )
+            out[variant] = rows
+        return out
 
 
 def _percentile(ordered: list[float], fraction: float) -> float | None:
@@ -125,20 +180,21 @@ def _percentile(ordered: list[float], fraction: float) -> float | None:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """tqdm's progress bar on stderr, only when stderr is a terminal; called with (done, total)."""
 
-    def __init__(self, stream=None, width: int = 30) -> None:
+    def __init__(self, stream=None, unit: str = "run") -> None:
         self.stream = stream or sys.stderr
-        self.width = width
+        self.unit = unit
         self.enabled = self.stream.isatty()
-        self._start = time.monotonic()
+        self._bar = None
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled:
             return
-        filled = int(self.width * done / total) if total else self.width
-        elapsed = time.monotonic() - self._start
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} runs, {elapsed:.1f} s")
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit=self.unit, file=self.stream)
+        self._bar.update(done - self._bar.n)
         if done == total:
-            self.stream.write("\n")
-        self.stream.flush()
+            self._bar.close()

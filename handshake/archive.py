@@ -1,0 +1,160 @@
+"""`handshake inspect` over an archive: many capture files, directories and globs, read as one.
+
+A day of rotated captures is thousands of files. Each file is read whole by one process (the
+files share nothing: a connection never spans two of them), several files at a time over the
+local process pool, and the verdicts come back in the order the files were named. A file that
+cannot be read is named with its reason and the others still count, as grep does with files
+it cannot open.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import statistics
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from handshake.analysis.capture import CaptureError, CaptureInspection, inspect_capture
+from handshake.analysis.keylog import KeyLog
+from handshake.errors import UsageError
+
+__all__ = ["CAPTURE_SUFFIXES", "ArchiveInspection", "capture_files", "inspect_archive", "variant_label", "summary"]
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
+"""What a directory's capture files are called (tshark reads the gzipped ones as they are)."""
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def _under(directory: str) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        found.extend(os.path.join(root, name) for name in sorted(files) if name.lower().endswith(CAPTURE_SUFFIXES))
+    return found
+
+
+def capture_files(inputs: Iterable[str]) -> list[str]:
+    """The capture files the inputs name, in their order: a file as it is, every capture file
+    under a directory (by name), and the matches of a glob the shell left unexpanded
+    (``**`` included). Each file once; an input that names nothing is a ``UsageError``."""
+    files: list[str] = []
+    for given in inputs:
+        if os.path.isdir(given):
+            matches = _under(given)
+            if not matches:
+                raise UsageError(f"no capture file ({', '.join(CAPTURE_SUFFIXES)}) under {given}")
+        elif os.path.exists(given) or not _GLOB_CHARACTERS & set(given):
+            matches = [given]  # a missing file is reported by the reader, with its reason
+        else:
+            matches = []
+            for match in sorted(glob.glob(given, recursive=True)):
+                matches.extend(_under(match) if os.path.isdir(match) else [match])
+            if not matches:
+                raise UsageError(f"no capture file matches {given}")
+        files.extend(matches)
+    return list(dict.fromkeys(files))
+
+
+@dataclass
+class ArchiveInspection:
+    """The verdicts of every file, in the order the files were named."""
+
+    files: list[str]
+    inspections: dict[str, CaptureInspection] = field(default_factory=dict)
+    """The files that could be read."""
+    failures: dict[str, str] = field(default_factory=dict)
+    """file -> why it could not be read (one line)."""
+
+
+_shared: tuple[KeyLog | None, bool] = (None, False)
+"""The key log and ``steps`` of the running archive: forked workers inherit them, unpickled."""
+
+
+def _inspect_one(path: str) -> tuple[str, CaptureInspection | str]:
+    keylog, steps = _shared
+    try:
+        return path, inspect_capture(path, keylog, steps=steps, jobs=1)
+    except CaptureError as error:
+        return path, str(error)
+
+
+def _results(files: list[str], keylog: KeyLog | None, steps: bool, jobs: int) -> Iterator[tuple[str, CaptureInspection | str]]:
+    global _shared
+    _shared = (keylog, steps)
+    try:
+        if jobs <= 1:
+            yield from map(_inspect_one, files)
+            return
+        import multiprocessing
+
+        # fork: the workers start with the parsed key log and the compiled modules loaded.
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            yield from pool.imap(_inspect_one, files)
+    finally:
+        _shared = (None, False)
+
+
+def inspect_archive(files: list[str], keylog: KeyLog | None = None, *, steps: bool = False,
+                    jobs: int | None = None, progress: bool | None = None) -> ArchiveInspection:
+    """Inspect each file; ``jobs`` processes (None: one per CPU); a progress bar on stderr when
+    ``progress`` (None: when stderr is a terminal)."""
+    jobs = min(jobs or os.cpu_count() or 1, len(files))
+    if progress is None:
+        progress = sys.stderr.isatty()
+    results: Iterable[tuple[str, CaptureInspection | str]] = _results(files, keylog, steps, jobs)
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(files), unit="file", file=sys.stderr, leave=False)
+    archive = ArchiveInspection(files)
+    for path, outcome in results:
+        if isinstance(outcome, str):
+            archive.failures[path] = outcome
+        else:
+            archive.inspections[path] = outcome
+    return archive
+
+
+def variant_label(conn: dict[str, Any]) -> str:
+    """The catalog's name for what a connection did (``tfo-tls13-0rtt``, ``quic``, ``tls12-resume``),
+    from its facts; "tcp, no TLS version seen" where the capture does not tell."""
+    if conn["transport"] == "quic":
+        base = "quic"
+    elif conn["tls_version"] is None:
+        return "tcp, no TLS version seen"  # plain TCP, or TLS whose ServerHello the capture lacks
+    else:
+        base = ("tfo-" if conn["tfo"] == "data" else "") + "tls" + conn["tls_version"].replace(".", "")
+    early = {"accepted": "-0rtt", "rejected": "-0rtt-rejected", "sent": "-0rtt-unconfirmed"}.get(conn["early_data"])
+    if early:
+        return base + early  # "unconfirmed": offered, and only the key log tells whether the server took it
+    return base + "-resume" if conn["resumed"] and base != "quic" else base
+
+
+def summary(connections: list[dict[str, Any]]) -> dict[str, Any]:
+    """Connections, the variants seen, and per transport and TLS version the median round trips
+    and TTFB of the connections whose counts the capture holds."""
+    variants: dict[str, int] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for conn in connections:
+        label = variant_label(conn)
+        variants[label] = variants.get(label, 0) + 1
+        groups.setdefault((conn["transport"], conn["tls_version"] or "-"), []).append(conn)
+    by_version = []
+    for (transport, version), members in sorted(groups.items()):
+        counted = [c for c in members if c["round_trips"] is not None and c["ttfb_ms"] is not None]
+        by_version.append({
+            "transport": transport,
+            "tls_version": None if version == "-" else version,
+            "connections": len(members),
+            "counted": len(counted),
+            "median_round_trips": statistics.median(c["round_trips"] for c in counted) if counted else None,
+            "median_ttfb_ms": round(statistics.median(c["ttfb_ms"] for c in counted), 3) if counted else None,
+        })
+    return {
+        "connections": len(connections),
+        "variants": dict(sorted(variants.items(), key=lambda item: (-item[1], item[0]))),
+        "by_tls_version": by_version,
+    }
