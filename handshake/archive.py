@@ -74,11 +74,7 @@ _shared: tuple[KeyLog | None, bool] = (None, False)
 
 
 def _inspect_one(path: str) -> tuple[str, CaptureInspection | str]:
-    keylog, steps = _shared
-    try:
-        return path, inspect_capture(path, keylog, steps=steps, jobs=1)
-    except CaptureError as error:
-        return path, str(error)
+    return _inspect_on_worker(path, *_shared)
 
 
 def _results(files: list[str], keylog: KeyLog | None, steps: bool, jobs: int) -> Iterator[tuple[str, CaptureInspection | str]]:
@@ -97,14 +93,62 @@ def _results(files: list[str], keylog: KeyLog | None, steps: bool, jobs: int) ->
         _shared = (None, False)
 
 
+def _inspect_on_worker(path: str, keylog: KeyLog | None, steps: bool) -> tuple[str, CaptureInspection | str]:
+    """One file, read whole by this process (a Dask worker: by the same path)."""
+    try:
+        return path, inspect_capture(path, keylog, steps=steps, jobs=1)
+    except CaptureError as error:
+        return path, str(error)
+
+
+def _cluster_results(files: list[str], keylog: KeyLog | None, steps: bool, cluster: Any
+                     ) -> Iterator[tuple[str, CaptureInspection | str]]:
+    from handshake.cluster import TaskFailed, run_on_cluster
+
+    if len(files) == 1:
+        yield files[0], _sharded_on_cluster(files[0], keylog, steps, cluster)
+        return
+    for index, outcome in run_on_cluster(cluster, _inspect_on_worker, files, keylog, steps):
+        yield outcome if not isinstance(outcome, TaskFailed) else (files[index], f"failed on every try: {outcome.reason}")
+
+
+def _sharded_on_cluster(path: str, keylog: KeyLog | None, steps: bool, cluster: Any) -> CaptureInspection | str:
+    """One large file over the cluster: every worker reads it whole and judges the connections
+    that hash to its shard (``analysis.parallel``'s rule), and the shards merge in capture order."""
+    from handshake.analysis.parallel import merge_shards
+    from handshake.cluster import TaskFailed, run_on_cluster
+
+    shards = max(1, len(cluster.scheduler_info().get("workers", {})))
+    results: list[Any] = [None] * shards
+    for index, outcome in run_on_cluster(cluster, _shard_task, list(range(shards)), path, shards, keylog, steps):
+        if isinstance(outcome, TaskFailed):
+            return f"failed on every try: {outcome.reason}"
+        if isinstance(outcome, str):
+            return outcome
+        results[index] = outcome
+    reading, connections, undecodable = merge_shards(results)
+    return reading.inspection(connections, undecodable, path)
+
+
+def _shard_task(shard: int, path: str, shards: int, keylog: KeyLog | None, steps: bool) -> Any:
+    from handshake.analysis.parallel import shard_result
+
+    try:
+        return shard_result(path, shard, shards, keylog, steps, path)
+    except CaptureError as error:
+        return str(error)
+
+
 def inspect_archive(files: list[str], keylog: KeyLog | None = None, *, steps: bool = False,
-                    jobs: int | None = None, progress: bool | None = None) -> ArchiveInspection:
-    """Inspect each file; ``jobs`` processes (None: one per CPU); a progress bar on stderr when
-    ``progress`` (None: when stderr is a terminal)."""
+                    jobs: int | None = None, progress: bool | None = None, cluster: Any = None) -> ArchiveInspection:
+    """Inspect each file; ``jobs`` processes (None: one per CPU), or the workers of a Dask
+    ``cluster`` client (one file a task; a lone file is shared among them by shards); a
+    progress bar on stderr when ``progress`` (None: when stderr is a terminal)."""
     jobs = min(jobs or os.cpu_count() or 1, len(files))
     if progress is None:
         progress = sys.stderr.isatty()
-    results: Iterable[tuple[str, CaptureInspection | str]] = _results(files, keylog, steps, jobs)
+    results: Iterable[tuple[str, CaptureInspection | str]] = (
+        _cluster_results(files, keylog, steps, cluster) if cluster is not None else _results(files, keylog, steps, jobs))
     if progress:
         from tqdm import tqdm
 

@@ -145,19 +145,23 @@ def _add_inspect_parser(commands) -> None:
     inspect.add_argument("--ladder", action="store_true", help="draw each connection's packets as a ladder")
     inspect.add_argument("--jobs", type=int, help="worker processes (default: one per CPU for captures over 4 MB, "
                          "and for an archive of several files)")
+    inspect.add_argument("--cluster", metavar="ADDRESS", help="read on a Dask cluster: a scheduler (tcp://host:8786) "
+                         "or local:N; its workers read the files by the same paths (pip install 'handshake[cluster]')")
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from handshake.inspect import check_format, inspect_file, inspect_files, is_archive, render
 
     check_format(args.format)
-    if not is_archive(args.files):
+    if args.jobs is not None and args.cluster:
+        raise UsageError("--jobs is for local processes: a --cluster has its own workers")
+    if not args.cluster and not is_archive(args.files):
         inspection = inspect_file(args.files[0], args.keylog, steps=args.ladder, jobs=args.jobs)
         print(render(inspection, args.format, ladder=args.ladder, name=args.files[0]))
         return 0
     from handshake.report.inspect_view import render_archive
 
-    archive = inspect_files(args.files, args.keylog, steps=args.ladder, jobs=args.jobs)
+    archive = inspect_files(args.files, args.keylog, steps=args.ladder, jobs=args.jobs, cluster=args.cluster)
     if len(archive.failures) < len(archive.files):
         print(render_archive(archive, args.format, ladder=args.ladder))
     for path, reason in archive.failures.items():

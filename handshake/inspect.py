@@ -72,14 +72,21 @@ def is_archive(inputs: list[str]) -> bool:
 
 
 def inspect_files(inputs: list[str], keylog_path: str | os.PathLike | None = None, *,
-                  steps: bool = False, jobs: int | None = None) -> ArchiveInspection:
-    """The verdicts on every capture the inputs name (files, directories, globs), a file per process."""
+                  steps: bool = False, jobs: int | None = None, cluster: str | None = None) -> ArchiveInspection:
+    """The verdicts on every capture the inputs name (files, directories, globs), a file per
+    process, or per task on the Dask cluster at ``cluster`` (``--cluster``)."""
     from handshake.archive import capture_files, inspect_archive
 
     keylog = read_keylog(keylog_path) if keylog_path is not None else None
     if jobs is not None and not 1 <= jobs <= MAX_JOBS:
         raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, not {jobs}")
-    return inspect_archive(capture_files(inputs), keylog, steps=steps, jobs=jobs)
+    files = capture_files(inputs)
+    if cluster is None:
+        return inspect_archive(files, keylog, steps=steps, jobs=jobs)
+    from handshake.cluster import cluster_client
+
+    with cluster_client(cluster) as client:
+        return inspect_archive(files, keylog, steps=steps, cluster=client)
 
 
 def check_format(fmt: str) -> None:

@@ -97,3 +97,38 @@ def test_the_default_path_imports_no_dask():
             "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')], 'dask imported'")
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.fixture(scope="module")
+def twenty_two_captures(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Every variant's capture twice (no loss; 5 % loss), and one key log for all of them."""
+    from handshake.runner import compare
+
+    clean, lossy = tmp_path_factory.mktemp("clean"), tmp_path_factory.mktemp("lossy")
+    compare(select(None), LinkConfig.from_rtt(0.1), capture_dir=clean)
+    compare(select(None), LinkConfig.from_rtt(0.1, loss=0.05, seed=3), capture_dir=lossy)
+    keys = tmp_path_factory.mktemp("keys") / "all.keylog"
+    keys.write_text("".join(p.read_text() for d in (clean, lossy) for p in sorted(d.glob("*.keylog"))))
+    return clean, lossy, keys
+
+
+def test_inspect_over_22_files_on_a_cluster_gives_the_same_connections(twenty_two_captures, capsys):
+    clean, lossy, keys = twenty_two_captures
+    argv = ["inspect", str(clean), str(lossy), "--keylog", str(keys), "--format", "json"]
+    assert main(argv) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--cluster", "local:2"]) == 0
+    on_cluster = json.loads(capsys.readouterr().out)
+    assert len(local["files"]) == 22 and on_cluster == local
+    assert sum(c["early_data"] == "accepted" for c in local["connections"]) >= 6  # the key log reached the workers
+
+
+def test_one_file_on_a_cluster_is_shared_among_the_workers_by_shards(twenty_two_captures, capsys):
+    clean, _, keys = twenty_two_captures
+    one = str(clean / "tls13-resume.pcap")
+    assert main(["inspect", one, "--keylog", str(keys), "--format", "json"]) == 0
+    local = json.loads(capsys.readouterr().out)["connections"]
+    assert main(["inspect", one, "--keylog", str(keys), "--format", "json", "--cluster", "local:2"]) == 0
+    on_cluster = json.loads(capsys.readouterr().out)
+    assert [{k: v for k, v in c.items() if k != "file"} for c in on_cluster["connections"]] == local
+    assert len(local) == 2

@@ -16,7 +16,8 @@ from handshake.errors import UsageError
 from handshake.runner import compare
 from handshake.variants import CATALOG, select
 
-WILD = Path(__file__).resolve().parents[2] / "shared" / "captures-wild"
+WILD = Path(__file__).resolve().parent / "data" / "wild"
+"""The public captures of browsers, curl and servers (a copy of ../shared/captures-wild)."""
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,6 @@ def test_csv_puts_the_file_first(catalog_captures, capsys):
     assert len(rows) == 2 and rows[-1].startswith(str(catalog_captures / "http.pcap"))
 
 
-@pytest.mark.skipif(not WILD.is_dir(), reason="the public captures are in ../shared/captures-wild")
 def test_the_wild_captures_read_as_one_archive_give_each_files_connections(capsys):
     status, archive, err = run_json(capsys, WILD)
     assert (status, err) == (0, "")

@@ -45,12 +45,22 @@ class ConnectionSecrets:
     exporter_secret: bytes | None = None
     """TLS 1.3 exporter master secret (not used to decrypt records)."""
 
+    def __reduce__(self) -> tuple[type[ConnectionSecrets], tuple[bytes | None, ...]]:
+        # Compiled, the frozen class cannot be rebuilt field by field: pickled as its arguments,
+        # for the processes and cluster workers that read an archive's files.
+        return (ConnectionSecrets, (self.client_random, self.master_secret, self.client_early_traffic_secret,
+                                    self.client_handshake_traffic_secret, self.server_handshake_traffic_secret,
+                                    self.client_traffic_secret_0, self.server_traffic_secret_0, self.exporter_secret))
+
 
 class KeyLog:
     """The connections of one or more key log files, looked up by client random."""
 
     def __init__(self, connections: dict[bytes, ConnectionSecrets] | None = None) -> None:
         self._connections: dict[bytes, ConnectionSecrets] = dict(connections or {})
+
+    def __reduce__(self) -> tuple[type[KeyLog], tuple[dict[bytes, ConnectionSecrets]]]:
+        return (KeyLog, (self._connections,))
 
     def get(self, client_random: bytes) -> ConnectionSecrets | None:
         """The secrets logged for the connection whose ClientHello carried ``client_random``."""

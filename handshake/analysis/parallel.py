@@ -146,6 +146,16 @@ def inspect_sharded(source, keylog: KeyLog | None, *, steps: bool, label: str,
             if process.is_alive():
                 process.terminate()
                 process.join()
+    return merge_shards(results)
+
+
+def shard_result(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, label: str) -> Result:
+    """One shard's verdicts (the connections that hash to it), for a worker elsewhere: a Dask task."""
+    return _shard(source, shard, shards, keylog, steps, label)
+
+
+def merge_shards(results: list[Result]) -> tuple[CaptureReading, list[InspectedConnection], int]:
+    """Every shard's verdicts in capture order, with the file's reading and undecodable packets."""
     merged = []
     undecodable = 0
     for _, connections, shard_undecodable in results:

@@ -79,8 +79,11 @@ def sweep_chunks(
     tasks = [_Task(v.name, rtt, link.seed + s) for v in variants for rtt in rtts_s for s in range(seeds)]
     jobs = jobs or os.cpu_count() or 1
     done = 0
-    workers = (len(cluster.scheduler_info().get("workers", {})) or 1) if cluster is not None else jobs
-    size = max(1, min(50, len(tasks) // (workers * 8) or 1))
+    if cluster is None:
+        size = max(1, min(50, len(tasks) // (jobs * 8) or 1))
+    else:  # fewer, larger tasks: each costs the scheduler and the network a round of messages
+        workers = len(cluster.scheduler_info().get("workers", {})) or 1
+        size = max(1, min(1000, len(tasks) // (workers * 4) or 1))
     chunks = _chunks(tasks, size)
     if cluster is not None:
         from handshake.cluster import TaskFailed, run_on_cluster
@@ -112,20 +115,11 @@ def _pool_chunks(chunks: list[list[_Task]], link: LinkConfig, options: RunOption
             yield pending.popleft().result()
 
 
-def sweep(
-    variants: list[Variant],
-    link: LinkConfig,
-    options: RunOptions,
-    rtts_s: list[float],
-    *,
-    seeds: int = 1,
-    jobs: int | None = None,
-    cluster: Any = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[SweepPoint]:
-    """Every (variant, RTT, seed) run, in task order (see ``sweep_chunks``)."""
-    points = [point for chunk in sweep_chunks(variants, link, options, rtts_s, seeds=seeds, jobs=jobs,
-                                              cluster=cluster, progress=progress) for point in chunk]
+def sweep(variants: list[Variant], link: LinkConfig, options: RunOptions, rtts_s: list[float],
+          **how: Any) -> list[SweepPoint]:
+    """Every (variant, RTT, seed) run, in task order; ``how``: ``sweep_chunks``'s keywords."""
+    points = [point for chunk in sweep_chunks(variants, link, options, rtts_s, **how) for point in chunk]
+    seeds = how.get("seeds", 1)
     order = {(v.name, round(rtt * 1000, 6), link.seed + s): i
              for i, (v, rtt, s) in enumerate((v, rtt, s) for v in variants for rtt in rtts_s for s in range(seeds))}
     return sorted(points, key=lambda p: order[(p.variant, p.rtt_ms, p.seed)])
