@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+from array import array
 import statistics
 import sys
 from collections.abc import Iterable, Iterator
@@ -21,7 +22,8 @@ from handshake.analysis.capture import CaptureError, CaptureInspection, inspect_
 from handshake.analysis.keylog import KeyLog
 from handshake.errors import UsageError
 
-__all__ = ["CAPTURE_SUFFIXES", "ArchiveInspection", "capture_files", "inspect_archive", "variant_label", "summary"]
+__all__ = ["CAPTURE_SUFFIXES", "ArchiveInspection", "Summary", "archive_outcomes", "capture_files", "inspect_archive",
+           "summary", "variant_label"]
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 """What a directory's capture files are called (tshark reads the gzipped ones as they are)."""
@@ -139,11 +141,13 @@ def _shard_task(shard: int, path: str, shards: int, keylog: KeyLog | None, steps
         return str(error)
 
 
-def inspect_archive(files: list[str], keylog: KeyLog | None = None, *, steps: bool = False,
-                    jobs: int | None = None, progress: bool | None = None, cluster: Any = None) -> ArchiveInspection:
-    """Inspect each file; ``jobs`` processes (None: one per CPU), or the workers of a Dask
-    ``cluster`` client (one file a task; a lone file is shared among them by shards); a
-    progress bar on stderr when ``progress`` (None: when stderr is a terminal)."""
+def archive_outcomes(files: list[str], keylog: KeyLog | None = None, *, steps: bool = False, jobs: int | None = None,
+                     progress: bool | None = None, cluster: Any = None
+                     ) -> Iterator[tuple[str, CaptureInspection | str]]:
+    """(file, its inspection or why it could not be read), file by file as each is done: on
+    ``jobs`` processes (None: one per CPU) in the order named, or on the workers of a Dask
+    ``cluster`` client as they finish (one file a task; a lone file is shared among them by
+    shards); a progress bar on stderr when ``progress`` (None: when stderr is a terminal)."""
     jobs = min(jobs or os.cpu_count() or 1, len(files))
     if progress is None:
         progress = sys.stderr.isatty()
@@ -153,8 +157,13 @@ def inspect_archive(files: list[str], keylog: KeyLog | None = None, *, steps: bo
         from tqdm import tqdm
 
         results = tqdm(results, total=len(files), unit="file", file=sys.stderr, leave=False)
+    yield from results
+
+
+def inspect_archive(files: list[str], keylog: KeyLog | None = None, **how: Any) -> ArchiveInspection:
+    """Every file's verdicts, kept (``how``: ``archive_outcomes``'s keywords)."""
     archive = ArchiveInspection(files)
-    for path, outcome in results:
+    for path, outcome in archive_outcomes(files, keylog, **how):
         if isinstance(outcome, str):
             archive.failures[path] = outcome
         else:
@@ -177,28 +186,47 @@ def variant_label(conn: dict[str, Any]) -> str:
     return base + "-resume" if conn["resumed"] and base != "quic" else base
 
 
-def summary(connections: list[dict[str, Any]]) -> dict[str, Any]:
+class Summary:
     """Connections, the variants seen, and per transport and TLS version the median round trips
-    and TTFB of the connections whose counts the capture holds."""
-    variants: dict[str, int] = {}
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for conn in connections:
+    and TTFB of the connections whose counts the capture holds; kept as counts and packed
+    arrays, so that an archive's rows can be written and forgotten."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._variants: dict[str, int] = {}
+        self._groups: dict[tuple[str, str], tuple[list[int], array, array]] = {}
+
+    def add(self, conn: dict[str, Any]) -> None:
+        self.connections += 1
         label = variant_label(conn)
-        variants[label] = variants.get(label, 0) + 1
-        groups.setdefault((conn["transport"], conn["tls_version"] or "-"), []).append(conn)
-    by_version = []
-    for (transport, version), members in sorted(groups.items()):
-        counted = [c for c in members if c["round_trips"] is not None and c["ttfb_ms"] is not None]
-        by_version.append({
-            "transport": transport,
-            "tls_version": None if version == "-" else version,
-            "connections": len(members),
-            "counted": len(counted),
-            "median_round_trips": statistics.median(c["round_trips"] for c in counted) if counted else None,
-            "median_ttfb_ms": round(statistics.median(c["ttfb_ms"] for c in counted), 3) if counted else None,
-        })
-    return {
-        "connections": len(connections),
-        "variants": dict(sorted(variants.items(), key=lambda item: (-item[1], item[0]))),
-        "by_tls_version": by_version,
-    }
+        self._variants[label] = self._variants.get(label, 0) + 1
+        members, trips, ttfbs = self._groups.setdefault((conn["transport"], conn["tls_version"] or "-"),
+                                                        ([0], array("i"), array("d")))
+        members[0] += 1
+        if conn["round_trips"] is not None and conn["ttfb_ms"] is not None:
+            trips.append(conn["round_trips"])
+            ttfbs.append(conn["ttfb_ms"])
+
+    def result(self) -> dict[str, Any]:
+        by_version = []
+        for (transport, version), (members, trips, ttfbs) in sorted(self._groups.items()):
+            by_version.append({
+                "transport": transport,
+                "tls_version": None if version == "-" else version,
+                "connections": members[0],
+                "counted": len(trips),
+                "median_round_trips": statistics.median(trips) if trips else None,
+                "median_ttfb_ms": round(statistics.median(ttfbs), 3) if ttfbs else None,
+            })
+        return {
+            "connections": self.connections,
+            "variants": dict(sorted(self._variants.items(), key=lambda item: (-item[1], item[0]))),
+            "by_tls_version": by_version,
+        }
+
+
+def summary(connections: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    totals = Summary()
+    for conn in connections:
+        totals.add(conn)
+    return totals.result()

@@ -141,7 +141,8 @@ def _add_inspect_parser(commands) -> None:
     inspect.add_argument("files", nargs="+", metavar="FILE",
                          help="pcap or pcapng capture; several files, directories and globs are read as one archive")
     inspect.add_argument("--keylog", metavar="FILE", help="NSS key log (SSLKEYLOGFILE): decrypts TLS 1.2, TLS 1.3 and QUIC")
-    inspect.add_argument("--format", default="table", help="table (default), markdown, json or csv")
+    inspect.add_argument("--format", default="table", help="table (default), markdown, json, csv or jsonl (one "
+                         "connection a line; an archive's CSV and JSON lines are written file by file)")
     inspect.add_argument("--ladder", action="store_true", help="draw each connection's packets as a ladder")
     inspect.add_argument("--jobs", type=int, help="worker processes (default: one per CPU for captures over 4 MB, "
                          "and for an archive of several files)")
@@ -159,14 +160,22 @@ def _inspect(args: argparse.Namespace) -> int:
         inspection = inspect_file(args.files[0], args.keylog, steps=args.ladder, jobs=args.jobs)
         print(render(inspection, args.format, ladder=args.ladder, name=args.files[0]))
         return 0
-    from handshake.report.inspect_view import render_archive
+    from handshake.report.inspect_view import STREAMED, render_archive, stream_archive, summary_text
 
-    archive = inspect_files(args.files, args.keylog, steps=args.ladder, jobs=args.jobs, cluster=args.cluster)
-    if len(archive.failures) < len(archive.files):
-        print(render_archive(archive, args.format, ladder=args.ladder))
-    for path, reason in archive.failures.items():
+    if args.format in STREAMED and not args.ladder:
+        with inspect_files(args.files, args.keylog, jobs=args.jobs, cluster=args.cluster, keep=False) as outcomes:
+            failures, notes, totals = stream_archive(outcomes, args.format, sys.stdout)
+        # The rows went to stdout as they came; what is about all of them goes to stderr.
+        print("\n".join([*(f"note: {note}" for note in notes if ": not read: " not in note), summary_text(totals)]),
+              file=sys.stderr)
+    else:
+        archive = inspect_files(args.files, args.keylog, steps=args.ladder, jobs=args.jobs, cluster=args.cluster)
+        failures = archive.failures
+        if len(failures) < len(archive.files):
+            print(render_archive(archive, args.format, ladder=args.ladder))
+    for path, reason in failures.items():
         print(f"handshake: error: {path}: {reason}", file=sys.stderr)
-    return 2 if archive.failures else 0
+    return 2 if failures else 0
 
 
 def _add_shim_parser(commands) -> None:

@@ -8,16 +8,15 @@ stderr, exit status 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import Any
 
 from handshake.analysis.capture import CaptureError, CaptureInspection, inspect_capture
 from handshake.analysis.keylog import KeyLog, parse_keylog
 from handshake.analysis.parallel import MAX_JOBS, auto_jobs
 from handshake.errors import UsageError
-
-if TYPE_CHECKING:
-    from handshake.archive import ArchiveInspection
 
 __all__ = ["check_format", "inspect_file", "inspect_files", "is_archive", "read_keylog", "render"]
 
@@ -72,21 +71,38 @@ def is_archive(inputs: list[str]) -> bool:
 
 
 def inspect_files(inputs: list[str], keylog_path: str | os.PathLike | None = None, *,
-                  steps: bool = False, jobs: int | None = None, cluster: str | None = None) -> ArchiveInspection:
+                  steps: bool = False, jobs: int | None = None, cluster: str | None = None,
+                  keep: bool = True) -> Any:
     """The verdicts on every capture the inputs name (files, directories, globs), a file per
-    process, or per task on the Dask cluster at ``cluster`` (``--cluster``)."""
-    from handshake.archive import capture_files, inspect_archive
+    process, or per task on the Dask cluster at ``cluster`` (``--cluster``): kept whole (an
+    ``ArchiveInspection``), or with ``keep=False`` a context manager that gives them file by file."""
+    from handshake.archive import archive_outcomes, capture_files, inspect_archive
 
     keylog = read_keylog(keylog_path) if keylog_path is not None else None
     if jobs is not None and not 1 <= jobs <= MAX_JOBS:
         raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, not {jobs}")
     files = capture_files(inputs)
-    if cluster is None:
-        return inspect_archive(files, keylog, steps=steps, jobs=jobs)
-    from handshake.cluster import cluster_client
 
-    with cluster_client(cluster) as client:
-        return inspect_archive(files, keylog, steps=steps, cluster=client)
+    @contextlib.contextmanager
+    def client() -> Iterator[Any]:
+        if cluster is None:
+            yield None
+            return
+        from handshake.cluster import cluster_client
+
+        with cluster_client(cluster) as connected:
+            yield connected
+
+    if keep:
+        with client() as connected:
+            return inspect_archive(files, keylog, steps=steps, jobs=jobs, cluster=connected)
+
+    @contextlib.contextmanager
+    def streamed() -> Iterator[Any]:
+        with client() as connected:
+            yield archive_outcomes(files, keylog, steps=steps, jobs=jobs, cluster=connected)
+
+    return streamed()
 
 
 def check_format(fmt: str) -> None:

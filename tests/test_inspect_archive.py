@@ -146,3 +146,27 @@ def test_the_wild_captures_read_as_one_archive_give_each_files_connections(capsy
         assert [c for c in archive["connections"] if c["file"] == path] == [
             {"file": path, **conn} for conn in single(capsys, Path(path))]
     assert os.path.basename(archive["files"][0]).startswith("ja4-")
+
+
+def test_csv_and_json_lines_are_written_file_by_file_and_match_the_document(catalog_captures, tmp_path, capsys):
+    shutil.copytree(catalog_captures, tmp_path / "archive")
+    (tmp_path / "archive" / "broken.pcap").write_bytes(b"\xd4\xc3\xb2\xa1" + b"\0" * 7)
+    status, document, _ = run_json(capsys, tmp_path / "archive")
+    assert status == 2
+    assert main(["inspect", str(tmp_path / "archive"), "--format", "jsonl"]) == 2
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == document["connections"]
+    summary_lines = [line for line in err.splitlines() if line.startswith(("summary:", "  "))]
+    assert summary_lines[0] == f"summary: {len(document['connections'])} connections; variants seen: " + ", ".join(
+        f"{label} {count}" for label, count in document["summary"]["variants"].items())
+    assert err.splitlines()[-1].startswith(f"handshake: error: {tmp_path / 'archive' / 'broken.pcap'}: ")
+    assert main(["inspect", str(tmp_path / "archive"), "--format", "csv"]) == 2
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split(",")[:3] == ["file", "transport", "client"] and len(rows) == len(document["connections"])
+
+
+def test_json_lines_for_one_file(catalog_captures, capsys):
+    one = catalog_captures / "tls13-resume.pcap"
+    assert main(["inspect", str(one), "--format", "jsonl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in lines] == single(capsys, one)

@@ -13,5 +13,10 @@ def records_to_csv(records: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: ("; ".join(map(str, v)) if isinstance(v, list) else v) for k, v in record.items()})
+        writer.writerow(csv_cells(record))
     return out.getvalue().rstrip("\n")
+
+
+def csv_cells(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's cells: lists joined with "; "."""
+    return {k: ("; ".join(map(str, v)) if isinstance(v, list) else v) for k, v in record.items()}

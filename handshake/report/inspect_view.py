@@ -7,19 +7,23 @@ tfo, round_trips, ttfb_ms and causes, and more besides.
 
 from __future__ import annotations
 
+import csv
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from tabulate import tabulate
 
 from handshake.analysis.capture import CaptureInspection, InspectedConnection
-from handshake.archive import ArchiveInspection, summary
+from handshake.archive import ArchiveInspection, Summary, summary
 from handshake.analysis.report import ConnectionReport
-from handshake.report.csv_out import records_to_csv
+from handshake.report.csv_out import csv_cells, records_to_csv
 
 from .ladder import render_ladder, step_dict
 
-FORMATS = ("table", "markdown", "json", "csv")
+FORMATS = ("table", "markdown", "json", "csv", "jsonl")
+STREAMED = ("csv", "jsonl")
+"""An archive's rows in these formats are written file by file as the files are read."""
 
 
 def conn_dict(report: ConnectionReport) -> dict[str, Any]:
@@ -95,6 +99,8 @@ def render_inspection(inspection: CaptureInspection, fmt: str, *, ladder: bool =
         return _json_one_connection_a_line(connections, list(inspection.notes))
     if fmt == "csv":
         return records_to_csv(connections)
+    if fmt == "jsonl":
+        return "\n".join(json.dumps(conn) for conn in connections)
     headers = [title for _, title in _COLUMNS]
     body = [[_cell(i, conn, key) for key, _ in _COLUMNS] for i, conn in enumerate(connections, 1)]
     table = tabulate(body, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
@@ -152,7 +158,7 @@ def render_archive(archive: ArchiveInspection, fmt: str, *, ladder: bool = False
              if fmt == "table" else "", table]
     if notes:
         parts.append("\n".join(("- " if fmt == "markdown" else "note: ") + note for note in notes))
-    parts.append(_summary_text(totals))
+    parts.append(summary_text(totals))
     if ladder:
         for index, connection in enumerate(inspected, 1):
             text = render_ladder(connection, index)
@@ -160,7 +166,7 @@ def render_archive(archive: ArchiveInspection, fmt: str, *, ladder: bool = False
     return "\n\n".join(part for part in parts if part)
 
 
-def _summary_text(totals: dict[str, Any]) -> str:
+def summary_text(totals: dict[str, Any]) -> str:
     seen = ", ".join(f"{label} {count}" for label, count in totals["variants"].items()) or "none"
     lines = [f"summary: {totals['connections']} connections; variants seen: {seen}"]
     for group in totals["by_tls_version"]:
@@ -170,3 +176,31 @@ def _summary_text(totals: dict[str, Any]) -> str:
         plural = "s" * (group["connections"] != 1)
         lines.append(f"  {name}: {group['connections']} connection{plural}, {group['counted']} counted: {counts}")
     return "\n".join(lines)
+
+
+def stream_archive(outcomes: Iterable[tuple[str, CaptureInspection | str]], fmt: str, out: TextIO
+                   ) -> tuple[dict[str, str], list[str], dict[str, Any]]:
+    """Write an archive's connections as CSV or JSON lines, file by file as each is read, keeping
+    nothing but the summary: (failures by file, notes, summary)."""
+    totals = Summary()
+    failures: dict[str, str] = {}
+    notes: list[str] = []
+    writer: csv.DictWriter | None = None
+    for path, outcome in outcomes:
+        if isinstance(outcome, str):
+            failures[path] = outcome
+            notes.append(f"{path}: not read: {outcome}")
+            continue
+        notes.extend(f"{path}: {note}" for note in outcome.notes)
+        for connection in outcome.connections:
+            conn = {"file": path, **conn_dict(connection.report)}
+            totals.add(conn)
+            if fmt == "jsonl":
+                out.write(json.dumps(conn) + "\n")
+                continue
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(conn), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow(csv_cells(conn))
+        out.flush()
+    return failures, notes, totals.result()
