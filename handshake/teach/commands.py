@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import sys
 
@@ -174,6 +175,7 @@ def _sweep(args: argparse.Namespace, scenario_of) -> int:
         chunks = sweep_chunks(scenario.variants, scenario.link, scenario.options, rtt_points(low, high, step),
                               seeds=args.seeds, jobs=args.jobs, cluster=client, progress=ProgressBar())
         lines, failed, runs = _write_sweep(chunks, args.format)
+    lines = {v.name: lines[v.name] for v in scenario.variants if v.name in lines}  # a cluster's come in any order
     if args.plot:
         from handshake.report.plot import plot_ttfb
 
@@ -205,16 +207,18 @@ def _write_sweep(chunks, fmt: str) -> tuple[dict, dict[str, int], list[dict]]:
     lines = Series()
     failed: dict[str, int] = {}
     runs: list[dict] = []
+    rows = csv.writer(sys.stdout, lineterminator="\n")
     if fmt == "csv":
-        print("variant,rtt_ms,seed,round_trips,ttfb_ms,error", flush=True)
+        rows.writerow(["variant", "rtt_ms", "seed", "round_trips", "ttfb_ms", "error"])
+        sys.stdout.flush()
     for points in chunks:
         lines.add(points)
         for p in points:
             if p.error is not None:
                 failed[p.error] = failed.get(p.error, 0) + 1
         if fmt == "csv":
-            sys.stdout.write("".join(f"{p.variant},{p.rtt_ms:g},{p.seed},{_num(p.round_trips)},{_num(p.ttfb_ms)},"
-                                     f"{_csv_text(p.error)}\n" for p in points))
+            rows.writerows([p.variant, f"{p.rtt_ms:g}", p.seed, _num(p.round_trips), _num(p.ttfb_ms), p.error or ""]
+                           for p in points)
             sys.stdout.flush()
         elif fmt == "jsonl":
             sys.stdout.write("".join(json.dumps(p.as_dict()) + "\n" for p in points))
@@ -222,12 +226,6 @@ def _write_sweep(chunks, fmt: str) -> tuple[dict, dict[str, int], list[dict]]:
         elif fmt == "json":
             runs.extend(p.as_dict() for p in points)
     return lines.result(), failed, runs
-
-
-def _csv_text(value: str | None) -> str:
-    if value is None:
-        return ""
-    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
 
 
 COMMANDS = {"run": _run, "explain": _explain, "budget": _budget, "sweep": _sweep}
