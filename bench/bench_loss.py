@@ -29,21 +29,13 @@ from typing import Any
 
 from handshake.net.link import LinkConfig
 from handshake.runner import RunOptions, row_from_run, run_sim
+from handshake.teach.sweep import percentile
 from handshake.units import parse_duration, parse_percent
 from handshake.variants import select
 
 MEDIAN_GOAL = 0.03
 P90_GOAL = 0.10
 ENDPOINT_NOTE = re.compile(r"endpoint code ran ([0-9.]+) ms")
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The q-quantile by linear interpolation (numpy's default), of a non-empty list."""
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def runs(run_variant: Any, engine: str, variant: Any, link: LinkConfig, loss: str, seeds: int) -> Iterator[dict]:
@@ -56,8 +48,9 @@ def runs(run_variant: Any, engine: str, variant: Any, link: LinkConfig, loss: st
 
 
 def figures(values: list[float]) -> tuple[float, float, float, float]:
-    """Median, p90, p99 and maximum."""
-    return statistics.median(values), quantile(values, 0.9), quantile(values, 0.99), max(values)
+    """Median, p90, p99 and maximum, of a non-empty list."""
+    ordered = sorted(values)
+    return statistics.median(ordered), percentile(ordered, 0.9), percentile(ordered, 0.99), ordered[-1]  # type: ignore[return-value]
 
 
 def main() -> None:

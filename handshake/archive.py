@@ -70,6 +70,17 @@ class ArchiveInspection:
     failures: dict[str, str] = field(default_factory=dict)
     """file -> why it could not be read (one line)."""
 
+    @classmethod
+    def collect(cls, files: list[str], outcomes: Iterable[tuple[str, CaptureInspection | str]]) -> ArchiveInspection:
+        """The outcomes of ``archive_outcomes``, kept."""
+        archive = cls(files)
+        for path, outcome in outcomes:
+            if isinstance(outcome, str):
+                archive.failures[path] = outcome
+            else:
+                archive.inspections[path] = outcome
+        return archive
+
 
 _shared: tuple[KeyLog | None, bool] = (None, False)
 """The key log and ``steps`` of the running archive: forked workers inherit them, unpickled."""
@@ -162,13 +173,7 @@ def archive_outcomes(files: list[str], keylog: KeyLog | None = None, *, steps: b
 
 def inspect_archive(files: list[str], keylog: KeyLog | None = None, **how: Any) -> ArchiveInspection:
     """Every file's verdicts, kept (``how``: ``archive_outcomes``'s keywords)."""
-    archive = ArchiveInspection(files)
-    for path, outcome in archive_outcomes(files, keylog, **how):
-        if isinstance(outcome, str):
-            archive.failures[path] = outcome
-        else:
-            archive.inspections[path] = outcome
-    return archive
+    return ArchiveInspection.collect(files, archive_outcomes(files, keylog, **how))
 
 
 def variant_label(conn: dict[str, Any]) -> str:

@@ -151,7 +151,7 @@ def _add_inspect_parser(commands) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from handshake.inspect import check_format, inspect_file, inspect_files, is_archive, render
+    from handshake.inspect import archive_of, check_format, inspect_file, is_archive, render
 
     check_format(args.format)
     if args.jobs is not None and args.cluster:
@@ -160,19 +160,22 @@ def _inspect(args: argparse.Namespace) -> int:
         inspection = inspect_file(args.files[0], args.keylog, steps=args.ladder, jobs=args.jobs)
         print(render(inspection, args.format, ladder=args.ladder, name=args.files[0]))
         return 0
+    from handshake.archive import ArchiveInspection
     from handshake.report.inspect_view import STREAMED, render_archive, stream_archive, summary_text
 
-    if args.format in STREAMED and not args.ladder:
-        with inspect_files(args.files, args.keylog, jobs=args.jobs, cluster=args.cluster, keep=False) as outcomes:
+    streamed = args.format in STREAMED and not args.ladder
+    with archive_of(args.files, args.keylog, steps=args.ladder, jobs=args.jobs, cluster=args.cluster) as (files, outcomes):
+        if streamed:
             failures, notes, totals = stream_archive(outcomes, args.format, sys.stdout)
+        else:
+            archive = ArchiveInspection.collect(files, outcomes)
+            failures = archive.failures
+    if streamed:
         # The rows went to stdout as they came; what is about all of them goes to stderr.
         print("\n".join([*(f"note: {note}" for note in notes if ": not read: " not in note), summary_text(totals)]),
               file=sys.stderr)
-    else:
-        archive = inspect_files(args.files, args.keylog, steps=args.ladder, jobs=args.jobs, cluster=args.cluster)
-        failures = archive.failures
-        if len(failures) < len(archive.files):
-            print(render_archive(archive, args.format, ladder=args.ladder))
+    elif len(failures) < len(archive.files):
+        print(render_archive(archive, args.format, ladder=args.ladder))
     for path, reason in failures.items():
         print(f"handshake: error: {path}: {reason}", file=sys.stderr)
     return 2 if failures else 0

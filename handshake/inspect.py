@@ -18,7 +18,7 @@ from handshake.analysis.keylog import KeyLog, parse_keylog
 from handshake.analysis.parallel import MAX_JOBS, auto_jobs
 from handshake.errors import UsageError
 
-__all__ = ["check_format", "inspect_file", "inspect_files", "is_archive", "read_keylog", "render"]
+__all__ = ["check_format", "archive_of", "inspect_file", "is_archive", "read_keylog", "render"]
 
 _KEYLOG_LABELS = ("CLIENT_RANDOM", "_SECRET", "_TRAFFIC_SECRET_")
 
@@ -70,39 +70,25 @@ def is_archive(inputs: list[str]) -> bool:
     return not os.path.exists(inputs[0]) and capture_files(inputs) != inputs
 
 
-def inspect_files(inputs: list[str], keylog_path: str | os.PathLike | None = None, *,
-                  steps: bool = False, jobs: int | None = None, cluster: str | None = None,
-                  keep: bool = True) -> Any:
-    """The verdicts on every capture the inputs name (files, directories, globs), a file per
-    process, or per task on the Dask cluster at ``cluster`` (``--cluster``): kept whole (an
-    ``ArchiveInspection``), or with ``keep=False`` a context manager that gives them file by file."""
-    from handshake.archive import archive_outcomes, capture_files, inspect_archive
+@contextlib.contextmanager
+def archive_of(inputs: list[str], keylog_path: str | os.PathLike | None = None, *, steps: bool = False,
+               jobs: int | None = None, cluster: str | None = None) -> Iterator[tuple[list[str], Iterator[Any]]]:
+    """The capture files the inputs name (files, directories, globs) and their verdicts file by
+    file, read a file per process or per task on the Dask cluster at ``cluster`` (``--cluster``),
+    which stays connected while the verdicts are read."""
+    from handshake.archive import archive_outcomes, capture_files
 
     keylog = read_keylog(keylog_path) if keylog_path is not None else None
     if jobs is not None and not 1 <= jobs <= MAX_JOBS:
         raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, not {jobs}")
     files = capture_files(inputs)
-
-    @contextlib.contextmanager
-    def client() -> Iterator[Any]:
-        if cluster is None:
-            yield None
-            return
+    connected: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if cluster is not None:
         from handshake.cluster import cluster_client
 
-        with cluster_client(cluster) as connected:
-            yield connected
-
-    if keep:
-        with client() as connected:
-            return inspect_archive(files, keylog, steps=steps, jobs=jobs, cluster=connected)
-
-    @contextlib.contextmanager
-    def streamed() -> Iterator[Any]:
-        with client() as connected:
-            yield archive_outcomes(files, keylog, steps=steps, jobs=jobs, cluster=connected)
-
-    return streamed()
+        connected = cluster_client(cluster)
+    with connected as client:
+        yield files, archive_outcomes(files, keylog, steps=steps, jobs=jobs, cluster=client)
 
 
 def check_format(fmt: str) -> None:

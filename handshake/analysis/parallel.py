@@ -105,7 +105,8 @@ def shard_of(ip: bytes, shards: int) -> int:
 Result = tuple[CaptureReading, list[tuple[float, int, InspectedConnection]], int]
 
 
-def _shard(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, label: str) -> Result:
+def shard_result(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, label: str) -> Result:
+    """One shard's verdicts (the connections that hash to it): a forked worker's, or a Dask task's."""
     analyzer = CaptureAnalyzer(keylog, steps=steps)
     reading = read_capture(source, analyzer, label, shard, shards)
     return reading, analyzer.finish_ordered(), analyzer.undecodable
@@ -113,7 +114,7 @@ def _shard(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, 
 
 def _worker(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, label: str, results_out) -> None:
     try:
-        result: tuple = ("ok", _shard(source, shard, shards, keylog, steps, label))
+        result: tuple = ("ok", shard_result(source, shard, shards, keylog, steps, label))
     except CaptureError as error:
         result = ("refused", str(error))
     except BaseException as error:  # noqa: BLE001 - reported by the parent as one line
@@ -137,7 +138,7 @@ def inspect_sharded(source, keylog: KeyLog | None, *, steps: bool, label: str,
             process.start()
             worker_writes.close()
             workers.append((process, parent_reads))
-        results = [_shard(source, 0, jobs, keylog, steps, label)]  # shard 0 here: no copy of its verdicts
+        results = [shard_result(source, 0, jobs, keylog, steps, label)]  # shard 0 here: no copy of its verdicts
         results += [_result(process, results_in) for process, results_in in workers]
     finally:
         for process, results_in in workers:
@@ -147,11 +148,6 @@ def inspect_sharded(source, keylog: KeyLog | None, *, steps: bool, label: str,
                 process.terminate()
                 process.join()
     return merge_shards(results)
-
-
-def shard_result(source, shard: int, shards: int, keylog: KeyLog | None, steps: bool, label: str) -> Result:
-    """One shard's verdicts (the connections that hash to it), for a worker elsewhere: a Dask task."""
-    return _shard(source, shard, shards, keylog, steps, label)
 
 
 def merge_shards(results: list[Result]) -> tuple[CaptureReading, list[InspectedConnection], int]:

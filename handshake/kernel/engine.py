@@ -464,7 +464,7 @@ class KernelSession:
         self.client_port: int | None = None
         """The client port of the connection last opened (the measured one, once it is open)."""
         self._run_ports: set[int] = set()
-        """The client port of the latest connection an exchange opened."""
+        """The client ports of every connection the current run opened (warm-up and measured)."""
 
     def __enter__(self) -> KernelSession:
         self.open()

@@ -279,9 +279,6 @@ class TcpConnection:
             # Linux retransmits a TFO SYN without its data; the data follows the handshake.
             self._syn_data = b""
             self.snd_nxt = self.iss
-            if self._backoff <= self.config.syn_linear_timeouts:
-                self._rto_deadline = None
-                return  # the RTO stays at its initial value
         elif not self._syn_acked:
             # Server: the SYN-ACK (and any TFO answer behind it) went unacknowledged.
             self._synack_pending = True
@@ -290,7 +287,8 @@ class TcpConnection:
             self.ssthresh = max(self._bytes_in_flight // 2, 2 * self._smss)
             self.cwnd = self._smss
             self.snd_nxt = self.snd_una  # go back N: resend from the first unacknowledged byte
-        self._rto_s = min(self._rto_s * 2, self.config.max_rto_s)
+        if not (self.state == TcpState.SYN_SENT and self._backoff <= self.config.syn_linear_timeouts):
+            self._rto_s = min(self._rto_s * 2, self.config.max_rto_s)  # a SYN's first retries keep it
         self._rto_deadline = None  # re-armed when the retransmission is sent
 
     # ---- receiving -------------------------------------------------------------------------

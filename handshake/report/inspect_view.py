@@ -79,13 +79,14 @@ def _cell(index: int, conn: dict[str, Any], key: str) -> Any:
     return "-" if value is None else value
 
 
-def _json_one_connection_a_line(connections: list[dict[str, Any]], notes: list[str]) -> str:
-    """``{"connections": [...], "notes": [...]}`` with each connection on a line of its own:
+def _json_one_connection_a_line(connections: list[dict[str, Any]], notes: list[str], **more: Any) -> str:
+    """``{"connections": [...], "notes": [...], **more}`` with each connection on a line of its own:
     easy to grep and to diff, and written by json's C encoder (indented output goes through its
     Python one, which took longer than the analysis of a handshake-dense capture)."""
     lines = ",\n    ".join(json.dumps(conn) for conn in connections)
     body = f"[\n    {lines}\n  ]" if connections else "[]"
-    return f'{{\n  "connections": {body},\n  "notes": {json.dumps(notes)}\n}}'
+    rest = "".join(f',\n  "{key}": {json.dumps(value)}' for key, value in more.items())
+    return f'{{\n  "connections": {body},\n  "notes": {json.dumps(notes)}{rest}\n}}'
 
 
 def render_inspection(inspection: CaptureInspection, fmt: str, *, ladder: bool = False, name: str = "") -> str:
@@ -128,24 +129,18 @@ def render_archive(archive: ArchiveInspection, fmt: str, *, ladder: bool = False
     notes: list[str] = []
     frames = 0
     for path in archive.files:
-        if path in archive.failures:
-            notes.append(f"{path}: not read: {archive.failures[path]}")
-            continue
-        inspection = archive.inspections[path]
-        frames += inspection.frames
-        notes.extend(f"{path}: {note}" for note in inspection.notes)
-        for connection in inspection.connections:
-            connections.append({"file": path, **conn_dict(connection.report)})
-            inspected.append(connection)
+        outcome = archive.failures.get(path) or archive.inspections[path]
+        notes.extend(_file_notes(path, outcome))
+        if isinstance(outcome, CaptureInspection):
+            frames += outcome.frames
+            connections.extend(_tagged(path, outcome))
+            inspected.extend(outcome.connections)
     totals = summary(connections)
     if fmt == "json":
         if ladder:
             for conn, connection in zip(connections, inspected):
                 conn["ladder"] = [step_dict(step) for step in connection.steps]
-        lines = ",\n    ".join(json.dumps(conn) for conn in connections)
-        body = f"[\n    {lines}\n  ]" if connections else "[]"
-        return (f'{{\n  "files": {json.dumps(archive.files)},\n  "connections": {body},\n'
-                f'  "notes": {json.dumps(notes)},\n  "summary": {json.dumps(totals)}\n}}')
+        return _json_one_connection_a_line(connections, notes, files=archive.files, summary=totals)
     if fmt == "csv":
         return records_to_csv(connections)
     columns = (("file", "file"),) + _COLUMNS
@@ -187,13 +182,11 @@ def stream_archive(outcomes: Iterable[tuple[str, CaptureInspection | str]], fmt:
     notes: list[str] = []
     writer: csv.DictWriter | None = None
     for path, outcome in outcomes:
+        notes.extend(_file_notes(path, outcome))
         if isinstance(outcome, str):
             failures[path] = outcome
-            notes.append(f"{path}: not read: {outcome}")
             continue
-        notes.extend(f"{path}: {note}" for note in outcome.notes)
-        for connection in outcome.connections:
-            conn = {"file": path, **conn_dict(connection.report)}
+        for conn in _tagged(path, outcome):
             totals.add(conn)
             if fmt == "jsonl":
                 out.write(json.dumps(conn) + "\n")
@@ -204,3 +197,15 @@ def stream_archive(outcomes: Iterable[tuple[str, CaptureInspection | str]], fmt:
             writer.writerow(csv_cells(conn))
         out.flush()
     return failures, notes, totals.result()
+
+
+def _file_notes(path: str, outcome: CaptureInspection | str) -> list[str]:
+    """A file's notes in an archive: why it was not read, or what its reading found."""
+    if isinstance(outcome, str):
+        return [f"{path}: not read: {outcome}"]
+    return [f"{path}: {note}" for note in outcome.notes]
+
+
+def _tagged(path: str, inspection: CaptureInspection) -> list[dict[str, Any]]:
+    """A file's CONN objects, each with the file first."""
+    return [{"file": path, **conn_dict(connection.report)} for connection in inspection.connections]

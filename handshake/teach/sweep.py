@@ -154,8 +154,8 @@ class Series:
                         "complete": len(ttfbs),
                         "ttfb_ms_median": statistics.median(ttfbs) if ttfbs else None,
                         "ttfb_ms_min": ttfbs[0] if ttfbs else None,
-                        "ttfb_ms_p10": _percentile(ttfbs, 0.10),
-                        "ttfb_ms_p90": _percentile(ttfbs, 0.90),
+                        "ttfb_ms_p10": percentile(ttfbs, 0.10),
+                        "ttfb_ms_p90": percentile(ttfbs, 0.90),
                         "ttfb_ms_max": ttfbs[-1] if ttfbs else None,
                     }
                 )
@@ -163,7 +163,7 @@ class Series:
         return out
 
 
-def _percentile(ordered: list[float], fraction: float) -> float | None:
+def percentile(ordered: list[float], fraction: float) -> float | None:
     """Linear interpolation between closest ranks (numpy's default), on sorted data."""
     if not ordered:
         return None
