@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_shim_parser(commands)
     _add_inspect_parser(commands)
+    _add_probe_parser(commands)
     from handshake.teach.commands import add_parsers
 
     add_parsers(commands, _add_network_flags, _add_knob_flags)
@@ -179,6 +180,35 @@ def _inspect(args: argparse.Namespace) -> int:
     for path, reason in failures.items():
         print(f"handshake: error: {path}: {reason}", file=sys.stderr)
     return 2 if failures else 0
+
+
+def _add_probe_parser(commands) -> None:
+    probe = commands.add_parser(
+        "probe",
+        help="what a real server supports, and what each variant costs against it from here",
+        description="Connect to the server the URL names with every TLS variant it allows (TLS 1.2/1.3, resumption, "
+        "0-RTT, TFO, QUIC/HTTP-3 and its 0-RTT), at most two connections a variant and run, and count each "
+        "one's round trips from the packets (as root; otherwise inferred from socket timings).",
+    )
+    probe.add_argument("url", metavar="URL", help="https://host[:port]/path")
+    probe.add_argument("--runs", type=int, default=1, help="repeat every variant N times (1-20) and show the spread")
+    probe.add_argument("--variants", help="comma-separated variant names (default: every TLS variant)")
+    probe.add_argument("--quic", action="store_true", help="try QUIC on the URL's port even if no HTTP/3 is advertised")
+    probe.add_argument("--insecure", "-k", action="store_true", help="accept a certificate that does not verify")
+    probe.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in this PEM file, not the system's")
+    probe.add_argument("--resolve", action="append", metavar="HOST:PORT:ADDRESS",
+                       help="connect to ADDRESS for HOST:PORT instead of resolving it (as curl's option)")
+    probe.add_argument("--interface", metavar="ADDRESS", help="bind the probe's sockets to this local address")
+    probe.add_argument("--timeout", metavar="DURATION", help="how long each connection may take (default 10s)")
+    probe.add_argument("--capture", metavar="FILE", help="write the probe's packets as a pcap (0600; needs root)")
+    probe.add_argument("--keylog", metavar="FILE", help="write the probe's TLS secrets as an NSS key log (0600)")
+    probe.add_argument("--format", default="table", help="table (default), markdown or json")
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from handshake.probe.command import run_probe_command
+
+    return run_probe_command(args)
 
 
 def _add_shim_parser(commands) -> None:
@@ -285,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _shim(args)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "probe":
+            return _probe(args)
         from handshake.teach.commands import COMMANDS
 
         if args.command in COMMANDS:

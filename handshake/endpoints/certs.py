@@ -69,9 +69,22 @@ class ClientIdentity:
     """What every client config starts from (stdlib TLS, libssl 0-RTT, QUIC): the CA it verifies
     the server against, the name it asks for, where its key log goes."""
 
-    ca_pem: bytes
+    ca_pem: bytes | None
+    """None: the system's trust store (a real server's public chain)."""
     server_name: str = "server.test"
     keylog_path: str | os.PathLike[str] | None = None
+    verify: bool = True
+    """False: accept any certificate (``probe --insecure``)."""
+    alpn: tuple[str, ...] = ()
+    """Protocols offered in ALPN over TCP (("h2", "http/1.1") for a real server); none by default."""
+    path: str = "/"
+    """What the GET asks for."""
+    authority: str | None = None
+    """The HTTP authority (Host), when not ``server_name`` (a port other than 443)."""
+
+    @property
+    def http_authority(self) -> str:
+        return self.authority or self.server_name
 
     @classmethod
     def for_chain(cls, chain: CertChain, **kwargs) -> Self:

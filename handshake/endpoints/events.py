@@ -40,6 +40,10 @@ class ResponseReceived:
 
     status: int
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    """The response's header fields, names lower-cased (HTTP/2 and /3 have no others)."""
+    http_version: str = "1.1"
+    """"1.1", "2" or "3"."""
 
 
 @dataclass(frozen=True)

@@ -33,37 +33,65 @@ def response_body(size: int) -> bytes:
     return (line * (size // len(line) + 1))[:size]
 
 
-class ClientExchange:
-    """The client half: serialize one GET, parse the response as it arrives."""
+USER_AGENT = "handshake/0.1"
 
-    def __init__(self, host: str) -> None:
+
+class ClientExchange:
+    """The client half: serialize one GET, parse the response as it arrives.
+
+    The HTTP/2 exchange (``http2.Http2ClientExchange``) has the same shape, so a TLS client picks
+    either by the protocol ALPN settled (``client_exchange``)."""
+
+    http_version = "1.1"
+
+    def __init__(self, host: str, path: str = "/") -> None:
         self._h11 = h11.Connection(h11.CLIENT)
         self._host = host
+        self._path = path
         self._status = 0
+        self._headers: tuple[tuple[str, str], ...] = ()
         self._body = bytearray()
         self.done = False
+        self.response_started = False
+        """A byte of the response has come in (HTTP/1.1 sends nothing else first)."""
 
     def request(self) -> bytes:
-        """``GET / HTTP/1.1`` with Host (RFC 9112 §3.2: Host is mandatory in HTTP/1.1)."""
-        headers = [("Host", self._host), ("User-Agent", "handshake/0.1"), ("Accept", "*/*")]
-        return self._h11.send(h11.Request(method="GET", target="/", headers=headers)) + self._h11.send(
+        """``GET PATH HTTP/1.1`` with Host (RFC 9112 §3.2: Host is mandatory in HTTP/1.1)."""
+        headers = [("Host", self._host), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
+        return self._h11.send(h11.Request(method="GET", target=self._path, headers=headers)) + self._h11.send(
             h11.EndOfMessage()
         )
+
+    def data_to_send(self) -> bytes:
+        """What the exchange has to say beyond the request: nothing, in HTTP/1.1."""
+        return b""
 
     def receive(self, data: bytes) -> ResponseReceived | None:
         """Feed response bytes; returns the event once the whole body is in."""
         if self.done:
             return None
+        self.response_started = self.response_started or bool(data)
         for event in _events(self._h11, data):
             if isinstance(event, h11.Response):
                 self._status = event.status_code
+                self._headers = tuple((name.decode("latin-1"), value.decode("latin-1"))
+                                      for name, value in event.headers)
             elif isinstance(event, h11.Data):
                 self._body += event.data
             elif isinstance(event, h11.EndOfMessage):
                 self.done = True
-                return ResponseReceived(status=self._status, body=bytes(self._body))
+                return ResponseReceived(self._status, bytes(self._body), self._headers, self.http_version)
             elif isinstance(event, h11.ConnectionClosed):
                 raise h11.RemoteProtocolError("server closed before the response was complete")
+
+
+def client_exchange(alpn: str | None, host: str, path: str = "/") -> ClientExchange:
+    """The exchange for the protocol ALPN settled: HTTP/2 for "h2", else HTTP/1.1."""
+    if alpn == "h2":
+        from .http2 import Http2ClientExchange
+
+        return Http2ClientExchange(host, path)  # type: ignore[return-value]
+    return ClientExchange(host, path)
 
 
 class ServerExchange:
@@ -123,9 +151,15 @@ class ServerExchange:
 class HttpClient(EventQueue):
     """Plain HTTP/1.1 client: the GET leaves as soon as the connection is up."""
 
-    def __init__(self, host: str = "server.test") -> None:
+    request_at_start = True
+
+    def __init__(self, host: str = "server.test", path: str = "/") -> None:
         super().__init__()
-        self._exchange = ClientExchange(host)
+        self._exchange = ClientExchange(host, path)
+
+    @property
+    def response_started(self) -> bool:
+        return self._exchange.response_started
 
     def start(self, now: float) -> None:
         self._outgoing += self._exchange.request()

@@ -26,6 +26,7 @@ SSL_CTRL_SET_MAX_PROTO_VERSION = 124
 
 TLS1_3_VERSION = 0x0304
 TLSEXT_NAMETYPE_host_name = 0
+SSL_VERIFY_NONE = 0x00
 SSL_VERIFY_PEER = 0x01
 SSL_SESS_CACHE_CLIENT = 0x0001
 SSL_SESS_CACHE_NO_INTERNAL_STORE = 0x0200
@@ -119,6 +120,9 @@ SSL_CTX_set_max_early_data = _bind(libssl, "SSL_CTX_set_max_early_data", c_int, 
 SSL_CTX_set_num_tickets = _bind(libssl, "SSL_CTX_set_num_tickets", c_int, P, c_size_t)
 SSL_CTX_set_keylog_callback = _bind(libssl, "SSL_CTX_set_keylog_callback", None, P, KEYLOG_CALLBACK)
 SSL_CTX_sess_set_new_cb = _bind(libssl, "SSL_CTX_sess_set_new_cb", None, P, NEW_SESSION_CALLBACK)
+SSL_CTX_set_default_verify_paths = _bind(libssl, "SSL_CTX_set_default_verify_paths", c_int, P)
+SSL_CTX_set_alpn_protos = _bind(libssl, "SSL_CTX_set_alpn_protos", c_int, P, c_char_p, ctypes.c_uint)
+"""Returns 0 on success (unlike the rest of libssl)."""
 
 # libssl: connections.
 SSL_new = _bind(libssl, "SSL_new", P, P)
@@ -145,11 +149,34 @@ SSL_get_current_cipher = _bind(libssl, "SSL_get_current_cipher", P, P)
 SSL_CIPHER_get_name = _bind(libssl, "SSL_CIPHER_get_name", c_char_p, P)
 SSL_shutdown = _bind(libssl, "SSL_shutdown", c_int, P)
 SSL_get1_session = _bind(libssl, "SSL_get1_session", P, P)
+SSL_get0_alpn_selected = _bind(libssl, "SSL_get0_alpn_selected", None, P, POINTER(ctypes.c_char_p),
+                               POINTER(ctypes.c_uint))
 
 # libssl: sessions.
 SSL_SESSION_free = _bind(libssl, "SSL_SESSION_free", None, P)
 SSL_SESSION_get_max_early_data = _bind(libssl, "SSL_SESSION_get_max_early_data", c_uint32, P)
 SSL_SESSION_is_resumable = _bind(libssl, "SSL_SESSION_is_resumable", c_int, P)
+SSL_SESSION_get0_alpn_selected = _bind(libssl, "SSL_SESSION_get0_alpn_selected", None, P,
+                                       POINTER(ctypes.c_char_p), size_p)
+
+
+def alpn_wire(protocols: tuple[str, ...]) -> bytes:
+    """ALPN's wire form (RFC 7301 §3.1): each protocol name behind its one-byte length."""
+    return b"".join(bytes([len(name)]) + name.encode("ascii") for name in protocols)
+
+
+def selected_alpn(ssl: int) -> str | None:
+    """The protocol ALPN settled on this connection, or None."""
+    data, length = ctypes.c_char_p(), ctypes.c_uint()
+    SSL_get0_alpn_selected(ssl, ctypes.byref(data), ctypes.byref(length))
+    return ctypes.string_at(data, length.value).decode("ascii") if length.value else None
+
+
+def session_alpn(session: int) -> str | None:
+    """The protocol the ticket's connection settled (what 0-RTT data must be spoken in)."""
+    data, length = ctypes.c_char_p(), c_size_t()
+    SSL_SESSION_get0_alpn_selected(session, ctypes.byref(data), ctypes.byref(length))
+    return ctypes.string_at(data, length.value).decode("ascii") if length.value else None
 
 
 def error_text(default: str = "unknown OpenSSL error") -> str:

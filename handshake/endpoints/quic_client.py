@@ -66,7 +66,10 @@ class QuicHttpClient:
         self._events: deque[Event] = deque()
         self._stream_id: int | None = None
         self._status = 0
+        self._headers: tuple[tuple[str, str], ...] = ()
         self._body = bytearray()
+        self.response_started = False
+        """The response's HEADERS have come in."""
         self.session_ticket: SessionTicket | None = None
         """The newest ticket the server sent, set the moment its NewSessionTicket is read.
 
@@ -77,6 +80,11 @@ class QuicHttpClient:
         self.response: ResponseReceived | None = None
         self.handshake_complete = False
         self._closed = False
+
+    @property
+    def request_at_start(self) -> bool:
+        """The request leaves in the first flight (0-RTT)."""
+        return self.offered_early_data
 
     def start(self, now: float) -> None:
         self.quic.connect(self.server_addr, now)
@@ -122,14 +130,14 @@ class QuicHttpClient:
     def _send_request(self) -> None:
         assert self._h3 is not None
         self._stream_id = self.quic.get_next_available_stream_id()
-        authority = self.config.server_name.encode()
+        authority = self.config.http_authority.encode()
         self._h3.send_headers(
             self._stream_id,
             [
                 (b":method", b"GET"),
                 (b":scheme", b"https"),
                 (b":authority", authority),
-                (b":path", b"/"),
+                (b":path", self.config.path.encode()),
                 (b"user-agent", b"handshake/0.1"),
             ],
             end_stream=True,
@@ -178,11 +186,14 @@ class QuicHttpClient:
 
     def _on_response_part(self, event: HeadersReceived | DataReceived) -> None:
         if isinstance(event, HeadersReceived):
-            self._status = int(dict(event.headers).get(b":status", b"0"))
+            self.response_started = True
+            headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers]
+            self._status = int(dict(headers).get(":status", "0"))
+            self._headers += tuple((name, value) for name, value in headers if not name.startswith(":"))
         else:
             self._body += event.data
         if event.stream_ended and self.response is None:
-            self.response = ResponseReceived(status=self._status, body=bytes(self._body))
+            self.response = ResponseReceived(self._status, bytes(self._body), self._headers, "3")
             self._events.append(self.response)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -136,7 +137,8 @@ class QuicClientConfig(ClientIdentity, _KeylogOwner):
             is_client=True,
             alpn_protocols=[ALPN_H3],
             server_name=self.server_name,
-            cadata=self.ca_pem,
+            cadata=self.ca_pem,  # None: aioquic trusts certifi's public roots
+            verify_mode=None if self.verify else ssl.CERT_NONE,
             secrets_log_file=self.keylog_file,
             session_ticket=session_ticket,
             initial_rtt=INITIAL_RTT_S,

@@ -25,7 +25,7 @@ from ._base import EventQueue, TlsError
 from ._files import append_line, create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import EarlyDataResent, HandshakeCompleted
-from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange
+from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange, client_exchange
 
 DEFAULT_MAX_EARLY_DATA = 16384
 SERVER_SESSION_CACHE_SIZE = 1024
@@ -85,18 +85,25 @@ def _server_context(chain: CertChain, keylog_path, max_early_data: int, groups: 
     return context
 
 
-def _client_context(ca_pem: bytes, keylog_path) -> _Context:
-    context = _Context(keylog_path)
+def _client_context(identity: ClientIdentity) -> _Context:
+    context = _Context(identity.keylog_path)
     ctx = context.pointer
-    store = L.SSL_CTX_get_cert_store(ctx)
-    certs = L.read_pem_x509s(ca_pem)
-    try:
-        for cert in certs:  # X509_STORE_add_cert takes its own reference
-            _check(L.X509_STORE_add_cert(store, cert), "add CA certificate")
-    finally:
-        for cert in certs:
-            L.X509_free(cert)
-    L.SSL_CTX_set_verify(ctx, L.SSL_VERIFY_PEER, None)
+    if identity.ca_pem is None:
+        _check(L.SSL_CTX_set_default_verify_paths(ctx), "load the system's trusted certificates")
+    else:
+        store = L.SSL_CTX_get_cert_store(ctx)
+        certs = L.read_pem_x509s(identity.ca_pem)
+        try:
+            for cert in certs:  # X509_STORE_add_cert takes its own reference
+                _check(L.X509_STORE_add_cert(store, cert), "add CA certificate")
+        finally:
+            for cert in certs:
+                L.X509_free(cert)
+    L.SSL_CTX_set_verify(ctx, L.SSL_VERIFY_PEER if identity.verify else L.SSL_VERIFY_NONE, None)
+    if identity.alpn:
+        protocols = L.alpn_wire(identity.alpn)
+        if L.SSL_CTX_set_alpn_protos(ctx, protocols, len(protocols)) != 0:
+            raise TlsError(f"SSL_CTX_set_alpn_protos: {L.error_text()}")
     # TLS 1.3 tickets arrive after the handshake; the new-session callback is how OpenSSL hands
     # them over. NO_INTERNAL_STORE: the client context keeps no cache that would grow.
     L.SSL_CTX_ctrl(
@@ -148,7 +155,7 @@ class EarlyClientConfig(ClientIdentity):
 
     @cached_property
     def context(self) -> _Context:
-        return _client_context(self.ca_pem, self.keylog_path)
+        return _client_context(self)
 
 
 class EarlySession:
@@ -296,11 +303,25 @@ class EarlyHttpClient(_EarlyEndpoint):
         self.config = config
         self._offered_session = session
         self._send_early_data = send_early_data
-        self._exchange = ClientExchange(config.server_name)
-        self._request = b""
+        self._exchange: ClientExchange | None = None
+        """Made for the ticket's protocol when the request goes as early data, else once the
+        handshake has settled the protocol (ALPN)."""
         self._ticket: EarlySession | None = None
         self.early_data_sent = False
         self.early_data = "none"
+        self.alpn: str | None = None
+
+    @property
+    def request_at_start(self) -> bool:
+        return self.early_data_sent
+
+    @property
+    def response_started(self) -> bool:
+        return self._exchange is not None and self._exchange.response_started
+
+    def _new_exchange(self, alpn: str | None) -> bytes:
+        self._exchange = client_exchange(alpn, self.config.http_authority, self.config.path)
+        return self._exchange.request()
 
     def start(self, now: float) -> None:
         self._new_ssl()
@@ -309,22 +330,18 @@ class EarlyHttpClient(_EarlyEndpoint):
         L.SSL_ctrl(ssl, L.SSL_CTRL_SET_TLSEXT_HOSTNAME, L.TLSEXT_NAMETYPE_host_name, name)
         if L.SSL_set1_host(ssl, name) != 1:
             raise TlsError(f"SSL_set1_host: {L.error_text()}")
-        self._request = self._exchange.request()
         session = self._offered_session
         if session is not None and L.SSL_set_session(ssl, session.pointer) != 1:
             raise TlsError(f"SSL_set_session: {L.error_text()}")
         try:
-            if (
-                self._send_early_data
-                and session is not None
-                and session.resumable
-                and len(self._request) <= session.max_early_data
-            ):
-                # Writes the ClientHello and then the request under the early traffic key.
-                L.ERR_clear_error()
-                if L.SSL_write_early_data(ssl, self._request, len(self._request), ctypes.byref(self._count)) != 1:
-                    self._failure(0, "write early data")
-                self.early_data_sent = True
+            if self._send_early_data and session is not None and session.resumable and session.max_early_data:
+                request = self._new_exchange(L.session_alpn(session.pointer))
+                if len(request) <= session.max_early_data:
+                    # Writes the ClientHello and then the request under the early traffic key.
+                    L.ERR_clear_error()
+                    if L.SSL_write_early_data(ssl, request, len(request), ctypes.byref(self._count)) != 1:
+                        self._failure(0, "write early data")
+                    self.early_data_sent = True
             self._advance_handshake()
         finally:
             self._flush()
@@ -348,14 +365,19 @@ class EarlyHttpClient(_EarlyEndpoint):
                 self._ticket = EarlySession(ticket)
 
     def _on_handshake_complete(self) -> None:
+        self.alpn = L.selected_alpn(self._ssl)
         if self.early_data == "accepted":
             return
         if self.early_data_sent:
             self._events.append(EarlyDataResent())
-        self._write(self._request)
+        self._write(self._new_exchange(self.alpn))  # afresh: the server read none of the early bytes
 
     def _on_plaintext(self, data: bytes, now: float) -> None:
+        assert self._exchange is not None
         response = self._exchange.receive(data)
+        more = self._exchange.data_to_send()  # HTTP/2: SETTINGS ACK, WINDOW_UPDATE
+        if more:
+            self._write(more)
         if response is not None:
             self._events.append(response)
 

@@ -18,7 +18,7 @@ from ._base import EventQueue, TlsError, check_version
 from ._files import create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import HandshakeCompleted
-from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange
+from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange, client_exchange
 
 _TLS_VERSION = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _VERSION_NAME = {"TLSv1.2": "1.2", "TLSv1.3": "1.3"}
@@ -72,7 +72,15 @@ class TlsClientConfig(ClientIdentity):
     def context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
         ctx.minimum_version = ctx.maximum_version = _TLS_VERSION[self.version]
-        ctx.load_verify_locations(cadata=self.ca_pem.decode("ascii"))
+        if self.ca_pem is None:
+            ctx.load_default_certs()
+        else:
+            ctx.load_verify_locations(cadata=self.ca_pem.decode("ascii"))
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.alpn:
+            ctx.set_alpn_protocols(list(self.alpn))
         _set_keylog(ctx, self.keylog_path)
         return ctx
 
@@ -186,13 +194,22 @@ class TlsHttpClient(_TlsEndpoint):
     """GET over TLS: the request leaves with (TLS 1.3) or right after (1.2) the client Finished.
 
     OpenSSL has no False Start, so a TLS 1.2 client waits for the server's Finished first.
+    HTTP/2 where ALPN settles on it (the config offers "h2"), HTTP/1.1 otherwise.
     """
+
+    request_at_start = False
 
     def __init__(self, config: TlsClientConfig, session: ssl.SSLSession | None = None) -> None:
         super().__init__()
         self.config = config
         self._offered_session = session
-        self._exchange = ClientExchange(config.server_name)
+        self._exchange: ClientExchange | None = None
+        """Made once the handshake has settled the protocol."""
+        self.alpn: str | None = None
+
+    @property
+    def response_started(self) -> bool:
+        return self._exchange is not None and self._exchange.response_started
 
     def start(self, now: float) -> None:
         self._wrap(
@@ -213,15 +230,22 @@ class TlsHttpClient(_TlsEndpoint):
         makes a full handshake. The server sends its tickets ahead of the response, so after
         the response they have been read.
         """
-        if self._tls is None or not self._exchange.done:
+        if self._tls is None or self._exchange is None or not self._exchange.done:
             return None
         return self._tls.session
 
     def _on_handshake_complete(self) -> None:
+        assert self._tls is not None
+        self.alpn = self._tls.selected_alpn_protocol()
+        self._exchange = client_exchange(self.alpn, self.config.http_authority, self.config.path)
         self._write(self._exchange.request())
 
     def _on_plaintext(self, data: bytes, now: float) -> None:
+        assert self._exchange is not None
         response = self._exchange.receive(data)
+        more = self._exchange.data_to_send()  # HTTP/2: SETTINGS ACK, WINDOW_UPDATE
+        if more:
+            self._write(more)
         if response is not None:
             self._events.append(response)
 

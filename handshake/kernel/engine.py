@@ -1,7 +1,7 @@
 """The kernel engine: the variants over real sockets and the real Linux TCP and UDP stacks.
 
 The same sans-IO endpoints the simulator drives (``runner.VariantEndpoints``), driven here by one
-event loop in the calling thread (``selectors`` and ``time.monotonic``) over non-blocking
+event loop in the calling thread (``socket_loop.SocketLoop``) over non-blocking
 sockets of the topology's two namespaces (``kernel.topology``): a client socket in the client
 namespace, bound to 198.18.0.1 before it connects, and the server's listening (or UDP) socket
 in the server namespace. Every packet between them crosses the delay shim, which applies the
@@ -44,23 +44,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handshake.endpoints.events import Event, ResponseReceived, stream_timer
 from handshake.gc_pause import cyclic_gc_paused
 from handshake.kernel.forwarder import ShimStats
 from handshake.kernel.topology import CLIENT_ADDR, SERVER_ADDR, Topology
 from handshake.net.drops import PacketDropper
 from handshake.net.link import LinkConfig
 from handshake.runner import RunOptions, VariantEndpoints, VariantRun
+from handshake.socket_loop import (TCP_FASTOPEN, TCP_FASTOPEN_CONNECT, Channel, Listener, SocketLoop, TcpChannel,
+                                   UdpChannel)
 from handshake.trace.packet import PacketError, decode
 from handshake.trace.record import Trace, TracedPacket
 from handshake.variants import Variant
@@ -80,10 +79,7 @@ QUIET_S = 0.005
 _POLL_S = 0.002
 """How often the loop asks the shim whether the wire is quiet, while waiting for that."""
 
-TCP_FASTOPEN = getattr(socket, "TCP_FASTOPEN", 23)
-TCP_FASTOPEN_CONNECT = getattr(socket, "TCP_FASTOPEN_CONNECT", 30)
 _TFO_QUEUE = 16  # pending TFO requests the listener takes (RFC 7413 §5.1's "limit")
-_RECV_BYTES = 65536
 
 
 class KernelTimeout(RuntimeError):
@@ -126,273 +122,6 @@ class _ReportingDropper:
         finally:
             os.close(fd)
         return True
-
-
-# --- the event loop -------------------------------------------------------------------------
-
-class _Channel:
-    """A socket the loop watches, and what to do when it is ready or its timer is due."""
-
-    sock: socket.socket
-    closed = False
-
-    def wants_write(self) -> bool:
-        return False
-
-    def on_readable(self, now: float) -> None: ...
-
-    def on_writable(self, now: float) -> None: ...
-
-    def timer(self) -> float | None:
-        return None
-
-    def on_timer(self, now: float) -> None: ...
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.sock.close()
-
-
-class _Loop:
-    """Every socket of a run, from both namespaces, driven from this one thread.
-
-    ``select()`` rather than epoll: QUIC timers are due to the microsecond, and epoll rounds
-    its timeout up to whole milliseconds. A run has a handful of sockets.
-    """
-
-    def __init__(self) -> None:
-        self._selector = selectors.SelectSelector()
-        self._masks: dict[_Channel, int] = {}
-        self.busy_s = 0.0
-        """Time spent in the endpoints' handlers (reading, TLS/QUIC, writing) since reset."""
-        self.busy_before_last_s = 0.0
-        """``busy_s`` before the latest handler began: when ``run`` returns because that
-        handler got the response, what the endpoints spent before its first byte came in."""
-
-    def add(self, channel: _Channel) -> None:
-        self._masks[channel] = 0
-
-    def close(self) -> None:
-        for channel in list(self._masks):
-            self._forget(channel)
-            with contextlib.suppress(OSError):
-                channel.close()
-        self._selector.close()
-
-    def _forget(self, channel: _Channel) -> None:
-        if self._masks.pop(channel, 0):
-            self._selector.unregister(channel.sock)
-
-    def _refresh(self) -> None:
-        for channel, old in list(self._masks.items()):
-            if channel.closed:
-                self._forget(channel)
-                continue
-            new = selectors.EVENT_READ | (selectors.EVENT_WRITE if channel.wants_write() else 0)
-            if new != old:
-                if old:
-                    self._selector.modify(channel.sock, new, channel)
-                else:
-                    self._selector.register(channel.sock, new, channel)
-                self._masks[channel] = new
-
-    def _handle(self, handler: Callable[[float], None]) -> None:
-        start = time.monotonic()
-        self.busy_before_last_s = self.busy_s
-        handler(start)
-        self.busy_s += time.monotonic() - start
-
-    def run(self, until: Callable[[], bool], limit_s: float, *, poll_s: float | None = None) -> bool:
-        """Serve sockets and timers until ``until()`` holds (True) or ``limit_s`` passes (False).
-
-        ``poll_s``: ask ``until`` at least this often, even when no socket or timer wakes the loop.
-        """
-        deadline = time.monotonic() + limit_s
-        while not until():
-            now = time.monotonic()
-            if now >= deadline:
-                return False
-            self._refresh()
-            wake = deadline if poll_s is None else min(deadline, now + poll_s)
-            for channel in self._masks:
-                timer = channel.timer()
-                if timer is not None and timer < wake:
-                    wake = timer
-            for key, mask in self._selector.select(max(0.0, wake - now)):
-                channel = key.data
-                if mask & selectors.EVENT_READ and not channel.closed:
-                    self._handle(channel.on_readable)
-                if mask & selectors.EVENT_WRITE and not channel.closed:
-                    self._handle(channel.on_writable)
-                if until():
-                    return True  # at once: what ``busy_before_last_s`` says is about this handler
-            for channel in list(self._masks):
-                timer = channel.timer()
-                if timer is not None and timer <= time.monotonic() and not channel.closed:
-                    self._handle(channel.on_timer)
-                    if until():
-                        return True
-            for channel in list(self._masks):
-                if channel.closed:
-                    self._forget(channel)
-        return True
-
-
-class _TcpConnection(_Channel):
-    """One TCP socket and the stream endpoint speaking over it."""
-
-    def __init__(self, sock: socket.socket, endpoint: Any, *, server: bool, connecting: bool) -> None:
-        self.sock = sock
-        self.endpoint = endpoint
-        self.server = server
-        self.connecting = connecting
-        """A plain client's connect() is in progress (TFO's deferred connect never is)."""
-        self.events: list[Event] = []
-        self.response: ResponseReceived | None = None
-        self.peer_closed = False
-        self.write_closed = False
-        self._out = bytearray()
-        self._timed = stream_timer(endpoint)
-        """The endpoint's own timer (a server holding its answer for its server time), if it has one."""
-
-    def start(self, now: float) -> None:
-        self.endpoint.start(now)
-        self._pump()
-
-    def wants_write(self) -> bool:
-        return self.connecting or bool(self._out)
-
-    def timer(self) -> float | None:
-        return None if self._timed is None else self._timed.get_timer()
-
-    def on_timer(self, now: float) -> None:
-        assert self._timed is not None
-        self._timed.handle_timer(now)
-        self._pump()
-
-    def on_writable(self, now: float) -> None:
-        if self.connecting:
-            error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if error:
-                raise ConnectionError(error, f"connect to the server failed: {os.strerror(error)}")
-            self.connecting = False
-        self._flush()
-
-    def on_readable(self, now: float) -> None:
-        while not self.closed:
-            try:
-                data = self.sock.recv(_RECV_BYTES)
-            except BlockingIOError:
-                break
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                self.peer_closed = True
-                break
-            self.endpoint.receive(data, now)
-            self._pump()
-        if self.peer_closed and (self.server or self.write_closed):
-            # A server closes when its client does (as the simulator's does); a client that
-            # has sent its FIN is done once the server's arrives.
-            self.close()
-
-    def close_write(self) -> None:
-        """The client's close: FIN after whatever is still queued; keep reading until the server's FIN."""
-        self._flush()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_WR)
-        self.write_closed = True
-        if self.peer_closed:
-            self.close()
-
-    def _pump(self) -> None:
-        self._out += self.endpoint.data_to_send()
-        self._flush()
-        while (event := self.endpoint.next_event()) is not None:
-            self.events.append(event)
-            if isinstance(event, ResponseReceived) and self.response is None:
-                self.response = event
-
-    def _flush(self) -> None:
-        # A TFO client's first send puts the data in the SYN (cookie cached) or fails with
-        # EINPROGRESS after sending a cookie request; either way the rest waits for writable.
-        while self._out and not self.connecting and not self.write_closed:
-            try:
-                sent = self.sock.send(self._out)
-            except BlockingIOError:
-                return
-            del self._out[:sent]
-
-
-class _Listener(_Channel):
-    """The server's listening socket: each accepted connection gets a fresh server endpoint."""
-
-    def __init__(self, sock: socket.socket, loop: _Loop, factory: Callable[[], Any]) -> None:
-        self.sock = sock
-        self.loop = loop
-        self.factory = factory
-        self.connections: list[_TcpConnection] = []
-
-    def on_readable(self, now: float) -> None:
-        while True:
-            try:
-                sock, _ = self.sock.accept()
-            except BlockingIOError:
-                return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = _TcpConnection(sock, self.factory(), server=True, connecting=False)
-            self.connections.append(connection)
-            self.loop.add(connection)
-            connection.start(now)
-            connection.on_readable(now)  # TFO: the SYN's data is already waiting
-
-    def close(self) -> None:
-        for connection in self.connections:
-            with contextlib.suppress(OSError):
-                connection.close()
-        super().close()
-
-
-class _UdpEndpoint(_Channel):
-    """A UDP socket and the datagram endpoint (QUIC) behind it."""
-
-    def __init__(self, sock: socket.socket, endpoint: Any) -> None:
-        self.sock = sock
-        self.endpoint = endpoint
-        self.events: list[Event] = []
-
-    def start(self, now: float) -> None:
-        self.endpoint.start(now)
-        self.flush(now)
-
-    def on_readable(self, now: float) -> None:
-        while True:
-            try:
-                data, addr = self.sock.recvfrom(_RECV_BYTES)
-            except BlockingIOError:
-                break
-            except ConnectionRefusedError:  # an ICMP port unreachable from the peer
-                continue
-            self.endpoint.receive_datagram(data, addr, now)
-        self.flush(now)
-
-    def timer(self) -> float | None:
-        return self.endpoint.get_timer()
-
-    def on_timer(self, now: float) -> None:
-        self.endpoint.handle_timer(now)
-        self.flush(now)
-
-    def flush(self, now: float) -> None:
-        for data, addr in self.endpoint.datagrams_to_send(now):
-            try:
-                self.sock.sendto(data, addr)
-            except (BlockingIOError, ConnectionRefusedError):
-                pass  # a full send buffer or an earlier ICMP error: the datagram is lost, QUIC resends
-        while (event := self.endpoint.next_event()) is not None:
-            self.events.append(event)
 
 
 # --- the wire -------------------------------------------------------------------------------
@@ -507,7 +236,7 @@ class KernelSession:
         keylog_path = workdir / "keys.log"
         drop_report = workdir / "dropped"
         endpoints = VariantEndpoints(variant, options, keylog_path)
-        loop = _Loop()
+        loop = SocketLoop()
         warmups = 0
         error = None
         busy_s: float | None = None
@@ -543,12 +272,12 @@ class KernelSession:
         shutil.rmtree(workdir, ignore_errors=True)
         return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options, busy_s, measured_port)
 
-    def _serve(self, loop: _Loop, variant: Variant, endpoints: VariantEndpoints) -> None:
+    def _serve(self, loop: SocketLoop, variant: Variant, endpoints: VariantEndpoints) -> None:
         _load_server_config(endpoints)
         if variant.transport == "quic":
             sock = self.topology.server_socket(socket.SOCK_DGRAM, endpoints.port)
             sock.setblocking(False)
-            server: _Channel = _UdpEndpoint(sock, endpoints.quic_server())
+            server: Channel = UdpChannel(sock, endpoints.quic_server())
             server.start(time.monotonic())  # type: ignore[attr-defined]
         else:
             sock = self.topology.server_socket(socket.SOCK_STREAM, endpoints.port)
@@ -557,10 +286,10 @@ class KernelSession:
                 sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, _TFO_QUEUE)
             sock.listen(16)
             sock.setblocking(False)
-            server = _Listener(sock, loop, endpoints.server)
+            server = Listener(sock, loop, endpoints.server)
         loop.add(server)
 
-    def _tcp_exchange(self, loop: _Loop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
+    def _tcp_exchange(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
                       role: str) -> Any:
         """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
         sock = self.topology.client_socket(socket.SOCK_STREAM)
@@ -572,7 +301,7 @@ class KernelSession:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
         sock.setblocking(False)
         status = sock.connect_ex((SERVER_ADDR, endpoints.port))  # TFO: 0, the SYN waits for data
-        connection = _TcpConnection(sock, endpoints.client(ticket), server=False, connecting=status != 0)
+        connection = TcpChannel(sock, endpoints.client(ticket), server=False, connecting=status != 0)
         loop.add(connection)
         connection.start(time.monotonic())
         loop.busy_s = 0.0  # a TFO ClientHello made in start() leaves with the first packet: not in the TTFB
@@ -590,7 +319,7 @@ class KernelSession:
         connection.close()  # a lossy link may leave the FIN exchange unfinished; the response is what counts
         return connection.endpoint.session if want_ticket else None
 
-    def _quic_exchange(self, loop: _Loop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
+    def _quic_exchange(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
                        role: str) -> Any:
         """One QUIC connection: wait for the response (and the ticket, which may come a round
         trip later), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
@@ -599,7 +328,7 @@ class KernelSession:
         self._run_ports.add(self.client_port)
         sock.setblocking(False)
         client = endpoints.quic_client(ticket)
-        channel = _UdpEndpoint(sock, client)
+        channel = UdpChannel(sock, client)
         loop.add(channel)
         try:
             channel.start(time.monotonic())

@@ -14,6 +14,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from handshake.analysis.capture import CaptureInspection, inspect_capture
 from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.report import ConnectionReport
 from handshake.endpoints._files import create_private_file
-from handshake.kernel import CLIENT_ADDR, Topology
+from handshake.kernel import CLIENT_ADDR, SERVER_ADDR, Topology
 from handshake.report.ladder import render_ladder
 from handshake.trace.pcap import PcapWriter
 
@@ -217,6 +218,42 @@ def running_nginx(topo: Topology, work: Path, servers: str, port: int) -> Iterat
     argv = [NGINX, "-p", str(work), "-c", str(conf), "-e", str(work / "error.log")]
     with running(topo, argv, work / "nginx.out", {("tcp", port)}, "nginx", ("error.log",)) as server:
         yield server
+
+
+# --- openssl s_server ------------------------------------------------------------------------------
+
+S_SERVER_RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def answer_each_get(server: subprocess.Popen, response: bytes = S_SERVER_RESPONSE) -> None:
+    """Write ``response`` to a plain s_server's stdin for every request it prints. (``-www``, which
+    answers by itself, cannot be combined with ``-early_data``.)"""
+    seen = b""
+    while True:
+        chunk = os.read(server.stdout.fileno(), 65536)
+        if not chunk:
+            return
+        seen += chunk
+        while b"GET /" in seen:
+            seen = seen[seen.index(b"GET /") + 5:]
+            server.stdin.write(response)
+            server.stdin.flush()
+
+
+@contextmanager
+def running_s_server(topo: Topology, port: int, chain: Path, key: Path, extra: list[str]) -> Iterator[subprocess.Popen]:
+    """``openssl s_server`` in the server namespace on ``port`` with ``chain`` (leaf first, then its
+    intermediates, all sent), answering each GET it reads."""
+    server = topo.popen("server", [OPENSSL, "s_server", "-accept", f"{SERVER_ADDR}:{port}", "-cert", str(chain),
+                                   "-cert_chain", str(chain), "-key", str(key), *extra],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    threading.Thread(target=answer_each_get, args=(server,), daemon=True).start()
+    try:
+        wait_until_listening(topo, server, {("tcp", port)}, "s_server", lambda: "")
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
 
 
 # --- curl ----------------------------------------------------------------------------------------

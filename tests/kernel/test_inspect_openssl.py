@@ -27,28 +27,13 @@ import pytest
 from handshake.kernel import SERVER_ADDR, Topology
 from handshake.net.link import LinkConfig
 
-from .real_programs import OPENSSL, inspect_what_crossed, self_signed, spans_its_round_trips
+from .real_programs import OPENSSL, answer_each_get, inspect_what_crossed, self_signed, spans_its_round_trips
 
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl (the command) is not installed")
 
 REQUEST = b"GET / HTTP/1.0\r\nHost: server.test\r\n\r\n"
-RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
 EARLY_PORT, PLAIN_PORT = 4433, 4434
 RTT_MS = 100.0
-
-
-def _answer_requests(server: subprocess.Popen) -> None:
-    """Write the response to s_server's stdin for every request it prints."""
-    seen = b""
-    while True:
-        chunk = os.read(server.stdout.fileno(), 65536)
-        if not chunk:
-            return
-        seen += chunk
-        while b"GET /" in seen:
-            seen = seen[seen.index(b"GET /") + 5:]
-            server.stdin.write(RESPONSE)
-            server.stdin.flush()
 
 
 def _read_until(process: subprocess.Popen, marker: bytes, timeout_s: float) -> bytes:
@@ -84,7 +69,7 @@ def openssl_runs(tmp_path_factory):
             server = topo.popen("server", [OPENSSL, "s_server", "-accept", f"{SERVER_ADDR}:{port}", "-cert", str(cert),
                                            "-key", str(key), "-num_tickets", "1", *extra],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            threading.Thread(target=_answer_requests, args=(server,), daemon=True).start()
+            threading.Thread(target=answer_each_get, args=(server,), daemon=True).start()
         deadline = time.monotonic() + 5
         while {("tcp", EARLY_PORT), ("tcp", PLAIN_PORT)} - topo.listening("server"):
             assert time.monotonic() < deadline, "s_server did not start listening"
@@ -183,7 +168,7 @@ def curl_runs(tmp_path_factory):
         server = topo.popen("server", [OPENSSL, "s_server", "-accept", f"{SERVER_ADDR}:{TFO_PORT}", "-cert", str(cert),
                                        "-key", str(key), "-num_tickets", "1"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=_answer_requests, args=(server,), daemon=True).start()
+        threading.Thread(target=answer_each_get, args=(server,), daemon=True).start()
         deadline = time.monotonic() + 5
         while ("tcp", TFO_PORT) not in topo.listening("server"):
             assert time.monotonic() < deadline, "s_server did not start listening"

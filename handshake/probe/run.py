@@ -1,0 +1,194 @@
+"""``handshake probe URL``: every variant the server allows, against that server, counted.
+
+For each run, each variant makes its warm-up and measured connections (``attempt``); the
+packets of those connections are then taken from the capture (``capture``), and each measured
+connection is judged from them (``measure``). TCP variants go first: their answers say whether
+the server offers HTTP/3 (Alt-Svc) and on which port; ``--quic`` tries QUIC on the URL's port
+anyway. Every connection goes to the one address the target resolved to.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from handshake.analysis.capture import inspect_packets
+from handshake.analysis.keylog import parse_keylog
+from handshake.endpoints._files import create_private_file
+from handshake.errors import UsageError
+from handshake.trace.packet import PacketError, decode
+from handshake.variants import CATALOG
+
+from .attempt import NO_HTTP3, Attempt, ProbeClients, alt_svc_h3_port, attempt_variant
+from .capture import CaptureUnavailable, PacketCapture
+from .connect import ProbeSocketError
+from .measure import Measurement, ProbeRow, client_rtt_s, counted, inferred, packet_rtt_s, port_of, probe_row
+from .summary import summarize
+from .target import Target
+
+__all__ = ["PROBE_VARIANTS", "MAX_RUNS", "ProbeOptions", "ProbeResult", "run_probe"]
+
+PROBE_VARIANTS = ("tls12", "tls12-resume", "tls13", "tls13-resume", "tls13-0rtt",
+                  "tfo-tls12", "tfo-tls13", "tfo-tls13-0rtt", "quic", "quic-0rtt")
+"""The catalog's variants over TLS, in its order."""
+MAX_RUNS = 20
+"""At most two connections a variant and run: 20 runs is 400 connections, a polite ceiling."""
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    runs: int = 1
+    variants: tuple[str, ...] = PROBE_VARIANTS
+    ca_pem: bytes | None = None
+    """Trust these CA certificates instead of the system's (``--cacert``)."""
+    insecure: bool = False
+    quic: bool = False
+    """Try QUIC on the URL's port even if the server advertises no HTTP/3."""
+    timeout_s: float = 10.0
+    """Per connection: how long the response may take."""
+    capture: bool = True
+    """Take the packets where the process may (CAP_NET_RAW); False: infer, as without it."""
+    capture_path: str | None = None
+    keylog_path: str | None = None
+
+
+@dataclass
+class ProbeResult:
+    target: Target
+    basis: str
+    """"counted" (from a capture of the probe's own packets) or "inferred"."""
+    basis_note: str
+    rtt_ms: float | None
+    """The path's RTT, measured (median over runs)."""
+    rows: list[ProbeRow]
+    quic_port: int | None
+    """Where HTTP/3 was tried (advertised, or the URL's port with ``--quic``)."""
+    quic_source: str | None
+    """"alt-svc" or "--quic"."""
+    runs: int
+    summary: list[str] = field(default_factory=list)
+
+
+def _own(packets: list[tuple[float, bytes]], ports: set[int]) -> list[tuple[float, bytes]]:
+    """The packets of the connections this run made (the filter passes all of the server's)."""
+    own = []
+    for time_s, data in packets:
+        try:
+            transport = decode(data).transport
+        except PacketError:
+            continue
+        if not isinstance(transport, bytes) and (transport.sport in ports or transport.dport in ports):
+            own.append((time_s, data))
+    return own
+
+
+def _open_capture(target: Target, options: ProbeOptions) -> tuple[PacketCapture | None, str]:
+    if not options.capture:
+        return None, "inferred from socket timings and TCP_INFO (capture turned off)"
+    try:
+        return PacketCapture(target.address), "counted from the packets of the probe's own connections"
+    except CaptureUnavailable as error:
+        if options.capture_path is not None:
+            raise UsageError(f"--capture: {error}") from None
+        return None, f"inferred from socket timings and TCP_INFO: {error}; run as root to count from the packets"
+
+
+def run_probe(target: Target, options: ProbeOptions) -> ProbeResult:
+    for name in options.variants:
+        if name not in PROBE_VARIANTS:
+            raise UsageError(f"probe: unknown variant {name!r}; choose from {', '.join(PROBE_VARIANTS)}")
+    if not 1 <= options.runs <= MAX_RUNS:
+        raise UsageError(f"--runs {options.runs}: probe makes 1 to {MAX_RUNS} runs")
+    capture, basis_note = _open_capture(target, options)
+    quic_port, quic_source = (target.port, "--quic") if options.quic else (None, None)
+    h3_port = quic_port
+    no_quic = NO_HTTP3
+    attempts: dict[str, list[Attempt]] = {name: [] for name in options.variants}
+    measurements: dict[str, list[Measurement | None]] = {name: [] for name in options.variants}
+    kept: list[tuple[float, bytes]] = []
+    rtts: list[float] = []
+    order = sorted(options.variants, key=lambda name: CATALOG[name].transport == "quic")
+    with tempfile.TemporaryDirectory(prefix="handshake-probe-") as work:
+        keylog = Path(options.keylog_path or os.path.join(work, "keys.log"))
+        create_private_file(keylog)
+        clients = ProbeClients(target, ca_pem=options.ca_pem, verify=not options.insecure, keylog_path=keylog)
+        try:
+            for _ in range(options.runs):
+                run = []
+                for name in order:
+                    attempt = attempt_variant(CATALOG[name], clients, limit_s=options.timeout_s, quic_port=quic_port,
+                                              no_quic=no_quic)
+                    run.append(attempt)
+                    if quic_port is None and quic_source is None:
+                        quic_port = h3_port = _advertised_h3(attempt, target)
+                        quic_source = "alt-svc" if quic_port is not None else None
+                    elif "http3" in attempt.refused and quic_port is not None:
+                        no_quic, quic_port = attempt.reasons[attempt.refused.index("http3")], None  # silent: once is enough
+                    attempts[name].append(attempt)
+                rtt_s = _judge_run(run, capture, keylog, measurements, kept)
+                if rtt_s is not None:
+                    rtts.append(rtt_s)
+        except ProbeSocketError as error:
+            raise UsageError(error.strerror) from None
+        finally:
+            if capture is not None:
+                capture.close()
+    if options.capture_path is not None:
+        _write_capture(options.capture_path, kept)
+    rtt_ms = statistics.median(rtts) * 1000 if rtts else None
+    rows = [probe_row(attempts[name], measurements[name]) for name in PROBE_VARIANTS if name in attempts]
+    return ProbeResult(target, "counted" if capture is not None else "inferred", basis_note, rtt_ms, rows,
+                       h3_port, quic_source, options.runs, summarize(rows, rtt_ms))
+
+
+def _advertised_h3(attempt: Attempt, target: Target) -> int | None:
+    for connection in attempt.connections:
+        if connection.response is not None:
+            port = alt_svc_h3_port(connection.response.headers, target.host)
+            if port is not None:
+                return port
+    return None
+
+
+def _judge_run(run: list[Attempt], capture: PacketCapture | None, keylog: Path,
+               measurements: dict[str, list[Measurement | None]], kept: list[tuple[float, bytes]]) -> float | None:
+    """Each measured connection of the run, counted from its packets (or inferred); the run's RTT."""
+    connections = [c for attempt in run for c in attempt.connections]
+    reports = {}
+    if capture is not None:
+        packets = _own(capture.take(), {c.client_port for c in connections})
+        kept += packets
+        rtt_s = packet_rtt_s(packets, {c.client_port for c in connections})
+        keys = parse_keylog(keylog.read_text())
+        for inspected in inspect_packets(packets, keys):
+            reports[(inspected.report.transport, port_of(inspected.report.client))] = inspected.report
+    else:
+        rtt_s = client_rtt_s(connections)
+    for attempt in run:
+        measured = attempt.measured
+        result = None
+        if measured is not None and measured.error is None:
+            if capture is None:
+                result = inferred(measured, rtt_s, tfo_tried=attempt.variant.tfo)
+            else:
+                report = reports.get((measured.transport, measured.client_port))
+                result = counted(report, measured) if report is not None else None
+        measurements[attempt.variant.name].append(result)
+    return rtt_s
+
+
+def _write_capture(path: str, packets: list[tuple[float, bytes]]) -> None:
+    """The probe's packets as a pcap (raw IP), mode 0600: with the key log it is the plaintext."""
+    from handshake.trace.pcap import PcapWriter
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as error:
+        raise UsageError(f"cannot write capture {path}: {error.strerror}") from None
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as file, PcapWriter(file) as writer:
+        for time_s, data in sorted(packets, key=lambda p: p[0]):
+            writer.write(time_s, data)
