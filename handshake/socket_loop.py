@@ -35,26 +35,29 @@ class RequestTimes:
     """When a client's request left and its first response byte came in, on the monotonic clock.
 
     The request is ready once the endpoint wrote it (at ``start`` for a plain GET or 0-RTT, else
-    at ``HandshakeCompleted``, or again at ``EarlyDataResent``); it left with the first send after
-    that. The first byte is the time of the read in which the endpoint reports it."""
+    at ``HandshakeCompleted``, or again at ``EarlyDataResent``): ``request_ready_at`` is the time
+    of the read (or start) that made it so, before the endpoint's own computation; it left with
+    the first send after that. The first byte is the time of the read in which the endpoint
+    reports it."""
 
     def __init__(self) -> None:
         self.request_ready = False
+        self.request_ready_at: float | None = None
         self.request_left_at: float | None = None
         self.first_byte_at: float | None = None
 
-    def ready(self) -> None:
-        self.request_ready, self.request_left_at = True, None
+    def ready(self, now: float) -> None:
+        self.request_ready, self.request_ready_at, self.request_left_at = True, now, None
 
     def sent(self, now: float) -> None:
         if self.request_ready and self.request_left_at is None:
             self.request_left_at = now
 
-    def saw(self, endpoint: Any, event: Event) -> None:
+    def saw(self, endpoint: Any, event: Event, now: float) -> None:
         if isinstance(event, EarlyDataResent) or (
             isinstance(event, HandshakeCompleted) and not getattr(endpoint, "request_at_start", False)
         ):
-            self.ready()
+            self.ready(now)
 
     def saw_bytes(self, endpoint: Any, now: float) -> None:
         if self.first_byte_at is None and getattr(endpoint, "response_started", False):
@@ -195,7 +198,7 @@ class TcpChannel(Channel):
         self._now = now
         self.endpoint.start(now)
         if getattr(self.endpoint, "request_at_start", False):
-            self.times.ready()
+            self.times.ready(now)
         self._pump()
 
     def wants_write(self) -> bool:
@@ -257,7 +260,7 @@ class TcpChannel(Channel):
         self._out += self.endpoint.data_to_send()
         while (event := self.endpoint.next_event()) is not None:  # before the flush: it may ready the request
             self.events.append(event)
-            self.times.saw(self.endpoint, event)
+            self.times.saw(self.endpoint, event, self._now)
             if isinstance(event, ResponseReceived) and self.response is None:
                 self.response = event
         self.times.saw_bytes(self.endpoint, self._now)
@@ -318,7 +321,7 @@ class UdpChannel(Channel):
     def start(self, now: float) -> None:
         self.endpoint.start(now)
         if getattr(self.endpoint, "request_at_start", False):
-            self.times.ready()
+            self.times.ready(now)
         self.flush(now)
 
     def on_readable(self, now: float) -> None:
@@ -355,7 +358,7 @@ class UdpChannel(Channel):
     def _drain_events(self, now: float) -> None:
         while (event := self.endpoint.next_event()) is not None:
             self.events.append(event)
-            self.times.saw(self.endpoint, event)
+            self.times.saw(self.endpoint, event, now)
         self.times.saw_bytes(self.endpoint, now)
 
 

@@ -157,26 +157,30 @@ def test_the_filter_never_runs_off_its_program(packet, server):
 
 # --- counts without a capture ----------------------------------------------------------------------
 
-def connection(request_left_s: float, first_byte_s: float) -> Connection:
-    made = Connection("measured", "tcp", 40000, 0.0, request_left_s=request_left_s, first_byte_s=first_byte_s,
+def connection(request_left_s: float, first_byte_s: float, computed_s: float = 0.0) -> Connection:
+    """A measured connection whose request could leave at ``request_left_s - computed_s``."""
+    made = Connection("measured", "tcp", 40000, 0.0, request_ready_s=request_left_s - computed_s,
+                      request_left_s=request_left_s, first_byte_s=first_byte_s,
                       handshake=HandshakeCompleted("1.3", False, "none", "TLS_AES_128_GCM_SHA256"),
                       response=ResponseReceived(200, b"hi", (), "2"))
     return made
 
 
 def test_inferred_round_trips_are_the_requests_wait_over_the_rtt_plus_the_answers():
-    measured = inferred(connection(0.2013, 0.3318), 0.1, tfo_tried=False)
+    measured = inferred(connection(0.2313, 0.3618, computed_s=0.03), 0.1, tfo_tried=False)
     assert (measured.setup_round_trips, measured.round_trips, measured.basis) == (2, 3, "inferred")
     assert measured.server_ms == pytest.approx(30.5)
     assert (measured.http_version, measured.tls_version, measured.tfo) == ("2", "1.3", "none")
 
 
-@given(st.integers(0, 5), st.floats(0.001, 0.5), st.floats(0, 2), st.floats(0.2, 0.45))
-def test_inferred_counts_recover_any_path_and_server_time(setup, rtt_s, server_s, jitter):
-    """The request leaves after ``setup`` round trips (give or take under half of one), the answer a
-    round trip plus the server time later: the count is setup + 1, the server time is recovered."""
-    left = setup * rtt_s + jitter * rtt_s * (1 if setup else 0)
-    measured = inferred(connection(left, left + rtt_s + server_s), rtt_s, tfo_tried=False)
+@given(st.integers(0, 5), st.floats(0.001, 0.5), st.floats(0, 2), st.floats(-0.45, 0.45), st.floats(0, 2))
+def test_inferred_counts_recover_any_path_and_server_time(setup, rtt_s, server_s, jitter, computing):
+    """The request could leave after ``setup`` round trips (give or take under half of one), left
+    after the client's computation (any length: no round trip), and the answer came a round trip
+    plus the server time later: the count is setup + 1, the server time is recovered."""
+    ready = max(0.0, setup * rtt_s + jitter * rtt_s)
+    left = ready + computing * rtt_s
+    measured = inferred(connection(left, left + rtt_s + server_s, left - ready), rtt_s, tfo_tried=False)
     assert (measured.setup_round_trips, measured.round_trips) == (setup, setup + 1)
     assert measured.server_ms == pytest.approx(server_s * 1000, abs=1e-6)
 

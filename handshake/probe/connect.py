@@ -29,7 +29,8 @@ from handshake.socket_loop import TCP_FASTOPEN_CONNECT, SocketLoop, TcpChannel, 
 
 from .target import Target
 
-__all__ = ["Connection", "tcp_connection", "quic_connection", "ProbeSocketError"]
+__all__ = ["Connection", "tcp_connection", "quic_connection", "ProbeSocketError", "TFO_NO_COOKIE",
+           "tfo_failure_reason"]
 
 CLOSE_LIMIT_S: Final = 2.0
 """How long the close (and tickets after the response) may take."""
@@ -46,8 +47,9 @@ _TCPI_FASTOPEN_FAIL: Final = 7
 """Byte holding delivery_rate_app_limited:1 then fastopen_client_fail:2 (Linux 5.5+)."""
 _TCPI_MIN_RTT: Final = 148
 TCPI_OPT_SYN_DATA: Final = 32
+TFO_NO_COOKIE: Final = 1
 _TFO_FAILURES: Final = {
-    1: "no TFO cookie for this server: it granted none",
+    TFO_NO_COOKIE: "no cookie for this server: it granted none",
     2: "the server did not acknowledge the data in the SYN",
     3: "the SYN with data was retransmitted (something on the path drops TFO SYNs)",
 }
@@ -69,6 +71,9 @@ class Connection:
     """Monotonic time just before connect (TCP) or the first Initial (QUIC)."""
     connected_s: float | None = None
     """TCP without data in the SYN: connect() took this long (the SYN-ACK's round trip)."""
+    request_ready_s: float | None = None
+    """When the client could send its request: the read that completed the handshake (or the
+    connect, for a request ready at the start), before the client's own computation."""
     request_left_s: float | None = None
     first_byte_s: float | None = None
     handshake: HandshakeCompleted | None = None
@@ -76,8 +81,8 @@ class Connection:
     alpn: str | None = None
     tfo_data_acked: bool | None = None
     """TCP_INFO: the server acknowledged data sent in the SYN."""
-    tfo_failure: str | None = None
-    """TCP_INFO's fastopen_client_fail, in words."""
+    tfo_failure: int = 0
+    """TCP_INFO's fastopen_client_fail (Linux 5.5+): 0, or why TFO did not carry the data."""
     min_rtt_s: float | None = None
     """The kernel's (TCP_INFO tcpi_min_rtt) or aioquic's minimum RTT sample."""
     error: str | None = None
@@ -85,6 +90,10 @@ class Connection:
     """QUIC: not one datagram came back."""
     ticket: Any = None
     """What a next connection resumes with: ssl.SSLSession, EarlySession or SessionTicket."""
+
+
+def tfo_failure_reason(code: int) -> str:
+    return _TFO_FAILURES.get(code, "the data in the SYN was not acknowledged")
 
 
 def _client_socket(target: Target, kind: int) -> socket.socket:
@@ -99,14 +108,14 @@ def _client_socket(target: Target, kind: int) -> socket.socket:
     return sock
 
 
-def _tcp_info(sock: socket.socket) -> tuple[bool, str | None, float | None]:
-    """(data in the SYN acknowledged, why TFO failed, min RTT in s) from TCP_INFO."""
+def _tcp_info(sock: socket.socket) -> tuple[bool, int, float | None]:
+    """(data in the SYN acknowledged, fastopen_client_fail, min RTT in s) from TCP_INFO."""
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
     except OSError:
-        return False, None, None
+        return False, 0, None
     acked = bool(info[_TCPI_OPTIONS] & TCPI_OPT_SYN_DATA)
-    failure = _TFO_FAILURES.get((info[_TCPI_FASTOPEN_FAIL] >> 1) & 0x3) if len(info) > _TCPI_FASTOPEN_FAIL else None
+    failure = (info[_TCPI_FASTOPEN_FAIL] >> 1) & 0x3 if len(info) > _TCPI_FASTOPEN_FAIL else 0
     min_rtt = None
     if len(info) >= _TCPI_MIN_RTT + 4:
         (microseconds,) = struct.unpack_from("=I", info, _TCPI_MIN_RTT)
@@ -114,8 +123,10 @@ def _tcp_info(sock: socket.socket) -> tuple[bool, str | None, float | None]:
     return acked, failure, min_rtt
 
 
-def _settle(connection: Connection, times: Any, events: list) -> None:
+def _settle(connection: Connection, times: Any, events: list, connected_at: float | None = None) -> None:
     start = connection.started_at
+    if times.request_ready_at is not None:
+        connection.request_ready_s = max(times.request_ready_at, connected_at or start) - start
     if times.request_left_at is not None:
         connection.request_left_s = times.request_left_at - start
     if times.first_byte_at is not None:
@@ -156,7 +167,7 @@ def tcp_connection(target: Target, endpoint: Any, *, tfo: bool, role: str, limit
         if channel.connected_at is not None:
             connection.connected_s = channel.connected_at - started
         connection.response = channel.response
-        _settle(connection, channel.times, channel.events)
+        _settle(connection, channel.times, channel.events, channel.connected_at)
         connection.alpn = getattr(endpoint, "alpn", None)
         connection.tfo_data_acked, connection.tfo_failure, connection.min_rtt_s = _tcp_info(sock)
         if connection.error is None:

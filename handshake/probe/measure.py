@@ -8,10 +8,12 @@ where it tried no TCP).
 
 Without one, the client's own clock stands in: TTFB runs from just before connect to the read
 that brought the response's first byte, the RTT is the shortest connect() (or the kernel's and
-aioquic's minimum RTT sample), the round trips before the request are the time it left over that
-RTT, rounded, and one more carries the answer; what the answer took beyond that round trip is
-the server time. Such a count is labelled inferred: it cannot see a round trip lost inside the
-answer (a first TLS record beyond the initial window), which it takes for server time.
+aioquic's minimum RTT sample), the round trips before the request are the time the client could
+send it (the read that completed its handshake: its own computation after that is no round trip)
+over that RTT, rounded, and one more carries the answer; what the answer took beyond that round
+trip after the request left is the server time. Such a count is labelled inferred: it cannot see
+a round trip lost inside the answer (a first TLS record beyond the initial window), which it
+takes for server time.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from handshake.analysis.report import ConnectionReport
 from handshake.trace.packet import PacketError, decode
 
 from .attempt import Attempt
-from .connect import Connection
+from .connect import TFO_NO_COOKIE, Connection
 
 __all__ = ["Measurement", "ProbeRow", "counted", "inferred", "packet_rtt_s", "client_rtt_s", "probe_row",
            "port_of"]
@@ -72,15 +74,15 @@ def _tfo_seen(connection: Connection, tried: bool) -> str:
         return "none"
     if connection.tfo_data_acked:
         return "data"
-    return "cookie-request" if connection.tfo_failure and "no TFO cookie" in connection.tfo_failure else "unknown"
+    return "cookie-request" if connection.tfo_failure == TFO_NO_COOKIE else "unknown"
 
 
 def inferred(connection: Connection, rtt_s: float | None, *, tfo_tried: bool) -> Measurement:
     handshake = connection.handshake
-    ttfb_s, left_s = connection.first_byte_s, connection.request_left_s
+    ttfb_s, ready_s, left_s = connection.first_byte_s, connection.request_ready_s, connection.request_left_s
     setup = rounds = server_ms = None
-    if rtt_s and ttfb_s is not None and left_s is not None:
-        setup = round(left_s / rtt_s)
+    if rtt_s and ttfb_s is not None and ready_s is not None and left_s is not None:
+        setup = round(ready_s / rtt_s)
         rounds = setup + 1
         server_ms = max(0.0, (ttfb_s - left_s - rtt_s) * 1000)
     return Measurement(
