@@ -14,6 +14,7 @@ from aioquic.tls import Epoch, SessionTicket
 
 from ._base import TlsError
 from .events import EarlyDataResent, Event, HandshakeCompleted, ResponseReceived
+from .http1 import USER_AGENT
 from .quic_config import Address, QuicClientConfig, cipher_name, without_early_data
 
 DEFAULT_LOCAL_ADDR: Address = ("198.18.0.1", 0)
@@ -138,7 +139,7 @@ class QuicHttpClient:
                 (b":scheme", b"https"),
                 (b":authority", authority),
                 (b":path", self.config.path.encode()),
-                (b"user-agent", b"handshake/0.1"),
+                (b"user-agent", USER_AGENT.encode()),
             ],
             end_stream=True,
         )

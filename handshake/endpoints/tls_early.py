@@ -18,6 +18,7 @@ import ctypes
 import os
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from functools import cached_property
 
 from handshake.endpoints import libssl as L
@@ -26,6 +27,9 @@ from ._files import append_line, create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import EarlyDataResent, HandshakeCompleted
 from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange, client_exchange
+
+if TYPE_CHECKING:
+    from .http2 import Http2ClientExchange
 
 DEFAULT_MAX_EARLY_DATA = 16384
 SERVER_SESSION_CACHE_SIZE = 1024
@@ -303,7 +307,7 @@ class EarlyHttpClient(_EarlyEndpoint):
         self.config = config
         self._offered_session = session
         self._send_early_data = send_early_data
-        self._exchange: ClientExchange | None = None
+        self._exchange: ClientExchange | Http2ClientExchange | None = None
         """Made for the ticket's protocol when the request goes as early data, else once the
         handshake has settled the protocol (ALPN)."""
         self._ticket: EarlySession | None = None

@@ -12,6 +12,7 @@ import ssl
 import tempfile
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from functools import cached_property
 
 from ._base import EventQueue, TlsError, check_version
@@ -19,6 +20,9 @@ from ._files import create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import HandshakeCompleted
 from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange, client_exchange
+
+if TYPE_CHECKING:
+    from .http2 import Http2ClientExchange
 
 _TLS_VERSION = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _VERSION_NAME = {"TLSv1.2": "1.2", "TLSv1.3": "1.3"}
@@ -203,7 +207,7 @@ class TlsHttpClient(_TlsEndpoint):
         super().__init__()
         self.config = config
         self._offered_session = session
-        self._exchange: ClientExchange | None = None
+        self._exchange: ClientExchange | Http2ClientExchange | None = None
         """Made once the handshake has settled the protocol."""
         self.alpn: str | None = None
 

@@ -125,11 +125,16 @@ def attempt_variant(variant: Variant, clients: ProbeClients, *, limit_s: float, 
             attempt.refuse("http3", no_quic)
             return attempt
         return _attempt_quic(attempt, clients, limit_s, quic_port)
+
+    def connect(ticket: Any, role: str) -> Connection:
+        made = tcp_connection(clients.target, clients.stream_client(variant, ticket), tfo=variant.tfo, role=role,
+                              limit_s=limit_s)
+        attempt.connections.append(made)
+        return made
+
     ticket = None
     if variant.warm:
-        warm = tcp_connection(clients.target, clients.stream_client(variant, None), tfo=variant.tfo,
-                              role="warm-up", limit_s=limit_s)
-        attempt.connections.append(warm)
+        warm = connect(None, "warm-up")
         if warm.error is not None:
             _failed(attempt, warm.error, "the warm-up")
             return attempt
@@ -140,9 +145,7 @@ def attempt_variant(variant: Variant, clients: ProbeClients, *, limit_s: float, 
                 attempt.refuse(*problem)
                 if problem[0] == "resumption":
                     ticket = None
-    measured = tcp_connection(clients.target, clients.stream_client(variant, ticket), tfo=variant.tfo,
-                              role="measured", limit_s=limit_s)
-    attempt.connections.append(measured)
+    measured = connect(ticket, "measured")
     if measured.error is not None:
         _failed(attempt, measured.error, "the measured connection")
         return attempt

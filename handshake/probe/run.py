@@ -103,9 +103,7 @@ def run_probe(target: Target, options: ProbeOptions) -> ProbeResult:
     if not 1 <= options.runs <= MAX_RUNS:
         raise UsageError(f"--runs {options.runs}: probe makes 1 to {MAX_RUNS} runs")
     capture, basis_note = _open_capture(target, options)
-    quic_port, quic_source = (target.port, "--quic") if options.quic else (None, None)
-    h3_port = quic_port
-    no_quic = NO_HTTP3
+    http3 = _Http3(target.port, "--quic") if options.quic else _Http3()
     attempts: dict[str, list[Attempt]] = {name: [] for name in options.variants}
     measurements: dict[str, list[Measurement | None]] = {name: [] for name in options.variants}
     kept: list[tuple[float, bytes]] = []
@@ -119,14 +117,10 @@ def run_probe(target: Target, options: ProbeOptions) -> ProbeResult:
             for _ in range(options.runs):
                 run = []
                 for name in order:
-                    attempt = attempt_variant(CATALOG[name], clients, limit_s=options.timeout_s, quic_port=quic_port,
-                                              no_quic=no_quic)
+                    attempt = attempt_variant(CATALOG[name], clients, limit_s=options.timeout_s,
+                                              quic_port=http3.port_to_try, no_quic=http3.why_not)
+                    http3.learn(attempt, target)
                     run.append(attempt)
-                    if quic_port is None and quic_source is None:
-                        quic_port = h3_port = _advertised_h3(attempt, target)
-                        quic_source = "alt-svc" if quic_port is not None else None
-                    elif "http3" in attempt.refused and quic_port is not None:
-                        no_quic, quic_port = attempt.reasons[attempt.refused.index("http3")], None  # silent: once is enough
                     attempts[name].append(attempt)
                 rtt_s = _judge_run(run, capture, keylog, measurements, kept)
                 if rtt_s is not None:
@@ -141,16 +135,36 @@ def run_probe(target: Target, options: ProbeOptions) -> ProbeResult:
     rtt_ms = statistics.median(rtts) * 1000 if rtts else None
     rows = [probe_row(attempts[name], measurements[name]) for name in PROBE_VARIANTS if name in attempts]
     return ProbeResult(target, "counted" if capture is not None else "inferred", basis_note, rtt_ms, rows,
-                       h3_port, quic_source, options.runs, summarize(rows, rtt_ms))
+                       http3.port, http3.source, options.runs, summarize(rows, rtt_ms))
 
 
-def _advertised_h3(attempt: Attempt, target: Target) -> int | None:
-    for connection in attempt.connections:
-        if connection.response is not None:
-            port = alt_svc_h3_port(connection.response.headers, target.host)
-            if port is not None:
-                return port
-    return None
+@dataclass
+class _Http3:
+    """Where QUIC is tried: the URL's port with ``--quic``, else the first ``Alt-Svc: h3`` an
+    answer carries; a port that stayed silent is not tried again."""
+
+    port: int | None = None
+    source: str | None = None
+    silent: str | None = None
+    """Why QUIC is no longer tried (nothing answered)."""
+
+    @property
+    def port_to_try(self) -> int | None:
+        return None if self.silent else self.port
+
+    @property
+    def why_not(self) -> str:
+        return self.silent or NO_HTTP3
+
+    def learn(self, attempt: Attempt, target: Target) -> None:
+        if self.source is None:
+            for connection in attempt.connections:
+                port = alt_svc_h3_port(connection.response.headers, target.host) if connection.response else None
+                if port is not None:
+                    self.port, self.source = port, "alt-svc"
+                    return
+        elif attempt.variant.transport == "quic" and "http3" in attempt.refused and self.silent is None:
+            self.silent = attempt.reasons[attempt.refused.index("http3")]
 
 
 def _judge_run(run: list[Attempt], capture: PacketCapture | None, keylog: Path,

@@ -95,8 +95,10 @@ def warm_up(servers) -> None:
               capture=False)
 
 
-def probe(servers, port: int, *extra: str, name: str, capture: bool = True, privileged: bool = True) -> dict:
-    """Run `handshake probe` in the client namespace; its JSON document, with "pcap"/"keylog" paths."""
+def probe(servers, port: int, *extra: str, name: str, capture: bool = True, privileged: bool = True,
+          status: int = 0) -> dict:
+    """Run `handshake probe` in the client namespace; its JSON document, with "pcap"/"keylog" paths.
+    ``status``: the exit status expected (1 when no variant completes)."""
     topo, work, ca = servers
     topo.flush_tcp_metrics("client")  # every probe starts with no TFO cookie, as a first visit does
     pcap, keylog = work / f"{name}.pcap", work / f"{name}.keylog"
@@ -109,7 +111,7 @@ def probe(servers, port: int, *extra: str, name: str, capture: bool = True, priv
         argv = [shutil.which("setpriv"), "--bounding-set=-all", "--inh-caps=-all", "--", *argv]
     process = topo.popen("client", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr.decode() + stdout.decode()
+    assert process.returncode == status, stderr.decode() + stdout.decode()
     document = json.loads(stdout)
     document["pcap"], document["keylog"] = pcap, keylog
     return document
@@ -254,3 +256,13 @@ def test_a_refused_port_and_an_unverified_certificate_are_one_line_each_naming_t
         assert process.returncode == 1, stderr  # nothing completed
         for row in json.loads(stdout)["rows"]:
             assert not row["supported"] and expected in row["error"] and "\n" not in row["error"], row
+
+
+def test_quic_tried_where_nothing_answers_is_refused_once_not_waited_for_twice(servers):
+    document = probe(servers, 8443, "--quic", "--variants", "quic,quic-0rtt", name="quic-silent", status=1)
+    assert document["http3"] == {"port": 8443, "source": "--quic"}
+    seen = rows(document)
+    for name in ("quic", "quic-0rtt"):
+        assert seen[name]["refused"] == ["http3"], seen[name]
+        assert seen[name]["reasons"] == ["no HTTP/3: nothing answered on UDP port 8443 in 3 s"]
+    assert seen["quic-0rtt"]["measured_port"] is None  # the silent port was not tried again
