@@ -21,6 +21,7 @@ from handshake.endpoints.http2 import Http2ClientExchange
 from handshake.errors import UsageError
 from handshake.probe.attempt import Attempt, alt_svc_h3_port
 from handshake.probe.capture import address_filter
+from handshake.probe.https_record import h3_offer
 from handshake.probe.connect import Connection
 from handshake.probe.measure import Measurement, inferred, probe_row
 from handshake.probe.summary import summarize
@@ -98,6 +99,37 @@ def test_the_first_h3_entry_wins(entries, port):
     value = ", ".join(f'{protocol}=":{p}"; ma=60' for protocol, p in [*entries, ("h3", port)])
     expected = next(p for protocol, p in [*entries, ("h3", port)] if protocol == "h3")
     assert alt_svc_h3_port((("alt-svc", value),), "example.test") == expected
+
+
+# --- the HTTPS record ----------------------------------------------------------------------------
+
+def https_records(*texts: str) -> list:
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+
+    return [dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.HTTPS, text) for text in texts]
+
+
+@pytest.mark.parametrize("texts, port", [
+    (['1 . alpn="h3,h2"'], 443),
+    (['1 . alpn="h2,h3" port=8443'], 8443),
+    (['1 example.test. alpn=h3'], 443),
+    (['1 . alpn=h2'], None),
+    (['1 cdn.other.test. alpn=h3'], None),  # another host: never contacted
+    (['0 cdn.other.test.'], None),  # AliasMode: not followed
+    (['2 . alpn=h3 port=9443', '1 . alpn=h3 port=8443'], 8443),  # lowest priority first
+])
+def test_an_https_record_offers_http3_on_this_host(texts, port):
+    offer = h3_offer(https_records(*texts), "example.test", 443)
+    assert (offer.port if offer else None) == port
+
+
+def test_the_https_record_is_asked_for_only_where_the_resolver_gave_the_address(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(socket.AF_INET, 1, 6, "", ("192.0.2.99", 443))])
+    assert parse_target("https://example.test/").from_dns
+    assert not parse_target("https://example.test/", resolve=["example.test:443:192.0.2.1"]).from_dns
+    assert not parse_target("https://192.0.2.1/").from_dns
 
 
 # --- the capture's kernel filter -----------------------------------------------------------------
@@ -222,7 +254,8 @@ def test_the_summary_names_the_fastest_and_what_the_server_could_enable():
     assert summary[1:] == [
         "the server could accept TLS 1.3 early data (0-RTT) and enable TCP Fast Open: −2 round trips expected, "
         "≈ 200 ms from here (tfo-tls13-0rtt)",
-        "the server could offer HTTP/3 (Alt-Svc: h3): −2 round trips expected, ≈ 200 ms from here (quic-0rtt)",
+        "the server could offer HTTP/3 (Alt-Svc or an HTTPS record with h3): −2 round trips expected, "
+        "≈ 200 ms from here (quic-0rtt)",
         "the server could accept TLS 1.3 early data (0-RTT): −1 round trip expected, ≈ 100 ms from here (tls13-0rtt)",
         "the server could enable TCP Fast Open: −1 round trip expected, ≈ 100 ms from here (tfo-tls13)",
     ]
@@ -272,10 +305,44 @@ def test_bad_input_is_one_line_and_status_2(capsys, argv, message):
     assert message in err and err.count("\n") == 1, err
 
 
-def test_interface_is_a_guard_a_socket_that_cannot_bind_there_sends_nothing(capsys):
+def test_interface_is_a_guard_a_socket_that_cannot_bind_there_sends_nothing(capsys, monkeypatch):
     """198.18.0.1 exists only in the kernel engine's client namespace: from here the bind fails, so
-    the probe stops before its first packet instead of leaving by the host's default route."""
+    the probe stops before its first packet instead of leaving by the host's default route; with
+    --resolve it asks no DNS question either."""
+    def no_dns(*args, **kwargs):
+        raise AssertionError("a DNS query for a --resolve'd name")
+
+    monkeypatch.setattr("handshake.probe.run.lookup_https_record", no_dns)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     assert main(["probe", "https://server.test/", "--resolve", "server.test:443:198.19.0.1", "--interface",
                  "198.18.0.1", "--variants", "tls13"]) == 2
     err = capsys.readouterr().err
     assert "cannot bind to --interface 198.18.0.1" in err and err.count("\n") == 1, err
+
+
+def test_a_run_over_which_the_system_clock_was_stepped_is_made_again(monkeypatch):
+    """The capture's timestamps are on CLOCK_REALTIME: an NTP step in the middle of a run puts its
+    packets on two clocks (a CI machine stepped 3 s once: a negative RTT, a connection out of
+    order), so that run is discarded and made again, and the result says so."""
+    from handshake.probe import run as probe_run
+
+    class FakeCapture:
+        unstamped = 0
+
+        def take(self):
+            return []
+
+        def close(self):
+            pass
+
+    made = []
+    monkeypatch.setattr(probe_run, "_open_capture", lambda target, options: (FakeCapture(), "counted"))
+    monkeypatch.setattr(probe_run, "attempt_variant", lambda variant, *a, **k: made.append(variant.name) or
+                        Attempt(variant))
+    offsets = iter([0.0, 3.0, 3.0, 3.0, 3.0, 3.0])  # stepped during the first try of the run only
+    monkeypatch.setattr(probe_run, "_wall_offset_s", lambda: next(offsets))
+    target = parse_target("https://example.test/", resolve=["example.test:443:192.0.2.1"])
+    result = probe_run.run_probe(target, probe_run.ProbeOptions(variants=("tls13", "tls12")))
+    assert made == ["tls13", "tls12", "tls13", "tls12"]
+    assert result.notes == ["the system clock was stepped during a run, which was made again"]
+    assert all(row.spread is None for row in result.rows)  # one attempt kept per variant: the discarded run is gone

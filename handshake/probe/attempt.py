@@ -111,7 +111,7 @@ def _ticket_problem(variant: Variant, ticket: Any) -> tuple[str, str] | None:
     return None
 
 
-NO_HTTP3 = "no HTTP/3 advertised (no Alt-Svc h3 in the server's answers; --quic tries anyway)"
+NO_HTTP3 = "no HTTP/3 advertised (no h3 in an HTTPS record or in Alt-Svc; --quic tries anyway)"
 
 
 def attempt_variant(variant: Variant, clients: ProbeClients, *, limit_s: float, quic_port: int | None,

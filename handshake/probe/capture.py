@@ -1,11 +1,18 @@
 """The probe's own packets, captured as it makes them: AF_PACKET with a kernel filter.
 
 A cooked (``SOCK_DGRAM``) packet socket on every interface hands over IP packets with no link
-header, each with the kernel's receive or transmit timestamp (``SO_TIMESTAMPNS``). A classic BPF
+header, each with the kernel's receive or transmit timestamp (``SO_TIMESTAMPING``). A classic BPF
 program attached to it keeps only packets to or from the server's address, so the rest of the
 machine's traffic never reaches this process; the probe then keeps those of the client ports it
 opened. On the loopback interface every packet passes twice (out, then in): the outgoing copy is
 skipped. Opening one needs CAP_NET_RAW; without it the probe says its counts are inferred.
+
+Why SO_TIMESTAMPING and not SO_TIMESTAMPNS: the kernel stamps packets only once some socket has
+asked it to, and turns that on from a work queue, a moment after ``setsockopt``. A packet that
+passed before has no stamp, and SO_TIMESTAMPNS then reports the time it was *read* -- seconds
+late, at the end of a run (seen: a SYN 3 s after its SYN-ACK, on a CI machine). SO_TIMESTAMPING
+reports no time for it instead, so ``take`` can count such packets (``unstamped``), and the
+probe makes that run again; it also waits for the stamps to begin before its first connection.
 """
 
 from __future__ import annotations
@@ -14,13 +21,18 @@ import ctypes
 import ipaddress
 import socket
 import struct
+import time
 from typing import Final
 
 __all__ = ["PacketCapture", "CaptureUnavailable", "address_filter"]
 
 ETH_P_ALL: Final = 0x0003
 SO_ATTACH_FILTER: Final = 26
-SO_TIMESTAMPNS: Final = 35
+SO_TIMESTAMPING: Final = 37
+SOF_TIMESTAMPING_RX_SOFTWARE: Final = 1 << 3
+SOF_TIMESTAMPING_SOFTWARE: Final = 1 << 4
+STAMPS_BEGIN_S: Final = 0.05
+"""How long to give the kernel to begin stamping (its work queue runs within a millisecond or two)."""
 SO_RCVBUFFORCE: Final = 33
 PACKET_OUTGOING: Final = 4
 ARPHRD_LOOPBACK: Final = 772
@@ -86,9 +98,11 @@ class PacketCapture:
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER_BYTES)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE)
             sock.setblocking(False)
+            time.sleep(STAMPS_BEGIN_S)
             self.take()  # what passed before the filter was attached is anyone's
+            self.unstamped = 0
         except BaseException:
             sock.close()
             raise
@@ -99,10 +113,15 @@ class PacketCapture:
         fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))  # struct sock_fprog
         self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
+    unstamped = 0
+    """Packets read without a kernel timestamp (see the module docstring), since the last ``take``."""
+
     def take(self) -> list[tuple[float, bytes]]:
-        """Every packet captured since the last call: (wall-clock seconds, IP packet)."""
-        packets = []
-        cmsg_space = socket.CMSG_SPACE(16)
+        """Every packet captured since the last call: (wall-clock seconds, IP packet). A packet the
+        kernel did not stamp is left out and counted in ``unstamped``."""
+        packets: list[tuple[float, bytes]] = []
+        self.unstamped = 0
+        cmsg_space = socket.CMSG_SPACE(48)
         while True:
             try:
                 data, ancillary, _flags, address = self._sock.recvmsg(SNAP_BYTES, cmsg_space)
@@ -111,9 +130,10 @@ class PacketCapture:
             _ifname, _protocol, packet_type, hardware_type = address[:4]
             if packet_type == PACKET_OUTGOING and hardware_type == ARPHRD_LOOPBACK:
                 continue
-            stamp = next((struct.unpack("=qq", value[:16]) for level, kind, value in ancillary
-                          if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
-            if stamp is None:
+            stamp = next((struct.unpack_from("=qq", value) for level, kind, value in ancillary
+                          if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(value) >= 16), None)
+            if stamp is None or stamp == (0, 0):  # ts[0], the software stamp: zero where there is none
+                self.unstamped += 1
                 continue
             packets.append((stamp[0] + stamp[1] / 1e9, data))
 

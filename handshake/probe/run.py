@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from handshake.variants import CATALOG
 from .attempt import NO_HTTP3, Attempt, ProbeClients, alt_svc_h3_port, attempt_variant
 from .capture import CaptureUnavailable, PacketCapture
 from .connect import ProbeSocketError
+from .https_record import lookup_https_record
 from .measure import Measurement, ProbeRow, client_rtt_s, counted, inferred, packet_rtt_s, port_of, probe_row
 from .summary import summarize
 from .target import Target
@@ -36,6 +38,12 @@ PROBE_VARIANTS = ("tls12", "tls12-resume", "tls13", "tls13-resume", "tls13-0rtt"
 """The catalog's variants over TLS, in its order."""
 MAX_RUNS = 20
 """At most two connections a variant and run: 20 runs is 400 connections, a polite ceiling."""
+CLOCK_STEP_S = 0.01
+"""A run over which the system clock moved by more than this against the monotonic one was
+stepped (by NTP, say): its packet timestamps are taken on two clocks, so it is made again."""
+RETRIES = 2
+"""Times a run whose capture cannot be trusted (a clock step, a packet without a timestamp) is
+made again."""
 
 
 @dataclass(frozen=True)
@@ -67,22 +75,34 @@ class ProbeResult:
     quic_port: int | None
     """Where HTTP/3 was tried (advertised, or the URL's port with ``--quic``)."""
     quic_source: str | None
-    """"alt-svc" or "--quic"."""
+    """"--quic", "https-record" or "alt-svc"."""
     runs: int
     summary: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What about the probe itself limits its answer."""
 
 
-def _own(packets: list[tuple[float, bytes]], ports: set[int]) -> list[tuple[float, bytes]]:
-    """The packets of the connections this run made (the filter passes all of the server's)."""
+def _own(packets: list[tuple[float, bytes]], opened: set[tuple[int, int]]) -> list[tuple[float, bytes]]:
+    """The packets of the connections this run made, by (IP protocol, client port): the kernel
+    filter passes all of the server's, and a UDP port may be one an earlier QUIC connection used."""
     own = []
     for time_s, data in packets:
         try:
-            transport = decode(data).transport
+            ip = decode(data)
         except PacketError:
             continue
-        if not isinstance(transport, bytes) and (transport.sport in ports or transport.dport in ports):
+        transport = ip.transport
+        if not isinstance(transport, bytes) and ((ip.proto, transport.sport) in opened
+                                                 or (ip.proto, transport.dport) in opened):
             own.append((time_s, data))
     return own
+
+
+def _wall_offset_s() -> float:
+    """CLOCK_REALTIME less CLOCK_MONOTONIC: what the kernel's packet timestamps are taken on, less
+    the probe's own clock. It stays put unless the system clock is stepped (NTP slewing moves it
+    at most 0.5 ms a second)."""
+    return time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 def _open_capture(target: Target, options: ProbeOptions) -> tuple[PacketCapture | None, str]:
@@ -104,6 +124,11 @@ def run_probe(target: Target, options: ProbeOptions) -> ProbeResult:
         raise UsageError(f"--runs {options.runs}: probe makes 1 to {MAX_RUNS} runs")
     capture, basis_note = _open_capture(target, options)
     http3 = _Http3(target.port, "--quic") if options.quic else _Http3()
+    notes: list[str] = []
+    if not options.quic and target.from_dns:
+        record = lookup_https_record(target.host, target.port)
+        if record is not None:
+            http3 = _Http3(record.port, "https-record")
     attempts: dict[str, list[Attempt]] = {name: [] for name in options.variants}
     measurements: dict[str, list[Measurement | None]] = {name: [] for name in options.variants}
     kept: list[tuple[float, bytes]] = []
@@ -115,14 +140,18 @@ def run_probe(target: Target, options: ProbeOptions) -> ProbeResult:
         clients = ProbeClients(target, ca_pem=options.ca_pem, verify=not options.insecure, keylog_path=keylog)
         try:
             for _ in range(options.runs):
-                run = []
-                for name in order:
-                    attempt = attempt_variant(CATALOG[name], clients, limit_s=options.timeout_s,
-                                              quic_port=http3.port_to_try, no_quic=http3.why_not)
-                    http3.learn(attempt, target)
-                    run.append(attempt)
-                    attempts[name].append(attempt)
-                rtt_s = _judge_run(run, capture, keylog, measurements, kept)
+                for _retry in range(RETRIES + 1):
+                    offset_s = _wall_offset_s()
+                    run = [_attempt(name, clients, http3, target, options) for name in order]
+                    packets = capture.take() if capture is not None else []
+                    problem = _untrusted(capture, offset_s)
+                    if problem is None:
+                        break
+                    if problem not in notes:
+                        notes.append(problem)
+                for attempt in run:
+                    attempts[attempt.variant.name].append(attempt)
+                rtt_s = _judge_run(run, packets if capture is not None else None, keylog, measurements, kept)
                 if rtt_s is not None:
                     rtts.append(rtt_s)
         except ProbeSocketError as error:
@@ -135,13 +164,32 @@ def run_probe(target: Target, options: ProbeOptions) -> ProbeResult:
     rtt_ms = statistics.median(rtts) * 1000 if rtts else None
     rows = [probe_row(attempts[name], measurements[name]) for name in PROBE_VARIANTS if name in attempts]
     return ProbeResult(target, "counted" if capture is not None else "inferred", basis_note, rtt_ms, rows,
-                       http3.port, http3.source, options.runs, summarize(rows, rtt_ms))
+                       http3.port, http3.source, options.runs, summarize(rows, rtt_ms), notes)
+
+
+def _untrusted(capture: PacketCapture | None, offset_s: float) -> str | None:
+    """Why the run just made cannot be counted from its capture, if it cannot."""
+    if capture is None:
+        return None
+    if abs(_wall_offset_s() - offset_s) >= CLOCK_STEP_S:
+        return "the system clock was stepped during a run, which was made again"
+    if capture.unstamped:
+        return "the kernel had not stamped every packet of a run with its time, which was made again"
+    return None
+
+
+def _attempt(name: str, clients: ProbeClients, http3: _Http3, target: Target, options: ProbeOptions) -> Attempt:
+    attempt = attempt_variant(CATALOG[name], clients, limit_s=options.timeout_s, quic_port=http3.port_to_try,
+                              no_quic=http3.why_not)
+    http3.learn(attempt, target)
+    return attempt
 
 
 @dataclass
 class _Http3:
-    """Where QUIC is tried: the URL's port with ``--quic``, else the first ``Alt-Svc: h3`` an
-    answer carries; a port that stayed silent is not tried again."""
+    """Where QUIC is tried: the URL's port with ``--quic``, else where the host's HTTPS record
+    offers "h3", else the first ``Alt-Svc: h3`` an answer carries; a port that stayed silent is
+    not tried again."""
 
     port: int | None = None
     source: str | None = None
@@ -167,13 +215,17 @@ class _Http3:
             self.silent = attempt.reasons[attempt.refused.index("http3")]
 
 
-def _judge_run(run: list[Attempt], capture: PacketCapture | None, keylog: Path,
+_PROTOCOL = {"tcp": 6, "quic": 17}
+
+
+def _judge_run(run: list[Attempt], captured: list[tuple[float, bytes]] | None, keylog: Path,
                measurements: dict[str, list[Measurement | None]], kept: list[tuple[float, bytes]]) -> float | None:
-    """Each measured connection of the run, counted from its packets (or inferred); the run's RTT."""
+    """Each measured connection of the run, counted from its packets (``captured``; None: no
+    capture, so inferred); the run's RTT."""
     connections = [c for attempt in run for c in attempt.connections]
     reports = {}
-    if capture is not None:
-        packets = _own(capture.take(), {c.client_port for c in connections})
+    if captured is not None:
+        packets = _own(captured, {(_PROTOCOL[c.transport], c.client_port) for c in connections})
         kept += packets
         rtt_s = packet_rtt_s(packets, {c.client_port for c in connections})
         keys = parse_keylog(keylog.read_text())
@@ -185,7 +237,7 @@ def _judge_run(run: list[Attempt], capture: PacketCapture | None, keylog: Path,
         measured = attempt.measured
         result = None
         if measured is not None and measured.error is None:
-            if capture is None:
+            if captured is None:
                 result = inferred(measured, rtt_s, tfo_tried=attempt.variant.tfo)
             else:
                 report = reports.get((measured.transport, measured.client_port))

@@ -19,7 +19,7 @@ ADVICE = {
     "resumption": "issue session tickets",
     "0-rtt": "accept TLS 1.3 early data (0-RTT)",
     "tfo": "enable TCP Fast Open",
-    "http3": "offer HTTP/3 (Alt-Svc: h3)",
+    "http3": "offer HTTP/3 (Alt-Svc or an HTTPS record with h3)",
     "quic-0rtt": "accept QUIC 0-RTT",
 }
 """What to enable, by the feature a refused variant lacked."""

@@ -34,6 +34,9 @@ class Target:
     family: int
     local_address: str | None = None
     """Bind client sockets here first (``--interface``)."""
+    from_dns: bool = False
+    """The address came from the resolver (not an IP literal, not ``--resolve``): a DNS lookup of
+    the name is the user's intent, so its HTTPS record may be asked for too."""
 
     @property
     def authority(self) -> str:
@@ -80,13 +83,16 @@ def parse_target(url: str, *, resolve: list[str] | None = None, local_address: s
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
-    address = None
+    address, from_dns = None, False
     for entry in resolve or []:
         name, entry_port, entry_address = parse_resolve(entry)
         if name.lower() == host.lower() and entry_port == port:
             address = entry_address
     if address is None:
-        address = _resolve(host, port)
+        try:
+            address = str(ipaddress.ip_address(host))
+        except ValueError:
+            address, from_dns = _resolve(host, port), True
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     if local_address is not None:
         try:
@@ -95,7 +101,7 @@ def parse_target(url: str, *, resolve: list[str] | None = None, local_address: s
             raise UsageError(f"--interface {local_address!r}: not an IP address") from None
         if (local.version == 6) != (family == socket.AF_INET6):
             raise UsageError(f"--interface {local_address}: not of the same family as {host}'s address {address}")
-    return Target(host, port, path, address, family, local_address)
+    return Target(host, port, path, address, family, local_address, from_dns)
 
 
 def _resolve(host: str, port: int) -> str:

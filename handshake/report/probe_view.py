@@ -27,6 +27,7 @@ def probe_document(result: ProbeResult) -> dict[str, Any]:
         "http3": {"port": result.quic_port, "source": result.quic_source},
         "rows": [asdict(row) for row in result.rows],
         "summary": result.summary,
+        "notes": result.notes,
     }
 
 
@@ -88,4 +89,5 @@ def render_probe(result: ProbeResult, fmt: str = "table") -> str:
     columns = ["variant", "supported", "HTTP", "TLS", "RTTs to 1st byte", "setup RTT", "TTFB ms", "server ms",
                "seen", "why not / causes"]
     body = tabulate(table, columns, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
-    return "\n".join([*header, "", body, "", *result.summary])
+    notes = [f"note: {note}" for note in result.notes]
+    return "\n".join([*header, *notes, "", body, "", *result.summary])

@@ -182,7 +182,7 @@ def test_a_server_without_early_data_tfo_or_http3_is_told_what_to_enable(servers
     advice = "\n".join(document["summary"][1:])
     assert "accept TLS 1.3 early data (0-RTT): −1 round trip expected" in advice
     assert "accept TLS 1.3 early data (0-RTT) and enable TCP Fast Open: −2 round trips expected" in advice
-    assert "offer HTTP/3 (Alt-Svc: h3)" in advice
+    assert "offer HTTP/3 (Alt-Svc or an HTTPS record with h3)" in advice
 
 
 def test_a_server_without_tickets_resumes_nothing(servers):
