@@ -28,7 +28,12 @@ capture still shows (DESIGN.md §6):
   is a few hundred bytes at most) is the answer itself. Where no later record follows, the first record
   after the request is the answer, and its time is the chatter's within the same burst. QUIC
   servers chatter the same way on the client's Finished: HANDSHAKE_DONE, NEW_TOKEN,
-  NEW_CONNECTION_ID, tickets.
+  NEW_CONNECTION_ID, tickets. A QUIC server must send HANDSHAKE_DONE the moment its handshake
+  completes (RFC 9001 §4.1.2), in one burst with the rest of its chatter; so within the
+  at-once spell, a packet that follows after a pause longer than the wire explains
+  (``GROUP_GAP_S`` plus its own serialization at the bottleneck, from ``PathLeg``'s packet
+  pairs), while all before it were chatter-sized (``GROUP_CHATTER_MAX``; a full packet is an
+  answer going on), is the answer the server computed meanwhile (``grouped``).
 
 So a count stays a count without keys, its basis "inferred"; what a key log would settle is
 whether the at-once records were the answer, and a TLS 1.3 alert or HTTP/2 GOAWAY that is the
@@ -54,6 +59,14 @@ CHATTER_MAX: Final = 1500
 """Plaintext bytes above which an at-once server record is no ticket (RFC 8446 §4.6.1: a
 lifetime, a nonce and an opaque ticket, a few hundred bytes from every server seen) and no
 HTTP/2 SETTINGS, WINDOW_UPDATE or PING: it is the answer."""
+GROUP_GAP_S: Final = 0.001
+"""Seconds of pause (beyond the wire's own) after which an at-once packet starts a group of its
+own: packets of one burst leave microseconds apart; aioquic's answer followed its HANDSHAKE_DONE
+by 1.3 ms on this machine and by 3-9 ms in CI."""
+GROUP_CHATTER_MAX: Final = 1000
+"""Plaintext bytes at or under which a QUIC packet may be chatter (the largest packet Google sent
+at once on curl's request, before its answer after server time, was 641 bytes: the wild
+captures); a fuller packet is an answer going on."""
 _CLIENT_RECORDS_BEFORE_FINISHED: Final = 4
 """Client records (Certificate, CertificateVerify) that may precede its Finished."""
 _KEPT_CLIENT_PACKETS: Final = 32
@@ -69,7 +82,11 @@ class KeylessResponse:
     """Fed a TLS connection's undecrypted records in capture order, finds the request and the
     answer as the module docstring says (sans-IO)."""
 
-    def __init__(self) -> None:
+    def __init__(self, grouped: bool = False) -> None:
+        self.grouped = grouped
+        """The server's chatter leaves in one burst ahead of the answer (QUIC): see the module."""
+        self._chatter_sized = True
+        """Every at-once packet so far was small enough to be chatter (``GROUP_CHATTER_MAX``)."""
         self.request_end: int | None = None
         """Client stream offset just past the request record."""
         self.request_time = -1.0
@@ -81,7 +98,8 @@ class KeylessResponse:
         """Records the server sent at once on the request (before the answer, when ``replaced``)."""
         self.replaced = ""
         """Why the answer is a later record than the first after the request (LATER): "time"
-        (it came after server time) or "size" (too big for chatter); "" if it is the first."""
+        (it came after server time), "size" (too big for chatter) or "group" (after a pause
+        within the at-once burst); "" if it is the first."""
         self._client_records = 0
         self._finished_seen = False
         self._answer_time = -1.0
@@ -129,17 +147,18 @@ class KeylessResponse:
         if self.final or self.request_end is None or not had_request or plaintext_bytes <= 2:
             return NONE
         at_once = path.at_once(start_time, self.request_time)
-        if self._answer_time >= 0 and not at_once and plaintext_bytes < SMALLEST_ANSWER:
-            # Too small to be an answer, and no part of the at-once burst: an HTTP/2 PING, a
-            # QPACK instruction on HTTP/3's encoder stream, an alert. Passed over, so that an
-            # answer close behind it (aioquic: its encoder stream's 4 bytes, then the HEADERS)
-            # is still judged by the quiet before it.
+        if self._answer_time >= 0 and (not at_once or self.grouped) and plaintext_bytes < SMALLEST_ANSWER:
+            # Too small to be an answer, and no part of the at-once burst (or in QUIC's, whose
+            # pauses count): an HTTP/2 PING, a QPACK instruction on HTTP/3's encoder stream, an
+            # alert. Passed over, so that an answer close behind it (aioquic: its encoder
+            # stream's 4 bytes and an ACK, then the HEADERS) is still judged by the quiet before it.
             return NONE
         quiet_before = start_time - self._last_server_time
         self._last_server_time = start_time
         if self._answer_time < 0:
             self._answer_time = start_time
             self.at_once_records = 1
+            self._chatter_sized = plaintext_bytes <= GROUP_CHATTER_MAX
             if not chatter or at_once is not True or plaintext_bytes > CHATTER_MAX:
                 self.final = True
             return FIRST
@@ -147,6 +166,11 @@ class KeylessResponse:
             if plaintext_bytes > CHATTER_MAX:
                 self.final, self.replaced = True, "size"
                 return LATER
+            if self.grouped and self._chatter_sized and plaintext_bytes >= SMALLEST_ANSWER and \
+                    quiet_before > GROUP_GAP_S + path.wire_time(plaintext_bytes):
+                self.final, self.replaced = True, "group"
+                return LATER
+            self._chatter_sized = self._chatter_sized and plaintext_bytes <= GROUP_CHATTER_MAX
             self.at_once_records += 1
             return NONE
         if quiet_before <= path.tolerance_s or any(
@@ -167,12 +191,15 @@ class KeylessResponse:
         ``chatter``: what the server sends of its own)."""
         if not self.replaced:
             return _FIRST_NOTES.get(unit) or _first_note(unit)
-        how = "after server time" if self.replaced == "time" else f"too big to be its own ({chatter})"
+        how = _HOW.get(self.replaced) or f"too big to be its own ({chatter})"
         before = "the one" if self.at_once_records == 1 else f"the {self.at_once_records}"
         were = "was" if self.at_once_records == 1 else "were"
         what = (f"the first {unit} the server sent {how}; {before} it sent at once on the request before it "
                 f"{were} taken for its own")
         return f"inferred without a key log: the response is {what}; the key log would settle it"
+
+
+_HOW: Final = {"time": "after server time", "group": "after a pause within its at-once burst"}
 
 
 def _first_note(unit: str) -> str:

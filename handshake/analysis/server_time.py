@@ -12,6 +12,11 @@ The same measure tells a server that *waited* for a client packet from one that 
 and heard it meanwhile: a server held back by its congestion window (or the anti-amplification
 limit) sends the moment the client's ACK arrives, so its server time for that packet is about
 zero; a server that was computing sends when it is done, whatever arrived meanwhile.
+
+Packets a server sends back to back reach the capture point spaced by the bottleneck's
+serialization time, or the sender's pacing where that is slower (the packet-pair principle):
+the tightest spacing in the server's handshake flight bounds how long a packet of a given size
+takes to follow another, so that a pause between two packets can be told from the wire's own.
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ class PathLeg:
         self.client_leg_s: float | None = None
         """The same towards the client: from the server's immediate answer to the client's next
         packet (its ACK of a SYN-ACK, of an Initial); None until measured."""
+        self.s_per_byte: float | None = None
+        """Seconds a byte takes at the bottleneck, from the tightest pair of the server's
+        handshake flight (about 0 on an unshaped path); None until two of its packets were seen."""
+        self._flight_last: float | None = None
+        self._client_seen_at = -1.0
 
     def asked(self, time: float) -> None:
         """The client sent what the server answers at once (a SYN, an Initial); a repeated one
@@ -52,9 +62,26 @@ class PathLeg:
             self._answered_at = time
 
     def answered_back(self, time: float) -> None:
-        """A client packet: the first after the server's answer fixes the client's leg."""
+        """A client packet: the first after the server's answer fixes the client's leg; the
+        latest may break a packet pair (``flight_packet``)."""
         if self.client_leg_s is None and self._answered_at is not None:
             self.client_leg_s = max(time - self._answered_at, 0.0)
+        self._client_seen_at = time
+
+    def flight_packet(self, time: float, size: int) -> None:
+        """A server packet of its handshake flight (``size`` bytes on the wire): with the one
+        before it, a packet pair. The tightest pair is the bottleneck's rate (a pair further
+        apart was not sent back to back; nor was one that may answer a client packet between)."""
+        last, self._flight_last = self._flight_last, time
+        if last is None or size <= 0 or \
+                last <= self._client_seen_at <= time and not self.before_it_arrived(time, self._client_seen_at):
+            return
+        spacing = max(time - last, 0.0) / size
+        self.s_per_byte = spacing if self.s_per_byte is None else min(self.s_per_byte, spacing)
+
+    def wire_time(self, size: int) -> float:
+        """Seconds a packet of ``size`` bytes spends at the bottleneck, as far as measured."""
+        return size * (self.s_per_byte or 0.0)
 
     def client_time(self, sent_at: float, heard_at: float) -> float | None:
         """How long the client held the server packet seen at ``heard_at`` before the client

@@ -177,3 +177,76 @@ def test_a_paced_answer_going_on_past_the_at_once_tolerance_is_no_later_answer()
         verdict = finder.server_record(1200, 1.1 + 0.009 * step, True, path, chatter=True)
         assert verdict == NONE
     assert finder.final and not finder.replaced
+
+
+# --- QUIC: HANDSHAKE_DONE's burst, then the answer within the at-once spell -----------------
+
+def test_an_answer_after_a_pause_within_the_at_once_burst_replaces_the_handshake_done():
+    """aioquic in CI, seen through chromium at 100 ms RTT: HANDSHAKE_DONE at once on the client's
+    Finished, the response 3-9 ms later, both well within the at-once tolerance (30 ms)."""
+    finder, path = KeylessResponse(grouped=True), _path()
+    assert finder.client_record(False, 400, 430, None, 0, 1.0, 1)  # the first 1-RTT packet
+    assert finder.server_record(21, 1.1, True, path, chatter=True) == FIRST  # HANDSHAKE_DONE
+    assert finder.server_record(15, 1.1035, True, path, chatter=True) == NONE  # ACK, QPACK encoder
+    assert finder.server_record(498, 1.105, True, path, chatter=True) == LATER
+    assert finder.final and finder.replaced == "group"
+    assert "after a pause within its at-once burst" in finder.note("1-RTT packet", "HANDSHAKE_DONE, tickets")
+
+
+def test_tls_keeps_the_first_of_an_at_once_burst():
+    """Over TLS, where no HANDSHAKE_DONE marks the burst's start, the rule does not apply."""
+    finder, path = _with_request(), _path()
+    assert finder.server_record(250, 1.1, True, path, chatter=True) == FIRST
+    assert finder.server_record(498, 1.104, True, path, chatter=True) == NONE
+    assert not finder.replaced
+
+
+def test_chatter_spread_by_a_slow_bottleneck_is_no_pause():
+    """Google's chatter (641, 149, 51, 55 bytes, back to back) reaching a client behind 1 Mbit/s:
+    the second packet arrives 1.2 ms after the first, which the wire explains."""
+    path = _path()
+    s_per_byte = 8 / 1e6
+    for i in range(3):  # the server's handshake flight, back to back at the bottleneck
+        path.flight_packet(0.1 + i * 1250 * s_per_byte, 1250)
+    assert path.s_per_byte == pytest.approx(s_per_byte)
+    finder = KeylessResponse(grouped=True)
+    finder.client_record(False, 400, 430, None, 0, 1.0, 1)
+    t = 1.1
+    assert finder.server_record(641, t, True, path, chatter=True) == FIRST
+    for size in (149, 51, 55):
+        t += (size + 28) * s_per_byte
+        assert finder.server_record(size, t, True, path, chatter=True) == NONE
+    assert not finder.replaced
+    assert finder.server_record(498, t + 0.005, True, path, chatter=True) == LATER  # then a pause
+    assert finder.replaced == "group"
+
+
+def test_a_full_first_packet_is_an_answer_going_on_not_chatter():
+    finder, path = KeylessResponse(grouped=True), _path()
+    finder.client_record(False, 400, 430, None, 0, 1.0, 1)
+    assert finder.server_record(1200, 1.1, True, path, chatter=True) == FIRST
+    assert finder.server_record(1200, 1.109, True, path, chatter=True) == NONE  # paced, 9 ms on
+    assert not finder.replaced
+
+
+def test_a_packet_pair_broken_by_a_client_packet_it_may_answer_is_not_measured():
+    path = _path(0.1)
+    path.flight_packet(0.2, 1200)
+    path.answered_back(0.15)  # seen before the first of the pair: no matter
+    path.flight_packet(0.201, 1200)
+    assert path.s_per_byte == pytest.approx(0.001 / 1200)
+    path.answered_back(0.202)
+    path.flight_packet(0.4, 1200)  # 198 ms on: it may answer that client packet
+    assert path.s_per_byte == pytest.approx(0.001 / 1200)
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.integers(1, 1500)), min_size=2, max_size=20))
+def test_the_bottleneck_is_the_tightest_pair(gaps):
+    path = _path(0.1)
+    times = [1.0]
+    path.flight_packet(times[0], 1200)
+    for gap, size in gaps:
+        times.append(times[-1] + gap)
+        path.flight_packet(times[-1], size)
+    assert path.s_per_byte == min((b - a) / size for a, b, (_, size) in zip(times, times[1:], gaps))
+    assert path.wire_time(1000) == pytest.approx(1000 * path.s_per_byte)

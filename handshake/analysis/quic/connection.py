@@ -278,7 +278,7 @@ class QuicConnectionAnalyzer:
             return  # the request may be 0-RTT and the answer in the server's first flight: only keys tell
         finder = self._keyless
         if finder is None:
-            finder = self._keyless = KeylessResponse()
+            finder = self._keyless = KeylessResponse(grouped=True)
         elif finder.final:
             return
         datagram = decoded.datagram

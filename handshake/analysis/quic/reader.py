@@ -171,6 +171,8 @@ class QuicFlowReader:
                 self._client_round1_at = datagram.time
         else:
             self.evidence.after_server(decoded, rnd.round)
+            if not self._one_rtt_seen:
+                self.path.flight_packet(datagram.time, datagram.wire_bytes)
             if not self._one_rtt_seen and any(packet.packet.packet_type == "handshake" and continues_flight(packet)
                                               for packet in decoded.packets):
                 self._server_flight.append((datagram.time, rnd.round))
