@@ -51,6 +51,8 @@ def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument("--hrr", action="store_true", default=None, help="server accepts only P-256: HelloRetryRequest")
     knobs.add_argument("--retry", action="store_true", default=None, help="QUIC server demands a Retry")
     knobs.add_argument("--cold", action="store_true", default=None, help="no warm-up: no ticket, no TFO cookie")
+    knobs.add_argument("--http", metavar="VERSION",
+                       help="HTTP over TLS/TCP: 2 (default: ALPN h2, as browsers and curl) or 1.1")
     knobs.add_argument(
         "--reject-0rtt", dest="accept_early_data", action="store_false", default=None, help="server refuses early data"
     )
@@ -68,7 +70,7 @@ _FLAG_FIELDS = {
         "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
     ),
     "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size", "server_time"),
-    "client": ("cold", "drop"),
+    "client": ("cold", "drop", "http"),
 }
 _SCENARIO_KEYS = {"server_time": "time"}
 """Flags whose scenario field is named otherwise (``--server-time`` is ``[server] time``)."""

@@ -24,7 +24,7 @@ from handshake.analysis.quic.connection import analyze_quic_flow, quic_flows
 from handshake.analysis.quic.flows import QuicFlow
 from handshake.endpoints.certs import make_chain
 from handshake.endpoints.events import ResponseReceived, StreamEndpoint
-from handshake.endpoints.http1 import DEFAULT_BODY_BYTES, HttpClient, HttpServer
+from handshake.endpoints.http1 import CLIENT_ALPN, DEFAULT_BODY_BYTES, HttpClient, HttpServer
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
 from handshake.net.link import LinkConfig
@@ -76,6 +76,9 @@ class RunOptions:
     """How long the server holds each request before its answer leaves (a slow origin behind a
     proxy): server time, never a round trip (DESIGN.md §6). Only the HTTP answer waits; TLS 1.3
     tickets and QUIC's own frames leave at once."""
+    http: str = "2"
+    """The HTTP the TLS-over-TCP variants ask for in ALPN: "2" (h2, then http/1.1: what browsers
+    and curl offer) or "1.1". The plain ``http`` variant speaks HTTP/1.1, QUIC HTTP/3."""
 
 
 @dataclass
@@ -106,6 +109,9 @@ class Row:
     variant: str
     transport: str
     tls_version: str | None
+    http: str | None
+    """The HTTP version the trace shows was spoken ("1.1", "2", "3"): ALPN's choice, HTTP/1.1
+    where none was made; None where the trace cannot tell."""
     round_trips: int | None
     expected_round_trips: int
     setup_round_trips: int | None
@@ -153,13 +159,14 @@ class VariantEndpoints:
             self._client_config = QuicClientConfig.for_chain(chain, keylog_path=keylog_path)
         elif variant.early_data:
             self._server_config = EarlyServerConfig(chain, groups="P-256" if options.hrr else None)
-            self._client_config = EarlyClientConfig.for_chain(chain, keylog_path=keylog_path)
+            self._client_config = EarlyClientConfig.for_chain(
+                chain, keylog_path=keylog_path, alpn=CLIENT_ALPN[options.http])
         elif variant.tls_version is not None:
             self._server_config = TlsServerConfig(
                 chain, version=variant.tls_version, ecdh_curve="prime256v1" if options.hrr else None
             )
             self._client_config = TlsClientConfig.for_chain(
-                chain, version=variant.tls_version, keylog_path=keylog_path
+                chain, version=variant.tls_version, keylog_path=keylog_path, alpn=CLIENT_ALPN[options.http]
             )
 
     def server(self) -> StreamEndpoint:
@@ -269,6 +276,19 @@ def _measured(flows: list[_Flow], client_port: int | None) -> _Flow | None:
     return None
 
 
+_HTTP_BY_ALPN = {"h2": "2", "h3": "3", "http/1.1": "1.1"}
+
+
+def http_version(report: ConnectionReport) -> str | None:
+    """What HTTP the connection spoke, by ALPN (RFC 7301): without a choice, TLS over TCP and
+    plain TCP speak HTTP/1.1; a QUIC connection always chooses (RFC 9114 §3.1)."""
+    if report.alpn is not None:
+        return _HTTP_BY_ALPN.get(report.alpn, report.alpn)
+    if report.transport == "tcp" and (report.tls_version is None or report.round_trips is not None):
+        return "1.1"
+    return None
+
+
 def row_from_run(run: VariantRun) -> Row:
     """Count the measured connection of a run's trace: the one from its client port where the run
     knows it, else the last."""
@@ -308,6 +328,7 @@ def row_from_run(run: VariantRun) -> Row:
         variant=variant.name,
         transport=report.transport,
         tls_version=report.tls_version,
+        http=http_version(report),
         round_trips=report.round_trips,
         expected_round_trips=variant.expected_round_trips,
         setup_round_trips=report.setup_round_trips,

@@ -46,6 +46,7 @@ from handshake.units import parse_duration, parse_percent, parse_rate, parse_siz
 from handshake.variants import Variant, select
 
 KEY_TYPES = ("p256", "rsa2048")
+HTTP_VERSIONS = ("1.1", "2")
 MAX_INTERMEDIATES = 32
 MAX_SERVER_TIME_S = 30.0
 """Longest server time: aioquic closes a QUIC connection idle for 60 s (its default idle timeout),
@@ -56,7 +57,7 @@ _SECTIONS: dict[str, set[str]] = {
         "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
     },
     "server": {"key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size", "time"},
-    "client": {"cold", "drop"},
+    "client": {"cold", "drop", "http"},
 }
 _TOP_LEVEL = {"variants", "name", "description", *_SECTIONS}
 
@@ -147,6 +148,13 @@ def _parsed(parse):
     return lambda value, key: parse(_text(value, key), key)
 
 
+def _http(value: Any, key: str) -> str:
+    text = _text(value, key)
+    if text not in HTTP_VERSIONS:
+        raise UsageError(f"{key} {text!r} is not one of " + ", ".join(HTTP_VERSIONS))
+    return text
+
+
 def _key_type(value: Any, key: str) -> str:
     text = _text(value, key)
     if text not in KEY_TYPES:
@@ -212,6 +220,7 @@ def scenario_from_mapping(data: dict[str, Any], origin: str = "command line", te
         server_time_s=server.get("time", _server_time, 0.0),
         cold=client.get("cold", _bool, False),
         drops=client.get("drop", _selectors, ()),
+        http=client.get("http", _http, RunOptions.http),
     )
     names = data.get("variants")
     try:

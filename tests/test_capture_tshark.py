@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from handshake.net.link import LinkConfig
-from handshake.runner import run_sim, write_capture
+from handshake.runner import RunOptions, run_sim, write_capture
 from handshake.variants import CATALOG
 
 TSHARK = shutil.which("tshark")
@@ -25,12 +25,18 @@ def _tshark_fields(pcap, keylog, display_filter, *fields):
     return [line.split("\t") for line in result.stdout.splitlines() if line]
 
 
+_REQUEST_METHOD = {"2": "http2.headers.method", "1.1": "http.request.method"}
+"""tshark's field for the request's method, by the HTTP the run spoke."""
+
+
+@pytest.mark.parametrize("http", ["2", "1.1"])
 @pytest.mark.parametrize("variant", ["tfo-tls13-0rtt", "tls13-0rtt"])
-def test_tshark_finds_the_http_request_inside_the_early_data(tmp_path, variant):
-    run = run_sim(CATALOG[variant], LinkConfig.from_rtt(0.1))
+def test_tshark_finds_the_http_request_inside_the_early_data(tmp_path, variant, http):
+    run = run_sim(CATALOG[variant], LinkConfig.from_rtt(0.1), RunOptions(http=http))
     pcap, keylog = write_capture(run, tmp_path)
-    fields = ("frame.number", "tcp.flags.syn", "tcp.srcport", "http.request.method", "tls.handshake.type")
-    requests = _tshark_fields(pcap, keylog, "http.request", *fields)
+    method_field = _REQUEST_METHOD[http]
+    fields = ("frame.number", "tcp.flags.syn", "tcp.srcport", method_field, "tls.handshake.type")
+    requests = _tshark_fields(pcap, keylog, method_field, *fields)
     assert len(requests) == 2  # the warm-up's GET after its handshake, the measured one in 0-RTT
     frame, syn, _port, method, handshake_types = requests[-1]
     assert method == "GET"
@@ -40,7 +46,7 @@ def test_tshark_finds_the_http_request_inside_the_early_data(tmp_path, variant):
     else:
         assert syn == "0"
     # Without the key log the request is invisible: it really is encrypted early data.
-    assert len(_tshark_fields(pcap, None, "http.request", "frame.number")) == 0
+    assert len(_tshark_fields(pcap, None, method_field, "frame.number")) == 0
 
 
 def test_tshark_agrees_on_the_tfo_options(tmp_path):

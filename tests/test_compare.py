@@ -6,7 +6,7 @@ import pytest
 
 from handshake.analysis.tcp.flows import tcp_flows
 from handshake.net.link import LinkConfig
-from handshake.runner import compare, row_from_run, run_sim
+from handshake.runner import RunOptions, compare, row_from_run, run_sim
 from handshake.trace.packet import decode
 from handshake.variants import CATALOG, select
 
@@ -76,3 +76,22 @@ def test_every_packet_of_the_trace_decodes():
     run = run_sim(CATALOG["tls12"], LinkConfig.from_rtt(0.05))
     for packet in run.trace.packets:
         decode(packet.data)
+
+
+@pytest.mark.parametrize("http", ["2", "1.1"])
+def test_the_rows_speak_the_http_asked_for_at_the_same_round_trips(http):
+    """ALPN settles what the TLS rows speak (read back from the trace's ServerHello or
+    EncryptedExtensions); the plain row speaks HTTP/1.1 and QUIC HTTP/3 whatever is asked."""
+    rows = compare(select(None), LinkConfig.from_rtt(0.1), options=RunOptions(http=http))
+    for row in rows:
+        variant = CATALOG[row.variant]
+        spoken = "3" if variant.transport == "quic" else "1.1" if variant.tls_version is None else http
+        assert (row.variant, row.http, row.round_trips) == (row.variant, spoken, variant.expected_round_trips)
+
+
+def test_http2_sends_more_bytes_than_http1_for_the_same_answer():
+    """Its preface, SETTINGS (both ways), their ACKs and Chrome's window raise are on the wire."""
+    link = LinkConfig.from_rtt(0.1)
+    (h2_row,) = compare(select("tls13"), link, options=RunOptions(http="2"))
+    (h1_row,) = compare(select("tls13"), link, options=RunOptions(http="1.1"))
+    assert h2_row.bytes_client > h1_row.bytes_client and h2_row.packets >= h1_row.packets

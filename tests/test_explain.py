@@ -64,7 +64,7 @@ def test_a_record_that_waits_shows_its_segments_arriving_before_it_can_be_read()
                and any(item.endswith("bytes of a TLS record") for item in step.carries)]
     # The record's first segments come in round 3; only its last, in round 4, makes it readable.
     assert {step.round for step in partial} == {3} and len(partial) >= 9
-    assert first_byte.round == 4 and "HTTP 200 response" in first_byte.carries
+    assert first_byte.round == 4 and "HTTP/2 HEADERS :status 200 (stream 1)" in first_byte.carries
 
 
 @pytest.mark.skipif(not MERMAID_READY, reason="Mermaid's parser is not installed (.ci/run runs npm ci in tests/mermaid)")

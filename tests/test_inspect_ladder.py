@@ -55,32 +55,38 @@ def in_order(lines: list[str], *names: str) -> None:
     assert -1 not in positions and positions == sorted(positions), (names, text)
 
 
+H2_GET = "HTTP/2 HEADERS GET (stream 1)"
+H2_200 = "HTTP/2 HEADERS :status 200 (stream 1)"
+EARLY_GET = "early data: " + H2_GET
+"""compare's TLS rows speak HTTP/2 (ALPN h2), as browsers do."""
+
+
 def test_tls13_full_handshake(tmp_path, capsys):
     lines = measured_ladder(capsys, written_run(tmp_path, "tls13"))
     assert find(lines, "SYN")[:3] == (0.0, 0, "c>s")
     assert find(lines, "SYN-ACK")[:3] == (100.0, 1, "s>c")
     assert find(lines, "ClientHello")[1:3] == (1, "c>s")
     assert find(lines, "ServerHello", "EncryptedExtensions")[:3] == (200.0, 2, "s>c")
-    assert find(lines, "HTTP GET /")[1:3] == (2, "c>s")
-    assert find(lines, "HTTP 200 response", "first response byte: 3 round trips")[:3] == (300.0, 3, "s>c")
+    assert find(lines, H2_GET)[1:3] == (2, "c>s")
+    assert find(lines, H2_200, "first response byte: 3 round trips")[:3] == (300.0, 3, "s>c")
     in_order(lines, "ClientHello", "ServerHello", "EncryptedExtensions", "Certificate", "CertificateVerify",
-             "Finished", "HTTP GET /", "NewSessionTicket", "HTTP 200 response")
+             "Finished", H2_GET, "NewSessionTicket", H2_200)
 
 
 def test_tls13_early_data(tmp_path, capsys):
     lines = measured_ladder(capsys, written_run(tmp_path, "tls13-0rtt"))
-    assert find(lines, "ClientHello", "early data: HTTP GET /")[1:3] == (1, "c>s")
-    answer = find(lines, "ServerHello", "HTTP 200 response")
+    assert find(lines, "ClientHello", EARLY_GET)[1:3] == (1, "c>s")
+    answer = find(lines, "ServerHello", H2_200)
     assert answer[:3] == (200.0, 2, "s>c") and "0-RTT accepted" in answer[3] and "resumed" in answer[3]
     assert "Certificate" not in "\n".join(lines)  # a resumed handshake sends no certificate
-    in_order(lines, "early data: HTTP GET /", "ServerHello", "EndOfEarlyData", "NewSessionTicket")
+    in_order(lines, EARLY_GET, "ServerHello", "EndOfEarlyData", "NewSessionTicket")
 
 
 def test_tfo_tls13_early_data_rides_in_the_syn(tmp_path, capsys):
     lines = measured_ladder(capsys, written_run(tmp_path, "tfo-tls13-0rtt"))
-    syn = find(lines, "SYN", "TFO cookie", "ClientHello", "early data: HTTP GET /")
+    syn = find(lines, "SYN", "TFO cookie", "ClientHello", EARLY_GET)
     assert syn[:3] == (0.0, 0, "c>s")
-    answer = find(lines, "HTTP 200 response", "first response byte: 1 round trip")
+    answer = find(lines, H2_200, "first response byte: 1 round trip")
     assert answer[:3] == (100.0, 1, "s>c")
 
 
@@ -137,7 +143,7 @@ def test_json_ladder_lists_every_packet(tmp_path, capsys):
     steps = conn["ladder"]
     assert len(steps) == conn["packets"]
     assert steps[0] == {"time_ms": 0.0, "from": "client", "round": 0, "carries": ["SYN"], "marks": [], "bytes": 60}
-    response = next(s for s in steps if "HTTP 200 response" in s["carries"])
+    response = next(s for s in steps if H2_200 in s["carries"])
     assert response["round"] == conn["round_trips"] and response["time_ms"] == conn["ttfb_ms"]
 
 

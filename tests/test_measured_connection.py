@@ -9,6 +9,7 @@ import dataclasses
 from scapy.layers.inet import IP, TCP
 
 from handshake.analysis.tcp.flows import tcp_flows
+from handshake.connections import IP_PROTOCOL, of_connections
 from handshake.net.link import LinkConfig
 from handshake.runner import run_sim, row_from_run
 from handshake.trace.record import Trace, TracedPacket
@@ -40,14 +41,16 @@ def test_the_row_is_the_connection_from_the_runs_client_port_not_the_last_flow()
 def test_a_kernel_run_keeps_only_the_packets_of_the_connections_it_opened():
     """The straggler is kept out of the run's trace (and so out of its capture), not only out of
     its row. The sim's addresses are the kernel engine's, so a sim trace stands in for a kernel one."""
-    from handshake.kernel.engine import packets_of_ports
-
     run = run_sim(CATALOG["tls13-resume"], LinkConfig.from_rtt(0.1))
     flows = tcp_flows(run.trace.packets)
     assert len(flows) == 2  # the warm-up and the measured connection
-    ports = {flow.client[1] for flow in flows}
-    straggling = _with_straggler(run, min(ports) - 1)
-    own = packets_of_ports(straggling.trace.packets, ports)
-    assert [p.data for p in own] == [p.data for p in run.trace.packets]
+    ports = {(IP_PROTOCOL["tcp"], flow.client[1]) for flow in flows}
+    straggling = _with_straggler(run, min(ports)[1] - 1)
+    own = of_connections([(p.time, p.data) for p in straggling.trace.packets], ports)
+    assert [data for _, data in own] == [p.data for p in run.trace.packets]
     assert len(straggling.trace.packets) == len(own) + 2
-    assert packets_of_ports(own, {min(ports)}) == [p for p in own if tcp_flows([p])[0].client[1] == min(ports)]
+    first = min(ports)
+    assert of_connections(own, {first}) == [
+        (t, data) for t, data in own if tcp_flows([TracedPacket(t, data)])[0].client[1] == first[1]]
+    # The same port over the other protocol is another connection: a QUIC one keeps none of these.
+    assert of_connections(own, {(IP_PROTOCOL["quic"], port) for _, port in ports}) == []

@@ -35,6 +35,15 @@ def test_flags_override_the_scenario(capsys):
     assert '"rtt_ms": 20.0' in out and "HelloRetryRequest" in out and '"tls12"' not in out
 
 
+def test_a_scenario_asks_for_http1_and_the_flag_for_http2(tmp_path, capsys):
+    path = tmp_path / "h1.toml"
+    path.write_text('variants = ["tls13"]\n\n[client]\nhttp = "1.1"\n')
+    assert main(["compare", "--scenario", str(path), "--format", "json"]) == 0
+    assert '"http": "1.1"' in capsys.readouterr().out
+    assert main(["compare", "--scenario", str(path), "--http", "2", "--format", "json"]) == 0
+    assert '"http": "2"' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "text, words",
     [
@@ -45,6 +54,7 @@ def test_flags_override_the_scenario(capsys):
         ('[netwrok]\nrtt = "1ms"\n', ":1: unknown field 'netwrok'"),
         ("[network\n", "not valid TOML"),
         ('[server]\nresponse_size = "20kq"\n', ":2: [server] bad response_size '20kq'"),
+        ('[client]\nhttp = "3"\n', ":2: [client] http '3' is not one of 1.1, 2"),
     ],
 )
 def test_a_bad_scenario_is_one_line_with_its_location(tmp_path, capsys, text, words):

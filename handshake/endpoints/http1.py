@@ -16,7 +16,7 @@ from ._base import EventQueue
 from .events import RequestReceived, ResponseReceived
 
 if TYPE_CHECKING:
-    from .http2 import Http2ClientExchange
+    from .http2 import Http2ClientExchange, Http2ServerExchange
 
 DEFAULT_BODY_BYTES = 64
 
@@ -38,6 +38,12 @@ def response_body(size: int) -> bytes:
 
 
 USER_AGENT = "handshake/0.1"
+SERVER_NAME = "handshake/0.1"
+SERVER_ALPN = ("h2", "http/1.1")
+"""What the servers speak over TLS, in their order of preference (nginx's with ``http2 on``)."""
+CLIENT_ALPN = {"2": ("h2", "http/1.1"), "1.1": ("http/1.1",)}
+"""What a client offers for ``--http``: browsers and curl offer both, h2 first; ``curl --http1.1``
+offers http/1.1 alone."""
 
 
 class ClientExchange:
@@ -91,12 +97,22 @@ class ClientExchange:
 
 def client_exchange(alpn: str | None, host: str, path: str = "/") -> ClientExchange | Http2ClientExchange:
     """The exchange for the protocol ALPN settled: HTTP/2 for "h2", else HTTP/1.1 (h2 is imported
-    only then: ``compare`` never speaks it)."""
+    only then: ``compare --http 1.1`` never loads it)."""
     if alpn == "h2":
         from .http2 import Http2ClientExchange
 
         return Http2ClientExchange(host, path)
     return ClientExchange(host, path)
+
+
+def server_exchange(alpn: str | None, body_bytes: int = DEFAULT_BODY_BYTES,
+                    server_time_s: float = 0.0) -> ServerExchange | Http2ServerExchange:
+    """The server's exchange for the protocol ALPN settled, as ``client_exchange``."""
+    if alpn == "h2":
+        from .http2 import Http2ServerExchange
+
+        return Http2ServerExchange(body_bytes, server_time_s)
+    return ServerExchange(body_bytes, server_time_s)
 
 
 class ServerExchange:
@@ -134,6 +150,10 @@ class ServerExchange:
             elif isinstance(event, h11.ConnectionClosed):
                 return None
 
+    def data_to_send(self) -> bytes:
+        """What the server says beyond its answer: nothing, in HTTP/1.1."""
+        return b""
+
     def due(self, now: float) -> bool:
         """Whether the answer is ready and not yet written."""
         return self.respond_at is not None and self.respond_at <= now
@@ -144,7 +164,7 @@ class ServerExchange:
         headers = [
             ("Content-Type", "text/plain"),
             ("Content-Length", str(len(self._body))),
-            ("Server", "handshake/0.1"),
+            ("Server", SERVER_NAME),
         ]
         return (
             self._h11.send(h11.Response(status_code=200, headers=headers))

@@ -1,10 +1,15 @@
 """HTTP/2 over a byte stream, with the sans-IO ``h2`` package: one GET on stream 1 and its response.
 
-The same shape as ``http1.ClientExchange``: the TLS clients hand it their plaintext when ALPN
-settled "h2" (``http1.client_exchange``). Besides the request, an HTTP/2 client has things to
-say on its own -- the SETTINGS acknowledgement, window updates for the body it read -- which
-``data_to_send`` carries. The first byte of the response is its HEADERS frame, never the
-server's SETTINGS, which a server sends the moment the connection opens (DESIGN.md §6).
+The same shape as ``http1.ClientExchange`` / ``ServerExchange``: the TLS endpoints hand it their
+plaintext when ALPN settled "h2" (``http1.client_exchange`` / ``server_exchange``). Besides the
+request and the response, each side has things to say on its own -- SETTINGS and their
+acknowledgement, window updates for the body read -- which ``data_to_send`` carries. The first
+byte of the response is its HEADERS frame, never the server's SETTINGS, which a server sends the
+moment the connection opens (DESIGN.md §6).
+
+The client opens its windows as Chrome does (SETTINGS_INITIAL_WINDOW_SIZE 6 MiB, the
+connection's raised by 15 MiB at once), so flow control never holds an answer back on a fast
+path; the server still sends only what the windows allow and the rest as they open.
 """
 
 from __future__ import annotations
@@ -13,9 +18,15 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 
-from .events import ResponseReceived
-from .http1 import USER_AGENT
+from .events import RequestReceived, ResponseReceived
+from .http1 import SERVER_NAME, USER_AGENT, response_body
+
+CLIENT_STREAM_WINDOW = 6 * 1024 * 1024
+"""Chrome's SETTINGS_INITIAL_WINDOW_SIZE (h2's default is RFC 9113's 65,535 bytes)."""
+CLIENT_CONNECTION_WINDOW_RAISE = 15 * 1024 * 1024
+"""What Chrome adds to the connection's window in its first WINDOW_UPDATE."""
 
 
 class Http2ClientExchange:
@@ -37,7 +48,12 @@ class Http2ClientExchange:
         """The response's HEADERS have come in."""
 
     def request(self) -> bytes:
+        self._h2.local_settings = h2.settings.Settings(client=True, initial_values={
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: CLIENT_STREAM_WINDOW,
+        })
         self._h2.initiate_connection()
+        self._h2.increment_flow_control_window(CLIENT_CONNECTION_WINDOW_RAISE)
         self._stream_id = self._h2.get_next_available_stream_id()
         self._h2.send_headers(self._stream_id, [
             (":method", "GET"), (":scheme", "https"), (":authority", self._host), (":path", self._path),
@@ -69,3 +85,68 @@ class Http2ClientExchange:
                 self.done = True
                 return ResponseReceived(self._status, bytes(self._body), self._headers, self.http_version)
         return None
+
+
+class Http2ServerExchange:
+    """The server half: SETTINGS the moment the connection opens, then one GET answered 200 with
+    a fixed-size body, ``server_time_s`` after its request is complete (``http1.ServerExchange``'s
+    contract)."""
+
+    def __init__(self, body_bytes: int, server_time_s: float = 0.0) -> None:
+        self._h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="latin-1"))
+        self._h2.initiate_connection()
+        self._body = response_body(body_bytes)
+        self._server_time_s = server_time_s
+        self._request: tuple[int, str, str] | None = None
+        """The request's stream, method and path, once its headers are in."""
+        self._stream_id: int | None = None
+        """The answer's stream, once its headers are written."""
+        self._sent = 0
+        """Body bytes handed to h2 so far (the windows may hold the rest back)."""
+        self.done = False
+        self.respond_at: float | None = None
+
+    def data_to_send(self) -> bytes:
+        """What the server says on its own: SETTINGS, their ACK, the body as windows open."""
+        self._send_body()
+        return self._h2.data_to_send()
+
+    def receive(self, data: bytes, now: float, *, in_early_data: bool = False) -> RequestReceived | None:
+        """Feed the client's bytes; returns the event once the first request has ended."""
+        received = None
+        for event in self._h2.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived) and self._request is None:
+                fields = {str(name): str(value) for name, value in event.headers}
+                self._request = (event.stream_id, fields.get(":method", ""), fields.get(":path", ""))
+            elif isinstance(event, h2.events.StreamEnded) and not self.done and \
+                    self._request is not None and event.stream_id == self._request[0]:
+                self.done = True
+                self.respond_at = now + self._server_time_s
+                received = RequestReceived(self._request[1], self._request[2], in_early_data)
+        return received
+
+    def due(self, now: float) -> bool:
+        return self.respond_at is not None and self.respond_at <= now
+
+    def response(self) -> bytes:
+        """The answer's HEADERS and as much of its body as the windows allow (the rest leaves
+        with ``data_to_send`` as the client opens them)."""
+        assert self._request is not None, "no request to answer"
+        self.respond_at = None
+        self._stream_id = self._request[0]
+        self._h2.send_headers(self._stream_id, [
+            (":status", "200"), ("content-type", "text/plain"), ("content-length", str(len(self._body))),
+            ("server", SERVER_NAME),
+        ], end_stream=not self._body)
+        return self.data_to_send()
+
+    def _send_body(self) -> None:
+        stream_id = self._stream_id
+        while stream_id is not None and self._sent < len(self._body):
+            room = min(self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size)
+            if room <= 0:
+                return
+            chunk = self._body[self._sent:self._sent + room]
+            self._sent += len(chunk)
+            self._h2.send_data(stream_id, chunk, end_stream=self._sent == len(self._body))

@@ -52,6 +52,12 @@ NEW_SESSION_CALLBACK = ctypes.CFUNCTYPE(c_int, P, P)
 """int (*)(SSL *ssl, SSL_SESSION *sess): return 1 to keep the reference."""
 ALLOW_EARLY_DATA_CALLBACK = ctypes.CFUNCTYPE(c_int, P, P)
 """int (*)(SSL *s, void *arg): return 0 to reject early data (the PSK still resumes)."""
+ALPN_SELECT_CALLBACK = ctypes.CFUNCTYPE(c_int, P, POINTER(P), POINTER(ctypes.c_ubyte), P, ctypes.c_uint, P)
+"""int (*)(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+unsigned int inlen, void *arg): SSL_TLSEXT_ERR_OK with the choice, or SSL_TLSEXT_ERR_NOACK."""
+SSL_TLSEXT_ERR_OK = 0
+SSL_TLSEXT_ERR_NOACK = 3
+OPENSSL_NPN_NEGOTIATED = 1
 
 
 def _loaded_library(stem: str) -> str:
@@ -123,6 +129,9 @@ SSL_CTX_sess_set_new_cb = _bind(libssl, "SSL_CTX_sess_set_new_cb", None, P, NEW_
 SSL_CTX_set_default_verify_paths = _bind(libssl, "SSL_CTX_set_default_verify_paths", c_int, P)
 SSL_CTX_set_alpn_protos = _bind(libssl, "SSL_CTX_set_alpn_protos", c_int, P, c_char_p, ctypes.c_uint)
 """Returns 0 on success (unlike the rest of libssl)."""
+SSL_CTX_set_alpn_select_cb = _bind(libssl, "SSL_CTX_set_alpn_select_cb", None, P, ALPN_SELECT_CALLBACK, P)
+SSL_select_next_proto = _bind(libssl, "SSL_select_next_proto", c_int, POINTER(P), POINTER(ctypes.c_ubyte),
+                              P, ctypes.c_uint, P, ctypes.c_uint)
 
 # libssl: connections.
 SSL_new = _bind(libssl, "SSL_new", P, P)

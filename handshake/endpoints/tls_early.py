@@ -26,10 +26,10 @@ from ._base import EventQueue, TlsError
 from ._files import append_line, create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import EarlyDataResent, HandshakeCompleted
-from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange, client_exchange
+from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ClientExchange, ServerExchange, client_exchange, server_exchange
 
 if TYPE_CHECKING:
-    from .http2 import Http2ClientExchange
+    from .http2 import Http2ClientExchange, Http2ServerExchange
 
 DEFAULT_MAX_EARLY_DATA = 16384
 SERVER_SESSION_CACHE_SIZE = 1024
@@ -58,6 +58,24 @@ class _Context:
             create_private_file(path, append=True)
             self._keylog_callback = L.KEYLOG_CALLBACK(lambda _ssl, line: append_line(path, line))
             L.SSL_CTX_set_keylog_callback(self.pointer, self._keylog_callback)
+        self._alpn_callback = None
+        self._alpn_wire: ctypes.Array[ctypes.c_char] | None = None
+
+    def select_alpn(self, protocols: tuple[str, ...]) -> None:
+        """A server's ALPN: the first of ``protocols`` (its preference) the client offers, as
+        OpenSSL's ``SSL_select_next_proto`` picks; none in common, no ALPN in the answer (RFC
+        7301 §3.2 allows a server to go on without it, as nginx does)."""
+        if not protocols:
+            return
+        wire = self._alpn_wire = ctypes.create_string_buffer(L.alpn_wire(protocols))
+        size = len(wire) - 1  # create_string_buffer adds a NUL
+
+        def select(_ssl, out, outlen, offered, offered_len, _arg) -> int:
+            result = L.SSL_select_next_proto(out, outlen, ctypes.addressof(wire), size, offered, offered_len)
+            return L.SSL_TLSEXT_ERR_OK if result == L.OPENSSL_NPN_NEGOTIATED else L.SSL_TLSEXT_ERR_NOACK
+
+        self._alpn_callback = L.ALPN_SELECT_CALLBACK(select)
+        L.SSL_CTX_set_alpn_select_cb(self.pointer, self._alpn_callback, None)
 
 
 def _check(result: int, what: str) -> None:
@@ -65,7 +83,8 @@ def _check(result: int, what: str) -> None:
         raise TlsError(f"{what}: {L.error_text()}")
 
 
-def _server_context(chain: CertChain, keylog_path, max_early_data: int, groups: str | None = None) -> _Context:
+def _server_context(chain: CertChain, keylog_path, max_early_data: int, groups: str | None = None,
+                    alpn: tuple[str, ...] = ()) -> _Context:
     context = _Context(keylog_path)
     ctx = context.pointer
     certs = L.read_pem_x509s(chain.chain_pem)
@@ -82,6 +101,7 @@ def _server_context(chain: CertChain, keylog_path, max_early_data: int, groups: 
     finally:
         L.EVP_PKEY_free(key)
     _check(L.SSL_CTX_check_private_key(ctx), "key does not match certificate")
+    context.select_alpn(alpn)
     _check(L.SSL_CTX_set_max_early_data(ctx, max_early_data), "set max early data")
     L.SSL_CTX_ctrl(ctx, L.SSL_CTRL_SET_SESS_CACHE_SIZE, SERVER_SESSION_CACHE_SIZE, None)
     if groups is not None:  # SSL_CTX_set1_groups_list is a macro over SSL_CTX_ctrl
@@ -147,10 +167,12 @@ class EarlyServerConfig:
     groups: str | None = None
     """Key exchange groups the server accepts, OpenSSL syntax ("P-256"); a client whose first key
     share is not among them gets a HelloRetryRequest. None: OpenSSL's default list."""
+    alpn: tuple[str, ...] = SERVER_ALPN
+    """The protocols the server speaks, in its order of preference (ALPN)."""
 
     @cached_property
     def context(self) -> _Context:
-        return _server_context(self.chain, self.keylog_path, self.max_early_data, self.groups)
+        return _server_context(self.chain, self.keylog_path, self.max_early_data, self.groups, self.alpn)
 
 
 @dataclass(frozen=True, eq=False)
@@ -402,7 +424,10 @@ class EarlyHttpServer(_EarlyEndpoint):
         super().__init__(config.context)
         self.config = config
         self.accept_early_data = accept_early_data
-        self._exchange = ServerExchange(body_bytes, server_time_s)
+        self._body_bytes = body_bytes
+        self._server_time_s = server_time_s
+        self._exchange: ServerExchange | Http2ServerExchange | None = None
+        """Made once ALPN has settled the protocol: at the first request byte or the handshake's end."""
         self._reading_early_data = True
         self.early_data = "none"
 
@@ -416,7 +441,7 @@ class EarlyHttpServer(_EarlyEndpoint):
         """The answer's time, while it can be written: not after ``close()``, and not between
         the client's EndOfEarlyData and its Finished (neither 0.5-RTT nor 1-RTT data then; the
         handshake's completion writes it)."""
-        if not self._ssl or not (self._reading_early_data or self.handshake_complete):
+        if not self._ssl or self._exchange is None or not self._writable:
             return None
         return self._exchange.respond_at
 
@@ -434,8 +459,10 @@ class EarlyHttpServer(_EarlyEndpoint):
         if not self._reading_early_data and not self.handshake_complete:
             self._advance_handshake()
         if self.handshake_complete:
+            self._exchange_now()
             self._read_plaintext(now)
             self._answer_if_due(now)  # an early-data request held past the client's Finished
+            self._send_own()
 
     def _read_early_data(self, now: float) -> None:
         """SSL_read_early_data until FINISH: sends the server flight, then yields any 0-RTT bytes."""
@@ -455,21 +482,42 @@ class EarlyHttpServer(_EarlyEndpoint):
         self._on_request_bytes(data, now, in_early_data=False)
 
     def _on_request_bytes(self, data: bytes, now: float, *, in_early_data: bool) -> None:
-        request = self._exchange.receive(data, now, in_early_data=in_early_data)
-        if request is None:
-            return
-        self._events.append(request)
-        self._answer_if_due(now)
+        request = self._exchange_now().receive(data, now, in_early_data=in_early_data)
+        if request is not None:
+            self._events.append(request)
+            self._answer_if_due(now)
+        self._send_own()
+
+    def _exchange_now(self) -> ServerExchange | Http2ServerExchange:
+        """The exchange for the protocol ALPN chose (known once the ClientHello is read)."""
+        if self._exchange is None:
+            self._exchange = server_exchange(L.selected_alpn(self._ssl), self._body_bytes, self._server_time_s)
+        return self._exchange
+
+    @property
+    def _writable(self) -> bool:
+        """Neither 0.5-RTT nor 1-RTT data can be written between the client's EndOfEarlyData and
+        its Finished."""
+        return self._reading_early_data or self.handshake_complete
+
+    def _send(self, data: bytes) -> None:
+        """As 0.5-RTT data while the client's Finished has not come (RFC 8446 §2.3), as
+        application data after it."""
+        if self._reading_early_data:  # 0.5-RTT: after our Finished, before the client's
+            L.ERR_clear_error()
+            if L.SSL_write_early_data(self._ssl, data, len(data), ctypes.byref(self._count)) != 1:
+                self._failure(0, "write 0.5-RTT data")
+        else:
+            self._write(data)
+
+    def _send_own(self) -> None:
+        """What the exchange says on its own (HTTP/2: SETTINGS, their ACK, more of the body)."""
+        if self._exchange is not None and self._writable:
+            more = self._exchange.data_to_send()
+            if more:
+                self._send(more)
 
     def _answer_if_due(self, now: float) -> None:
-        """Write the answer once its server time is over: as 0.5-RTT data while the client's
-        Finished has not come (RFC 8446 §2.3), as application data after it."""
-        if not self._exchange.due(now):
-            return
-        if self._reading_early_data:  # 0.5-RTT: after our Finished, before the client's
-            response = self._exchange.response()
-            L.ERR_clear_error()
-            if L.SSL_write_early_data(self._ssl, response, len(response), ctypes.byref(self._count)) != 1:
-                self._failure(0, "write 0.5-RTT data")
-        elif self.handshake_complete:
-            self._write(self._exchange.response())
+        """Write the answer once its server time is over."""
+        if self._exchange is not None and self._writable and self._exchange.due(now):
+            self._send(self._exchange.response())

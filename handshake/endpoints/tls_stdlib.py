@@ -19,10 +19,10 @@ from ._base import EventQueue, TlsError, check_version
 from ._files import create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import HandshakeCompleted
-from .http1 import DEFAULT_BODY_BYTES, ClientExchange, ServerExchange, client_exchange
+from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ClientExchange, ServerExchange, client_exchange, server_exchange
 
 if TYPE_CHECKING:
-    from .http2 import Http2ClientExchange
+    from .http2 import Http2ClientExchange, Http2ServerExchange
 
 _TLS_VERSION = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _VERSION_NAME = {"TLSv1.2": "1.2", "TLSv1.3": "1.3"}
@@ -43,6 +43,8 @@ class TlsServerConfig:
     ecdh_curve: str | None = None
     """The one key exchange group the server accepts, e.g. "prime256v1": a client whose first key
     share is another (OpenSSL clients lead with X25519) gets a HelloRetryRequest."""
+    alpn: tuple[str, ...] = SERVER_ALPN
+    """The protocols the server speaks, in its order of preference (ALPN)."""
 
     def __post_init__(self) -> None:
         check_version(self.version)
@@ -56,6 +58,8 @@ class TlsServerConfig:
             ctx.load_cert_chain(files.chain, files.key)
         if self.ecdh_curve is not None:
             ctx.set_ecdh_curve(self.ecdh_curve)
+        if self.alpn:
+            ctx.set_alpn_protocols(list(self.alpn))  # the server's order decides (SSL_select_next_proto)
         if not self.tickets:
             ctx.options |= ssl.OP_NO_TICKET  # TLS 1.2 tickets
             ctx.num_tickets = 0  # TLS 1.3 tickets (OP_NO_TICKET only makes them stateful)
@@ -255,36 +259,54 @@ class TlsHttpClient(_TlsEndpoint):
 
 
 class TlsHttpServer(_TlsEndpoint):
-    """Answers the first GET on a TLS connection, ``server_time_s`` after it is complete.
+    """Answers the first GET on a TLS connection, ``server_time_s`` after it is complete, in
+    HTTP/2 or HTTP/1.1 as ALPN settles.
 
     Only the answer waits: TLS 1.3 tickets leave at once, since OpenSSL writes them as it reads
     the client's Finished, before the request is even read (as nginx's do in front of a slow
-    origin).
+    origin), and so do HTTP/2's SETTINGS, written the moment the handshake completes.
     """
 
     def __init__(self, config: TlsServerConfig, body_bytes: int = DEFAULT_BODY_BYTES,
                  server_time_s: float = 0.0) -> None:
         super().__init__()
         self.config = config
-        self._exchange = ServerExchange(body_bytes, server_time_s)
+        self._body_bytes = body_bytes
+        self._server_time_s = server_time_s
+        self._exchange: ServerExchange | Http2ServerExchange | None = None
+        """Made once the handshake has settled the protocol."""
 
     def start(self, now: float) -> None:
         self._wrap(self.config.context, server_side=True)
 
     def get_timer(self) -> float | None:
-        return None if self.closed else self._exchange.respond_at
+        return None if self.closed or self._exchange is None else self._exchange.respond_at
 
     def handle_timer(self, now: float) -> None:
-        if self.closed or not self._exchange.due(now):
+        if self.closed or self._exchange is None or not self._exchange.due(now):
             return
         try:
             self._write(self._exchange.response())
         finally:
             self._flush()
 
+    def _on_handshake_complete(self) -> None:
+        assert self._tls is not None
+        self._exchange = server_exchange(self._tls.selected_alpn_protocol(), self._body_bytes, self._server_time_s)
+        self._write_own()
+
     def _on_plaintext(self, data: bytes, now: float) -> None:
+        assert self._exchange is not None
         request = self._exchange.receive(data, now)
         if request is not None:
             self._events.append(request)
             if self._exchange.due(now):
                 self._write(self._exchange.response())
+        self._write_own()
+
+    def _write_own(self) -> None:
+        """What the exchange says on its own (HTTP/2: SETTINGS, their ACK, more of the body)."""
+        assert self._exchange is not None
+        more = self._exchange.data_to_send()
+        if more:
+            self._write(more)

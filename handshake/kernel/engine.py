@@ -52,9 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from handshake.connections import IP_PROTOCOL, of_connections
 from handshake.gc_pause import cyclic_gc_paused
 from handshake.kernel.forwarder import ShimStats
-from handshake.kernel.topology import CLIENT_ADDR, SERVER_ADDR, Topology
+from handshake.kernel.topology import SERVER_ADDR, Topology
 from handshake.net.drops import PacketDropper
 from handshake.net.link import LinkConfig
 from handshake.runner import RunOptions, VariantEndpoints, VariantRun
@@ -155,27 +156,6 @@ class _Quiet:
 
 # --- the session ----------------------------------------------------------------------------
 
-def packets_of_ports(packets: list[TracedPacket], client_ports: set[int]) -> list[TracedPacket]:
-    """The run's own packets: those of the connections it opened (by their client ports).
-
-    Under loss an earlier run's close can still be crossing when the next run starts (its
-    server's FIN retransmitted, the client's ACK): those packets are no part of this run, its row
-    or its capture. A packet that does not decode is kept, so nothing odd is hidden."""
-    own = []
-    for packet in packets:
-        try:
-            ip = decode(packet.data)
-        except PacketError:
-            own.append(packet)
-            continue
-        transport = ip.transport
-        if isinstance(transport, bytes):
-            own.append(packet)
-        elif (transport.sport if ip.src == CLIENT_ADDR else transport.dport) in client_ports:
-            own.append(packet)
-    return own
-
-
 class KernelSession:
     """One pair of namespaces and its shim, reused by every variant run in it.
 
@@ -192,7 +172,8 @@ class KernelSession:
         """Of the latest exchange: how long the endpoints' code ran before its response came."""
         self.client_port: int | None = None
         """The client port of the connection last opened (the measured one, once it is open)."""
-        self._run_ports: set[int] = set()
+        self._run_ports: set[tuple[int, int]] = set()
+        """(IP protocol, client port) of every connection of the current run."""
         """The client ports of every connection the current run opened (warm-up and measured)."""
 
     def __enter__(self) -> KernelSession:
@@ -266,7 +247,9 @@ class KernelSession:
                 shim.set_drop(None)
         finally:
             loop.close()
-        packets = packets_of_ports([TracedPacket(t, data) for t, data in shim.take_packets()], self._run_ports)
+        # The run's own packets: an earlier run's close can still be crossing when this one
+        # starts (its server's FIN resent under loss), and is no part of its row or capture.
+        packets = [TracedPacket(t, data) for t, data in of_connections(shim.take_packets(), self._run_ports)]
         dropped = tuple(drop_report.read_text().split()) if drop_report.exists() else ()
         keylog = keylog_path.read_text() if keylog_path.exists() else ""
         shutil.rmtree(workdir, ignore_errors=True)
@@ -294,7 +277,7 @@ class KernelSession:
         """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
         sock = self.topology.client_socket(socket.SOCK_STREAM)
         self.client_port = sock.getsockname()[1]
-        self._run_ports.add(self.client_port)
+        self._run_ports.add((IP_PROTOCOL["tcp"], self.client_port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tfo = endpoints.variant.tfo
         if tfo:
@@ -325,7 +308,7 @@ class KernelSession:
         trip later), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
         sock = self.topology.client_socket(socket.SOCK_DGRAM)
         self.client_port = sock.getsockname()[1]
-        self._run_ports.add(self.client_port)
+        self._run_ports.add((IP_PROTOCOL["quic"], self.client_port))
         sock.setblocking(False)
         client = endpoints.quic_client(ticket)
         channel = UdpChannel(sock, client)

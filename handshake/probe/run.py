@@ -20,7 +20,7 @@ from handshake.analysis.capture import inspect_packets
 from handshake.analysis.keylog import parse_keylog
 from handshake.endpoints._files import create_private_file
 from handshake.errors import UsageError
-from handshake.trace.packet import PacketError, decode
+from handshake.connections import IP_PROTOCOL, of_connections
 from handshake.variants import CATALOG
 
 from .attempt import NO_HTTP3, Attempt, ProbeClients, alt_svc_h3_port, attempt_variant
@@ -80,22 +80,6 @@ class ProbeResult:
     summary: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What about the probe itself limits its answer."""
-
-
-def _own(packets: list[tuple[float, bytes]], opened: set[tuple[int, int]]) -> list[tuple[float, bytes]]:
-    """The packets of the connections this run made, by (IP protocol, client port): the kernel
-    filter passes all of the server's, and a UDP port may be one an earlier QUIC connection used."""
-    own = []
-    for time_s, data in packets:
-        try:
-            ip = decode(data)
-        except PacketError:
-            continue
-        transport = ip.transport
-        if not isinstance(transport, bytes) and ((ip.proto, transport.sport) in opened
-                                                 or (ip.proto, transport.dport) in opened):
-            own.append((time_s, data))
-    return own
 
 
 def _wall_offset_s() -> float:
@@ -215,9 +199,6 @@ class _Http3:
             self.silent = attempt.reasons[attempt.refused.index("http3")]
 
 
-_PROTOCOL = {"tcp": 6, "quic": 17}
-
-
 def _judge_run(run: list[Attempt], captured: list[tuple[float, bytes]] | None, keylog: Path,
                measurements: dict[str, list[Measurement | None]], kept: list[tuple[float, bytes]]) -> float | None:
     """Each measured connection of the run, counted from its packets (``captured``; None: no
@@ -225,7 +206,7 @@ def _judge_run(run: list[Attempt], captured: list[tuple[float, bytes]] | None, k
     connections = [c for attempt in run for c in attempt.connections]
     reports = {}
     if captured is not None:
-        packets = _own(captured, {(_PROTOCOL[c.transport], c.client_port) for c in connections})
+        packets = of_connections(captured, {(IP_PROTOCOL[c.transport], c.client_port) for c in connections})
         kept += packets
         rtt_s = packet_rtt_s(packets, {c.client_port for c in connections})
         keys = parse_keylog(keylog.read_text())

@@ -18,6 +18,7 @@ _COLUMNS = (
     ("variant", "variant"),
     ("transport", "transport"),
     ("tls", "TLS"),
+    ("http", "HTTP"),
     ("setup_round_trips", "setup RTT"),
     ("round_trips", "RTTs to 1st byte"),
     ("expected_round_trips", "expected"),

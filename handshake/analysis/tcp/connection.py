@@ -176,6 +176,8 @@ class TcpConnectionAnalyzer:
         self._server_chunks: list[_SentChunk] = []
         """The latest server data packets."""
         self._request_parts: list[_RequestPart] = []
+        self._control_records: list[tuple[int, int]] = []
+        """Client stream ranges of HTTP/2 control records after the request (SETTINGS ACK, WINDOW_UPDATE)."""
         self._client_wait_s: float | None = None
         """How long the client held its request after it had what it needed to send it."""
         self._keyless: KeylessResponse | None = None
@@ -388,7 +390,11 @@ class TcpConnectionAnalyzer:
                                                  conversation.facts.alpn_selected, message.start_offset,
                                                  message.end_offset)
             if self._steps:
-                carries.extend([frame.label for frame in record_frames] if record_frames else [_tls_label(message)])
+                if record_frames:
+                    early = "early data: " if message.kind == "early_data" else ""
+                    carries.extend(early + frame.label for frame in record_frames)
+                else:
+                    carries.append(_tls_label(message))
         if self._steps:
             if len(carries) == labelled:
                 carries.append(f"{len(data)} bytes of a TLS record")  # its end is still to come
@@ -496,6 +502,13 @@ class TcpConnectionAnalyzer:
         if len(parts) > _KEPT_REQUEST_PARTS:
             del parts[0]
 
+    def _control_record(self, start: int, end: int) -> None:
+        """A client record past the request holding HTTP/2 control frames alone."""
+        records = self._control_records
+        records.append((start, end))
+        if len(records) > _KEPT_REQUEST_PARTS:
+            del records[0]
+
     def _may_speak_h2(self) -> bool:
         facts = self._conversation.facts if self._conversation is not None else None
         if facts is None or "h2" not in facts.alpn_offered:
@@ -509,12 +522,18 @@ class TcpConnectionAnalyzer:
         The request is the newest request part the server had when it began the answer; server
         time counts from it. The round is one past it, plus any the answer's record waited within
         (a congestion window), unless the server answered at once on newer client data it had
-        (then it waited for that): client data that came in while the server was computing (an
-        HTTP/2 SETTINGS ACK) is no round trip of the answer's."""
+        (then it waited for that): client data that came in while the server was computing is
+        no round trip of the answer's. Nor is, over HTTP/2, client data past the request however
+        soon the answer followed it: it is control (a SETTINGS ACK, a WINDOW_UPDATE: request
+        parts are the request stream's frames), and no control frame holds back the HEADERS that
+        open an answer (RFC 9113 §5.2: flow control covers DATA alone). Only control: the
+        request's own bytes resent, or the client's Finished after a 0-RTT request (which
+        ``openssl s_server`` answers only then), may well be what the answer waited for."""
         report = self.report_so_far
         part = self._request_heard(start.acked)
         heard = start.heard if part is None else part.time
-        if part is not None and start.heard > part.time and self._path.at_once(start.time, start.heard) is False:
+        if part is not None and start.heard > part.time and (
+                self._path.at_once(start.time, start.heard) is False or self._only_control(part.end, start.acked)):
             rnd = part.round + 1 + max(rnd - start.round, 0)
         report.round_trips = rnd
         report.ttfb_s = time - report.start_time
@@ -522,6 +541,17 @@ class TcpConnectionAnalyzer:
         report.server_s = self._path.server_time(start.time, heard)
         marks.append(first_byte_mark(rnd))
         self._first_step = self._steps_made
+
+    def _only_control(self, start: int, end: int) -> bool:
+        """Whether the client's stream from ``start`` to ``end`` (past the request) holds HTTP/2
+        control records alone, nothing a server could wait for (a Finished, a request)."""
+        if end <= start:
+            return False
+        position = start
+        for low, high in self._control_records:
+            if low <= position < high:
+                position = high
+        return position >= end
 
     def _request_heard(self, acked: int) -> _RequestPart | None:
         """The newest request part the server had (its ACK, a client stream offset, covers it);
@@ -555,9 +585,11 @@ class TcpConnectionAnalyzer:
                 self._request_rounds["app_data"] = min(self._request_rounds["app_data"], rnd)
             if finder.request_end is not None and (
                     not self._request_parts or plaintext > SMALL_CLIENT_RECORD or not self._may_speak_h2()):
+                self._request_part(message.end_offset, packet.time, rnd, placed)
+            elif self._request_parts:
                 # Where HTTP/2 may be spoken, a later record no bigger than its control frames (a
                 # SETTINGS ACK) is not the request: the answer does not wait for it.
-                self._request_part(message.end_offset, packet.time, rnd, placed)
+                self._control_record(message.start_offset, message.end_offset)
             return
         if finder.final or not self._server_chunks:
             return
@@ -585,6 +617,8 @@ class TcpConnectionAnalyzer:
             frames = finder.feed(True, data)
             if finder.protocol != HTTP2 or any(frame.stream_id == finder.request_stream for frame in frames):
                 self._request_part(end_offset, packet.time, rnd, placed)
+            elif self._request_parts:
+                self._control_record(stream_start, end_offset)
             return frames
         if report.round_trips is not None:
             return finder.feed(False, data)
