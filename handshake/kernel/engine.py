@@ -1,6 +1,6 @@
 """The kernel engine: the variants over real sockets and the real Linux TCP and UDP stacks.
 
-The same sans-IO endpoints the simulator drives (``runner.VariantEndpoints``), driven here by one
+The same sans-IO endpoints the simulator drives (``variant_run.VariantEndpoints``), driven here by one
 event loop in the calling thread (``socket_loop.SocketLoop``) over non-blocking
 sockets of the topology's two namespaces (``kernel.topology``): a client socket in the client
 namespace, bound to 198.18.0.1 before it connects, and the server's listening (or UDP) socket
@@ -58,7 +58,7 @@ from handshake.kernel.forwarder import ShimStats
 from handshake.kernel.topology import SERVER_ADDR, Topology
 from handshake.net.drops import PacketDropper
 from handshake.net.link import LinkConfig
-from handshake.runner import RunOptions, VariantEndpoints, VariantRun
+from handshake.variant_run import RunOptions, VariantEndpoints, VariantRun
 from handshake.socket_loop import (TCP_FASTOPEN, TCP_FASTOPEN_CONNECT, Channel, Listener, SocketLoop, TcpChannel,
                                    UdpChannel)
 from handshake.trace.packet import PacketError, decode
