@@ -115,62 +115,90 @@ def server_exchange(alpn: str | None, body_bytes: int = DEFAULT_BODY_BYTES,
     return ServerExchange(body_bytes, server_time_s)
 
 
-class ServerExchange:
-    """The server half: parse one request, answer 200 with a fixed-size body and Content-Length.
+MAX_OBJECT_BYTES = 1 << 30
+"""The largest body a target may ask for (``object_target``)."""
 
-    ``server_time_s``: how long the server holds the request before its answer is ready, as a
+
+def object_target(index: int, size: int) -> str:
+    """The target of a page's object ``index`` with a ``size``-byte body: the servers here answer
+    any such target with that many bytes (a test origin, as h2load's and Mahimahi's are)."""
+    return f"/object/{index}?bytes={size}"
+
+
+def requested_bytes(target: str, default: int) -> int | None:
+    """The body a target asks for: ``default`` for "/", the size ``object_target`` put in it, or
+    None (the server answers 404)."""
+    if target == "/":
+        return default
+    path, _, query = target.partition("?")
+    if path.startswith("/object/") and query.startswith("bytes="):
+        size = query.removeprefix("bytes=")
+        if size.isdigit() and int(size) <= MAX_OBJECT_BYTES:
+            return int(size)
+    return None
+
+
+class ServerExchange:
+    """The server half: answers each GET on the connection in turn (HTTP/1.1 keep-alive), 200 with
+    the body its target asks for (``requested_bytes``) and Content-Length, 404 otherwise.
+
+    ``server_time_s``: how long the server holds each request before its answer is ready, as a
     slow origin behind a proxy would (``respond_at``); 0 answers the moment the request is in.
+    No pipelining (no browser pipelines): a request is read once the one before is answered.
     """
 
     def __init__(self, body_bytes: int = DEFAULT_BODY_BYTES, server_time_s: float = 0.0) -> None:
         self._h11 = h11.Connection(h11.SERVER)
-        self._body = response_body(body_bytes)
+        self._default_bytes = body_bytes
         self._request: h11.Request | None = None
         self._server_time_s = server_time_s
-        self.done = False
+        self._answering: str | None = None
+        """The target of the request read and not yet answered."""
         self.respond_at: float | None = None
-        """When the answer is ready (the request's time plus the server time); None before the
-        request is complete and once the answer is written."""
+        """When the answer is ready (the request's time plus the server time); None while no
+        request is complete and unanswered."""
 
-    def receive(self, data: bytes, now: float, *, in_early_data: bool = False) -> RequestReceived | None:
-        """Feed request bytes; returns the event once the request (with its end) is in."""
-        if self.done:
-            return None
+    def receive(self, data: bytes, now: float, *, in_early_data: bool = False) -> list[RequestReceived]:
+        """Feed request bytes; returns the requests completed by them."""
+        completed = []
         for event in _events(self._h11, data):
             if isinstance(event, h11.Request):
                 self._request = event
             elif isinstance(event, h11.EndOfMessage) and self._request is not None:
-                self.done = True
+                target = self._request.target.decode()
+                completed.append(RequestReceived(self._request.method.decode(), target, in_early_data))
+                self._answering, self._request = target, None
                 self.respond_at = now + self._server_time_s
-                return RequestReceived(
-                    method=self._request.method.decode(),
-                    target=self._request.target.decode(),
-                    in_early_data=in_early_data,
-                )
             elif isinstance(event, h11.ConnectionClosed):
-                return None
+                break
+        return completed
 
     def data_to_send(self) -> bytes:
-        """What the server says beyond its answer: nothing, in HTTP/1.1."""
+        """What the server says beyond its answers: nothing, in HTTP/1.1."""
         return b""
 
     def due(self, now: float) -> bool:
-        """Whether the answer is ready and not yet written."""
+        """Whether an answer is ready and not yet written."""
         return self.respond_at is not None and self.respond_at <= now
 
     def response(self) -> bytes:
-        """The 200 response to the request just received (written now: no longer due)."""
-        self.respond_at = None
+        """The answer to the request just read (written now: no longer due); the connection is
+        then ready for the next request."""
+        assert self._answering is not None, "no request to answer"
+        size = requested_bytes(self._answering, self._default_bytes)
+        self._answering, self.respond_at = None, None
+        body = response_body(size or 0)
         headers = [
             ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(self._body))),
+            ("Content-Length", str(len(body))),
             ("Server", SERVER_NAME),
         ]
-        return (
-            self._h11.send(h11.Response(status_code=200, headers=headers))
-            + self._h11.send(h11.Data(data=self._body))
-            + self._h11.send(h11.EndOfMessage())
-        )
+        out = (self._h11.send(h11.Response(status_code=200 if size is not None else 404, headers=headers))
+               + self._h11.send(h11.Data(data=body))
+               + self._h11.send(h11.EndOfMessage()))
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+        return out
 
 
 class HttpClient(EventQueue):
@@ -196,7 +224,7 @@ class HttpClient(EventQueue):
 
 
 class HttpServer(EventQueue):
-    """Plain HTTP/1.1 server: answers the first request, ``server_time_s`` after it is complete."""
+    """Plain HTTP/1.1 server: answers each request, ``server_time_s`` after it is complete."""
 
     def __init__(self, body_bytes: int = DEFAULT_BODY_BYTES, server_time_s: float = 0.0) -> None:
         super().__init__()
@@ -206,9 +234,9 @@ class HttpServer(EventQueue):
         pass
 
     def receive(self, data: bytes, now: float) -> None:
-        request = self._exchange.receive(data, now)
-        if request is not None:
-            self._events.append(request)
+        requests = self._exchange.receive(data, now)
+        if requests:
+            self._events.extend(requests)
             self.handle_timer(now)
 
     def get_timer(self) -> float | None:

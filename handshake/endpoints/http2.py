@@ -14,6 +14,8 @@ path; the server still sends only what the windows allow and the rest as they op
 
 from __future__ import annotations
 
+from collections import deque
+
 import h2.config
 import h2.connection
 import h2.events
@@ -21,7 +23,7 @@ import h2.exceptions
 import h2.settings
 
 from .events import RequestReceived, ResponseReceived
-from .http1 import SERVER_NAME, USER_AGENT, response_body
+from .http1 import SERVER_NAME, USER_AGENT, requested_bytes, response_body
 
 CLIENT_STREAM_WINDOW = 6 * 1024 * 1024
 """Chrome's SETTINGS_INITIAL_WINDOW_SIZE (h2's default is RFC 9113's 65,535 bytes)."""
@@ -88,65 +90,85 @@ class Http2ClientExchange:
 
 
 class Http2ServerExchange:
-    """The server half: SETTINGS the moment the connection opens, then one GET answered 200 with
-    a fixed-size body, ``server_time_s`` after its request is complete (``http1.ServerExchange``'s
-    contract)."""
+    """The server half: SETTINGS the moment the connection opens, then every GET answered on its
+    stream, 200 with the body its target asks for (``http1.requested_bytes``; 404 otherwise),
+    ``server_time_s`` after the request is complete (``http1.ServerExchange``'s contract).
+
+    Bodies of answers under way share the connection a frame at a time, round robin, within
+    each stream's window and the connection's (RFC 9113 §5.3.5: without priorities, a server
+    should share fairly), as nginx interleaves its streams.
+    """
 
     def __init__(self, body_bytes: int, server_time_s: float = 0.0) -> None:
         self._h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding="latin-1"))
         self._h2.initiate_connection()
-        self._body = response_body(body_bytes)
+        self._default_bytes = body_bytes
         self._server_time_s = server_time_s
-        self._request: tuple[int, str, str] | None = None
-        """The request's stream, method and path, once its headers are in."""
-        self._stream_id: int | None = None
-        """The answer's stream, once its headers are written."""
-        self._sent = 0
-        """Body bytes handed to h2 so far (the windows may hold the rest back)."""
-        self.done = False
-        self.respond_at: float | None = None
+        self._reading: dict[int, tuple[str, str]] = {}
+        """Requests whose headers are in and whose stream has not ended: method and path."""
+        self._held: deque[tuple[float, int, str]] = deque()
+        """Complete requests waiting for their server time: (ready at, stream, path)."""
+        self._bodies: dict[int, tuple[bytes, int]] = {}
+        """Answers under way: their body and the bytes of it handed to h2 so far."""
+
+    @property
+    def respond_at(self) -> float | None:
+        """When the next held answer is ready; None while none is held."""
+        return self._held[0][0] if self._held else None
 
     def data_to_send(self) -> bytes:
-        """What the server says on its own: SETTINGS, their ACK, the body as windows open."""
-        self._send_body()
+        """What the server says on its own: SETTINGS, their ACK, bodies as windows open."""
+        self._send_bodies()
         return self._h2.data_to_send()
 
-    def receive(self, data: bytes, now: float, *, in_early_data: bool = False) -> RequestReceived | None:
-        """Feed the client's bytes; returns the event once the first request has ended."""
-        received = None
+    def receive(self, data: bytes, now: float, *, in_early_data: bool = False) -> list[RequestReceived]:
+        """Feed the client's bytes; returns the requests completed by them."""
+        completed = []
         for event in self._h2.receive_data(data):
-            if isinstance(event, h2.events.RequestReceived) and self._request is None:
+            if isinstance(event, h2.events.RequestReceived):
                 fields = {str(name): str(value) for name, value in event.headers}
-                self._request = (event.stream_id, fields.get(":method", ""), fields.get(":path", ""))
-            elif isinstance(event, h2.events.StreamEnded) and not self.done and \
-                    self._request is not None and event.stream_id == self._request[0]:
-                self.done = True
-                self.respond_at = now + self._server_time_s
-                received = RequestReceived(self._request[1], self._request[2], in_early_data)
-        return received
+                self._reading[event.stream_id] = (fields.get(":method", ""), fields.get(":path", ""))
+            elif isinstance(event, h2.events.StreamEnded) and event.stream_id in self._reading:
+                method, target = self._reading.pop(event.stream_id)
+                completed.append(RequestReceived(method, target, in_early_data))
+                self._held.append((now + self._server_time_s, event.stream_id, target))
+        return completed
 
     def due(self, now: float) -> bool:
-        return self.respond_at is not None and self.respond_at <= now
+        return bool(self._held) and self._held[0][0] <= now
 
     def response(self) -> bytes:
-        """The answer's HEADERS and as much of its body as the windows allow (the rest leaves
-        with ``data_to_send`` as the client opens them)."""
-        assert self._request is not None, "no request to answer"
-        self.respond_at = None
-        self._stream_id = self._request[0]
-        self._h2.send_headers(self._stream_id, [
-            (":status", "200"), ("content-type", "text/plain"), ("content-length", str(len(self._body))),
-            ("server", SERVER_NAME),
-        ], end_stream=not self._body)
+        """The HEADERS of every answer now due, and as much of the bodies as the windows allow
+        (the rest leaves with ``data_to_send`` as the client opens them)."""
+        assert self._held, "no request to answer"
+        ready = self._held[0][0]
+        while self._held and self._held[0][0] <= ready:
+            _, stream_id, target = self._held.popleft()
+            size = requested_bytes(target, self._default_bytes)
+            body = response_body(size or 0)
+            self._h2.send_headers(stream_id, [
+                (":status", "200" if size is not None else "404"), ("content-type", "text/plain"),
+                ("content-length", str(len(body))), ("server", SERVER_NAME),
+            ], end_stream=not body)
+            if body:
+                self._bodies[stream_id] = (body, 0)
         return self.data_to_send()
 
-    def _send_body(self) -> None:
-        stream_id = self._stream_id
-        while stream_id is not None and self._sent < len(self._body):
-            room = min(self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size)
-            if room <= 0:
-                return
-            chunk = self._body[self._sent:self._sent + room]
-            self._sent += len(chunk)
-            self._h2.send_data(stream_id, chunk, end_stream=self._sent == len(self._body))
+    def _send_bodies(self) -> None:
+        """One frame per stream in turn until the windows or the bodies run out."""
+        moved = True
+        while moved and self._bodies:
+            moved = False
+            for stream_id, (body, sent) in list(self._bodies.items()):
+                room = min(self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size)
+                if room <= 0:
+                    continue
+                chunk = body[sent:sent + room]
+                sent += len(chunk)
+                self._h2.send_data(stream_id, chunk, end_stream=sent == len(body))
+                moved = True
+                if sent == len(body):
+                    del self._bodies[stream_id]
+                else:
+                    self._bodies[stream_id] = (body, sent)

@@ -33,7 +33,7 @@ from aioquic.quic.retry import QuicRetryTokenHandler
 from aioquic.tls import Direction, Epoch
 
 from .events import Event, HandshakeCompleted, RequestReceived
-from .http1 import response_body
+from .http1 import requested_bytes, response_body
 from .quic_config import Address, QuicServerConfig, cipher_name
 
 RETRY_CID_BYTES = 8
@@ -324,7 +324,8 @@ class QuicHttpServer:
 
     def _respond(self, connection: _Connection, stream_id: int, method: str, target: str) -> None:
         assert connection.h3 is not None
-        status, body = (200, self._body) if (method, target) == ("GET", "/") else (404, b"")
+        size = requested_bytes(target, self.config.body_bytes) if method == "GET" else None
+        status, body = (404, b"") if size is None else (200, self._body if target == "/" else response_body(size))
         connection.h3.send_headers(
             stream_id,
             [

@@ -409,8 +409,8 @@ class EarlyHttpClient(_EarlyEndpoint):
 
 
 class EarlyHttpServer(_EarlyEndpoint):
-    """Answers the first GET ``server_time_s`` after it is complete, in 0.5-RTT data when it came
-    as early data and the client's Finished has not arrived yet.
+    """Answers each GET ``server_time_s`` after it is complete, in 0.5-RTT data when it came as
+    early data and the client's Finished has not arrived yet.
 
     ``accept_early_data=False`` rejects 0-RTT through the allow-early-data callback: the ticket
     still resumes the session. (Setting this SSL's max_early_data to 0 instead would make
@@ -482,9 +482,9 @@ class EarlyHttpServer(_EarlyEndpoint):
         self._on_request_bytes(data, now, in_early_data=False)
 
     def _on_request_bytes(self, data: bytes, now: float, *, in_early_data: bool) -> None:
-        request = self._exchange_now().receive(data, now, in_early_data=in_early_data)
-        if request is not None:
-            self._events.append(request)
+        requests = self._exchange_now().receive(data, now, in_early_data=in_early_data)
+        self._events.extend(requests)
+        if requests:
             self._answer_if_due(now)
         self._send_own()
 

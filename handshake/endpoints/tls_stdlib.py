@@ -259,8 +259,8 @@ class TlsHttpClient(_TlsEndpoint):
 
 
 class TlsHttpServer(_TlsEndpoint):
-    """Answers the first GET on a TLS connection, ``server_time_s`` after it is complete, in
-    HTTP/2 or HTTP/1.1 as ALPN settles.
+    """Answers each GET on a TLS connection, ``server_time_s`` after it is complete, in HTTP/2 or
+    HTTP/1.1 as ALPN settles.
 
     Only the answer waits: TLS 1.3 tickets leave at once, since OpenSSL writes them as it reads
     the client's Finished, before the request is even read (as nginx's do in front of a slow
@@ -297,11 +297,10 @@ class TlsHttpServer(_TlsEndpoint):
 
     def _on_plaintext(self, data: bytes, now: float) -> None:
         assert self._exchange is not None
-        request = self._exchange.receive(data, now)
-        if request is not None:
-            self._events.append(request)
-            if self._exchange.due(now):
-                self._write(self._exchange.response())
+        requests = self._exchange.receive(data, now)
+        self._events.extend(requests)
+        if requests and self._exchange.due(now):
+            self._write(self._exchange.response())
         self._write_own()
 
     def _write_own(self) -> None:

@@ -1,5 +1,7 @@
+import h11
+
 from handshake.endpoints import HttpClient, HttpServer, RequestReceived, ResponseReceived
-from handshake.endpoints.http1 import ClientExchange
+from handshake.endpoints.http1 import ClientExchange, ServerExchange, object_target
 
 from .drive import exchange, timed_exchange
 
@@ -46,3 +48,27 @@ def test_without_a_server_time_the_answer_leaves_within_the_receive_call():
     server.receive(ClientExchange("server.test").request(), 1.0)
     assert server.data_to_send().startswith(b"HTTP/1.1 200 ")
     assert server.get_timer() is None
+
+
+def test_one_connection_answers_each_request_in_turn_with_the_size_it_asks_for():
+    """HTTP/1.1 keep-alive: the next GET on the connection is read once the one before is
+    answered; an unknown target gets 404 and the connection goes on."""
+    client = h11.Connection(h11.CLIENT)
+    server = ServerExchange(body_bytes=64)
+    answers = []
+    for target in (object_target(0, 3000), "/nowhere", object_target(1, 0), "/"):
+        request = client.send(h11.Request(method="GET", target=target, headers=[("Host", "s")]))
+        (received,) = server.receive(request + client.send(h11.EndOfMessage()), now=0.0)
+        assert received.target == target and server.due(0.0)
+        client.receive_data(server.response())
+        status, body = 0, bytearray()
+        while (event := client.next_event()) is not h11.NEED_DATA:
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        answers.append((status, len(body)))
+        client.start_next_cycle()
+    assert answers == [(200, 3000), (404, 0), (200, 0), (200, 64)]

@@ -23,7 +23,7 @@ from handshake.endpoints import (
     TlsServerConfig,
     make_chain,
 )
-from handshake.endpoints.http1 import CLIENT_ALPN, response_body
+from handshake.endpoints.http1 import CLIENT_ALPN, object_target, requested_bytes, response_body
 from handshake.endpoints.http2 import CLIENT_STREAM_WINDOW, Http2ClientExchange, Http2ServerExchange
 
 from .drive import exchange
@@ -39,12 +39,12 @@ def _read_by_a_client(data: bytes) -> list[object]:
 
 
 def test_the_server_says_settings_at_once_and_answers_only_the_request():
-    server = Http2ServerExchange(body_bytes=100)
+    server = Http2ServerExchange(body_bytes=64)
     settings_only = server.data_to_send()
     assert any(isinstance(e, h2.events.RemoteSettingsChanged) for e in _read_by_a_client(settings_only))
-    client = Http2ClientExchange("server.test", "/page")
-    request = server.receive(client.request(), now=1.0)
-    assert request == RequestReceived("GET", "/page", in_early_data=False)
+    client = Http2ClientExchange("server.test", object_target(7, 100))
+    (request,) = server.receive(client.request(), now=1.0)
+    assert request == RequestReceived("GET", "/object/7?bytes=100", in_early_data=False)
     assert server.due(1.0) and server.respond_at == 1.0
     assert client.receive(settings_only) is None and not client.response_started
     response = client.receive(server.data_to_send() + server.response())
@@ -77,7 +77,7 @@ def test_a_client_with_h2s_default_windows_gets_every_byte_as_it_opens_them(body
     client.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "s"), (":path", "/")],
                         end_stream=True)
     server = Http2ServerExchange(body_bytes)
-    assert server.receive(client.data_to_send(), now=0.0) is not None
+    assert server.receive(client.data_to_send(), now=0.0)
     pending = server.data_to_send() + server.response()
     body, ended, window_seen = bytearray(), False, 0
     while pending and not ended:
@@ -94,6 +94,72 @@ def test_a_client_with_h2s_default_windows_gets_every_byte_as_it_opens_them(body
         pending = server.data_to_send()
     assert ended and bytes(body) == response_body(body_bytes)
     assert window_seen <= H2_DEFAULT_WINDOW
+
+
+def _h2_client() -> h2.connection.H2Connection:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.local_settings = h2.settings.Settings(client=True, initial_values={
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: CLIENT_STREAM_WINDOW})
+    client.initiate_connection()
+    client.increment_flow_control_window(15 * 1024 * 1024)
+    return client
+
+
+def _get(client: h2.connection.H2Connection, target: str) -> int:
+    stream_id = client.get_next_available_stream_id()
+    client.send_headers(stream_id, [(":method", "GET"), (":scheme", "https"), (":authority", "s"),
+                                    (":path", target)], end_stream=True)
+    return stream_id
+
+
+def test_every_stream_gets_the_body_its_target_asks_for_and_an_unknown_one_404():
+    client = _h2_client()
+    streams = {_get(client, object_target(i, size)): size for i, size in enumerate((0, 1, 40_000, 100_000))}
+    unknown = _get(client, "/favicon.ico")
+    server = Http2ServerExchange(body_bytes=64)
+    requests = server.receive(client.data_to_send(), now=0.0)
+    assert [r.target for r in requests] == [object_target(i, s) for i, s in enumerate((0, 1, 40_000, 100_000))] + [
+        "/favicon.ico"]
+    bodies: dict[int, bytearray] = {}
+    status: dict[int, str] = {}
+    for event in client.receive_data(server.data_to_send() + server.response()):
+        if isinstance(event, h2.events.ResponseReceived):
+            status[event.stream_id] = dict(event.headers)[b":status"].decode()
+        elif isinstance(event, h2.events.DataReceived):
+            bodies.setdefault(event.stream_id, bytearray()).extend(event.data)
+    assert {sid: bytes(bodies.get(sid, b"")) for sid in streams} == {sid: response_body(n) for sid, n in streams.items()}
+    assert status[unknown] == "404" and all(status[sid] == "200" for sid in streams)
+
+
+def test_bodies_under_way_share_the_connection_a_frame_at_a_time():
+    """Two 50 KB answers due together: their DATA frames alternate (round robin), so neither
+    stream's last byte waits for the other's whole body."""
+    client = _h2_client()
+    first, second = _get(client, object_target(1, 50_000)), _get(client, object_target(2, 50_000))
+    server = Http2ServerExchange(body_bytes=64)
+    server.receive(client.data_to_send(), now=0.0)
+    order = [e.stream_id for e in client.receive_data(server.data_to_send() + server.response())
+             if isinstance(e, h2.events.DataReceived)]
+    assert order[:4] == [first, second, first, second] and order.count(first) == order.count(second)
+
+
+def test_each_request_waits_its_own_server_time():
+    client = _h2_client()
+    server = Http2ServerExchange(body_bytes=64, server_time_s=0.1)
+    _get(client, object_target(1, 10))
+    server.receive(client.data_to_send(), now=1.0)
+    _get(client, object_target(2, 10))
+    server.receive(client.data_to_send(), now=1.05)
+    assert server.respond_at == 1.1 and server.due(1.1) and not server.due(1.09)
+    server.response()
+    assert server.respond_at == pytest.approx(1.15) and not server.due(1.1)
+
+
+@given(st.integers(0, 1 << 30), st.integers(0, 10_000))
+def test_an_object_target_asks_for_its_size(size, index):
+    assert requested_bytes(object_target(index, size), default=64) == size
+    assert requested_bytes("/", default=64) == 64
+    assert requested_bytes(f"/object/{index}?bytes=-1", default=64) is None
 
 
 # --- inside TLS: ALPN picks the exchange ---------------------------------------------------------
