@@ -276,13 +276,13 @@ def test_the_http2_exchange_reads_the_response_not_the_servers_settings():
     events = server.receive_data(client.request())
     request = next(e for e in events if isinstance(e, h2.events.RequestReceived))
     assert dict(request.headers)[":path"] == "/page" and dict(request.headers)[":authority"] == "example.test"
-    assert client.receive(server.data_to_send()) is None and not client.response_started  # SETTINGS only
+    assert client.receive(server.data_to_send()) == [] and not client.response_started  # SETTINGS only
     server.receive_data(client.data_to_send())  # the client's SETTINGS ACK
     server.send_headers(request.stream_id, [(":status", "200"), ("alt-svc", 'h3=":443"')])
     server.send_data(request.stream_id, b"hello", end_stream=True)
-    response = client.receive(server.data_to_send())
-    assert client.response_started and response is not None
-    assert (response.status, response.body, response.http_version) == (200, b"hello", "2")
+    (response,) = client.receive(server.data_to_send())
+    assert client.response_started and client.done
+    assert (response.status, response.body, response.http_version, response.target) == (200, b"hello", "2", "/page")
     assert alt_svc_h3_port(response.headers, "example.test") == 443
 
 

@@ -44,6 +44,36 @@ class ResponseReceived:
     """The response's header fields, names lower-cased (HTTP/2 and /3 have no others)."""
     http_version: str = "1.1"
     """"1.1", "2" or "3"."""
+    target: str = "/"
+    """What the GET asked for."""
+
+
+class ResponseAssembly:
+    """One response as it comes in, over any HTTP: its status and header fields, then its body,
+    then the event (what the HTTP/1.1, /2 and /3 clients share)."""
+
+    def __init__(self, target: str, http_version: str) -> None:
+        self.target = target
+        self.http_version = http_version
+        self.started = False
+        """Its header section has come in."""
+        self._status = 0
+        self._headers: tuple[tuple[str, str], ...] = ()
+        self._body = bytearray()
+
+    def header_fields(self, fields: list[tuple[str, str]]) -> None:
+        """A header section (HTTP/2 and /3 put the status in ``:status``; HTTP/1.1 callers too)."""
+        self.started = True
+        status = dict(fields).get(":status")
+        if status is not None:
+            self._status = int(status)
+        self._headers += tuple((name, value) for name, value in fields if not name.startswith(":"))
+
+    def data(self, data: bytes) -> None:
+        self._body += data
+
+    def complete(self) -> ResponseReceived:
+        return ResponseReceived(self._status, bytes(self._body), self._headers, self.http_version, self.target)
 
 
 @dataclass(frozen=True)

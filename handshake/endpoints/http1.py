@@ -7,13 +7,14 @@ for the bytes inside their records; ``HttpClient`` / ``HttpServer`` carry them o
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import h11
 
 from ._base import EventQueue
-from .events import RequestReceived, ResponseReceived
+from .events import RequestReceived, ResponseAssembly, ResponseReceived
 
 if TYPE_CHECKING:
     from .http2 import Http2ClientExchange, Http2ServerExchange
@@ -47,7 +48,9 @@ offers http/1.1 alone."""
 
 
 class ClientExchange:
-    """The client half: serialize one GET, parse the response as it arrives.
+    """The client half: serialize GETs and parse their responses as they arrive -- the first
+    (``request``), then any more (``fetch``), one at a time on the connection (HTTP/1.1
+    keep-alive; no browser pipelines), each leaving once the one before is answered.
 
     The HTTP/2 exchange (``http2.Http2ClientExchange``) has the same shape, so a TLS client picks
     either by the protocol ALPN settled (``client_exchange``)."""
@@ -58,41 +61,59 @@ class ClientExchange:
         self._h11 = h11.Connection(h11.CLIENT)
         self._host = host
         self._path = path
-        self._status = 0
-        self._headers: tuple[tuple[str, str], ...] = ()
-        self._body = bytearray()
-        self.done = False
+        self._waiting: deque[str] = deque()
+        """Targets fetched and not yet asked for: each waits for the answer before it."""
+        self._current: ResponseAssembly | None = None
         self.response_started = False
-        """A byte of the response has come in (HTTP/1.1 sends nothing else first)."""
+        """A byte of the first response has come in (HTTP/1.1 sends nothing else first)."""
+
+    @property
+    def done(self) -> bool:
+        """Every response asked for is in."""
+        return self._current is None and not self._waiting
 
     def request(self) -> bytes:
-        """``GET PATH HTTP/1.1`` with Host (RFC 9112 §3.2: Host is mandatory in HTTP/1.1)."""
-        headers = [("Host", self._host), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
-        return self._h11.send(h11.Request(method="GET", target=self._path, headers=headers)) + self._h11.send(
-            h11.EndOfMessage()
-        )
+        """The first GET (``path``)."""
+        return self._get(self._path)
+
+    def fetch(self, target: str) -> None:
+        """Another GET: it leaves (``data_to_send``) once the connection is free."""
+        self._waiting.append(target)
 
     def data_to_send(self) -> bytes:
-        """What the exchange has to say beyond the request: nothing, in HTTP/1.1."""
+        """The next GET fetched, once the answer before it is in."""
+        if self._current is None and self._waiting:
+            return self._get(self._waiting.popleft())
         return b""
 
-    def receive(self, data: bytes) -> ResponseReceived | None:
-        """Feed response bytes; returns the event once the whole body is in."""
-        if self.done:
-            return None
+    def receive(self, data: bytes) -> list[ResponseReceived]:
+        """Feed response bytes; returns the responses they completed."""
+        completed: list[ResponseReceived] = []
+        current = self._current
+        if current is None:
+            return completed
         self.response_started = self.response_started or bool(data)
         for event in _events(self._h11, data):
             if isinstance(event, h11.Response):
-                self._status = event.status_code
-                self._headers = tuple((name.decode("latin-1"), value.decode("latin-1"))
-                                      for name, value in event.headers)
+                current.header_fields([(":status", str(event.status_code))] + [
+                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers])
             elif isinstance(event, h11.Data):
-                self._body += event.data
+                current.data(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                self.done = True
-                return ResponseReceived(self._status, bytes(self._body), self._headers, self.http_version)
+                completed.append(current.complete())
+                self._current = None
+                self._h11.start_next_cycle()
+                break
             elif isinstance(event, h11.ConnectionClosed):
                 raise h11.RemoteProtocolError("server closed before the response was complete")
+        return completed
+
+    def _get(self, target: str) -> bytes:
+        """``GET TARGET HTTP/1.1`` with Host (RFC 9112 §3.2: Host is mandatory in HTTP/1.1)."""
+        self._current = ResponseAssembly(target, self.http_version)
+        headers = [("Host", self._host), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
+        return self._h11.send(h11.Request(method="GET", target=target, headers=headers)) + self._h11.send(
+            h11.EndOfMessage())
 
 
 def client_exchange(alpn: str | None, host: str, path: str = "/") -> ClientExchange | Http2ClientExchange:
@@ -217,10 +238,15 @@ class HttpClient(EventQueue):
     def start(self, now: float) -> None:
         self._outgoing += self._exchange.request()
 
+    def fetch(self, targets: list[str]) -> None:
+        """More GETs on the connection, each once the answer before it is in."""
+        for target in targets:
+            self._exchange.fetch(target)
+        self._outgoing += self._exchange.data_to_send()
+
     def receive(self, data: bytes, now: float) -> None:
-        response = self._exchange.receive(data)
-        if response is not None:
-            self._events.append(response)
+        self._events.extend(self._exchange.receive(data))
+        self._outgoing += self._exchange.data_to_send()
 
 
 class HttpServer(EventQueue):

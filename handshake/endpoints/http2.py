@@ -22,7 +22,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from .events import RequestReceived, ResponseReceived
+from .events import RequestReceived, ResponseAssembly, ResponseReceived
 from .http1 import SERVER_NAME, USER_AGENT, requested_bytes, response_body
 
 CLIENT_STREAM_WINDOW = 6 * 1024 * 1024
@@ -32,8 +32,9 @@ CLIENT_CONNECTION_WINDOW_RAISE = 15 * 1024 * 1024
 
 
 class Http2ClientExchange:
-    """The client half of one GET over HTTP/2 (RFC 9113): the connection preface, the client's
-    SETTINGS and the request's HEADERS (END_STREAM) leave together."""
+    """The client half of GETs over HTTP/2 (RFC 9113): the connection preface, the client's
+    SETTINGS and the first request's HEADERS (END_STREAM) leave together (``request``); any
+    more (``fetch``) open their own streams at once, so every answer is under way together."""
 
     http_version = "2"
 
@@ -41,13 +42,15 @@ class Http2ClientExchange:
         self._h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="latin-1"))
         self._host = host
         self._path = path
-        self._stream_id: int | None = None
-        self._status = 0
-        self._headers: tuple[tuple[str, str], ...] = ()
-        self._body = bytearray()
-        self.done = False
+        self._streams: dict[int, ResponseAssembly] = {}
+        """Responses under way, by stream."""
         self.response_started = False
-        """The response's HEADERS have come in."""
+        """The first response's HEADERS have come in."""
+
+    @property
+    def done(self) -> bool:
+        """Every response asked for is in."""
+        return not self._streams
 
     def request(self) -> bytes:
         self._h2.local_settings = h2.settings.Settings(client=True, initial_values={
@@ -56,37 +59,40 @@ class Http2ClientExchange:
         })
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(CLIENT_CONNECTION_WINDOW_RAISE)
-        self._stream_id = self._h2.get_next_available_stream_id()
-        self._h2.send_headers(self._stream_id, [
-            (":method", "GET"), (":scheme", "https"), (":authority", self._host), (":path", self._path),
+        self.fetch(self._path)
+        return self._h2.data_to_send()
+
+    def fetch(self, target: str) -> None:
+        """Another GET, on a stream of its own (its HEADERS leave with ``data_to_send``)."""
+        stream_id = self._h2.get_next_available_stream_id()
+        self._h2.send_headers(stream_id, [
+            (":method", "GET"), (":scheme", "https"), (":authority", self._host), (":path", target),
             ("user-agent", USER_AGENT), ("accept", "*/*"),
         ], end_stream=True)
-        return self._h2.data_to_send()
+        self._streams[stream_id] = ResponseAssembly(target, self.http_version)
 
     def data_to_send(self) -> bytes:
         return self._h2.data_to_send()
 
-    def receive(self, data: bytes) -> ResponseReceived | None:
-        """Feed the server's bytes; returns the event once the response's stream has ended."""
-        if self.done:
-            return None
+    def receive(self, data: bytes) -> list[ResponseReceived]:
+        """Feed the server's bytes; returns the responses whose streams they ended."""
+        completed = []
         for event in self._h2.receive_data(data):
-            if getattr(event, "stream_id", None) != self._stream_id:
+            response = self._streams.get(getattr(event, "stream_id", 0))
+            if response is None:
                 continue
             if isinstance(event, h2.events.ResponseReceived):
                 self.response_started = True
-                headers = tuple((str(name), str(value)) for name, value in event.headers)
-                self._status = int(dict(headers).get(":status", "0"))
-                self._headers = tuple((name, value) for name, value in headers if not name.startswith(":"))
+                response.header_fields([(str(name), str(value)) for name, value in event.headers])
             elif isinstance(event, h2.events.DataReceived):
-                self._body += event.data
+                response.data(event.data)
                 self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
                 raise h2.exceptions.ProtocolError(f"the server reset the request's stream (error {event.error_code})")
             elif isinstance(event, h2.events.StreamEnded):
-                self.done = True
-                return ResponseReceived(self._status, bytes(self._body), self._headers, self.http_version)
-        return None
+                completed.append(response.complete())
+                del self._streams[event.stream_id]
+        return completed
 
 
 class Http2ServerExchange:

@@ -13,7 +13,7 @@ from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.tls import Epoch, SessionTicket
 
 from ._base import TlsError
-from .events import EarlyDataResent, Event, HandshakeCompleted, ResponseReceived
+from .events import EarlyDataResent, Event, HandshakeCompleted, ResponseAssembly, ResponseReceived
 from .http1 import USER_AGENT
 from .quic_config import Address, QuicClientConfig, cipher_name, without_early_data
 
@@ -29,7 +29,8 @@ class QuicHttpClient:
 
     Events: ``HandshakeCompleted`` (``early_data`` "accepted", "rejected" or "none"),
     ``EarlyDataResent`` when the server refused the 0-RTT request and it went again in 1-RTT,
-    ``ResponseReceived`` once the whole response is in.
+    ``ResponseReceived`` once each whole response is in (the first, then any ``fetch``
+    asked for).
     """
 
     def __init__(
@@ -65,12 +66,10 @@ class QuicHttpClient:
         )
         self._h3: H3Connection | None = None
         self._events: deque[Event] = deque()
-        self._stream_id: int | None = None
-        self._status = 0
-        self._headers: tuple[tuple[str, str], ...] = ()
-        self._body = bytearray()
+        self._streams: dict[int, ResponseAssembly] = {}
+        """Responses under way, by request stream."""
         self.response_started = False
-        """The response's HEADERS have come in."""
+        """The first response's HEADERS have come in."""
         self.session_ticket: SessionTicket | None = None
         """The newest ticket the server sent, set the moment its NewSessionTicket is read.
 
@@ -79,6 +78,9 @@ class QuicHttpClient:
         trip after a 0-RTT response, which the server sends in its first flight; keep the
         exchange running until it is here."""
         self.response: ResponseReceived | None = None
+        """The first response (to ``config.path``), once it is all in."""
+        self.responses: list[ResponseReceived] = []
+        """Every response in, in the order they completed."""
         self.handshake_complete = False
         self._closed = False
 
@@ -128,17 +130,29 @@ class QuicHttpClient:
         self._closed = True
         self.quic.close()
 
-    def _send_request(self) -> None:
+    @property
+    def done(self) -> bool:
+        """Every response asked for is in."""
+        return self.response is not None and not self._streams
+
+    def fetch(self, targets: list[str]) -> None:
+        """More GETs, each on a stream of its own, all at once (in the next datagrams)."""
+        for target in targets:
+            self._send_request(target)
+
+    def _send_request(self, target: str | None = None) -> None:
         assert self._h3 is not None
-        self._stream_id = self.quic.get_next_available_stream_id()
+        target = self.config.path if target is None else target
+        stream_id = self.quic.get_next_available_stream_id()
+        self._streams[stream_id] = ResponseAssembly(target, "3")
         authority = self.config.http_authority.encode()
         self._h3.send_headers(
-            self._stream_id,
+            stream_id,
             [
                 (b":method", b"GET"),
                 (b":scheme", b"https"),
                 (b":authority", authority),
-                (b":path", self.config.path.encode()),
+                (b":path", target.encode()),
                 (b"user-agent", USER_AGENT.encode()),
             ],
             end_stream=True,
@@ -152,14 +166,14 @@ class QuicHttpClient:
             if isinstance(event, quic_events.HandshakeCompleted):
                 self._on_handshake_completed(event, now)
             elif isinstance(event, quic_events.ConnectionTerminated):
-                if self.response is None and not self._closed:
+                if not self.done and not self._closed:
                     raise TlsError(
                         f"QUIC connection closed before the response: error 0x{event.error_code:x}"
                         f" {event.reason_phrase}".rstrip()
                     )
             assert self._h3 is not None
             for h3_event in self._h3.handle_event(event):
-                if isinstance(h3_event, (HeadersReceived, DataReceived)) and h3_event.stream_id == self._stream_id:
+                if isinstance(h3_event, (HeadersReceived, DataReceived)) and h3_event.stream_id in self._streams:
                     self._on_response_part(h3_event)
 
     def _on_handshake_completed(self, event: quic_events.HandshakeCompleted, now: float) -> None:
@@ -186,16 +200,18 @@ class QuicHttpClient:
             self._events.append(EarlyDataResent())
 
     def _on_response_part(self, event: HeadersReceived | DataReceived) -> None:
+        response = self._streams[event.stream_id]
         if isinstance(event, HeadersReceived):
             self.response_started = True
-            headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers]
-            self._status = int(dict(headers).get(":status", "0"))
-            self._headers += tuple((name, value) for name, value in headers if not name.startswith(":"))
+            response.header_fields([(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers])
         else:
-            self._body += event.data
-        if event.stream_ended and self.response is None:
-            self.response = ResponseReceived(self._status, bytes(self._body), self._headers, "3")
-            self._events.append(self.response)
+            response.data(event.data)
+        if event.stream_ended:
+            del self._streams[event.stream_id]
+            received = response.complete()
+            self.response = self.response or received
+            self.responses.append(received)
+            self._events.append(received)
 
 
 def _declare_early_data_lost(quic: QuicConnection, now: float, space: QuicPacketSpace | None = None) -> None:

@@ -250,12 +250,23 @@ class TlsHttpClient(_TlsEndpoint):
 
     def _on_plaintext(self, data: bytes, now: float) -> None:
         assert self._exchange is not None
-        response = self._exchange.receive(data)
-        more = self._exchange.data_to_send()  # HTTP/2: SETTINGS ACK, WINDOW_UPDATE
+        responses = self._exchange.receive(data)
+        more = self._exchange.data_to_send()  # HTTP/2: SETTINGS ACK, WINDOW_UPDATE; HTTP/1.1: the next GET
         if more:
             self._write(more)
-        if response is not None:
-            self._events.append(response)
+        self._events.extend(responses)
+
+    def fetch(self, targets: list[str]) -> None:
+        """More GETs once the first answer is in: HTTP/2 streams at once, HTTP/1.1 in turn."""
+        assert self._exchange is not None, "fetch after the first response"
+        for target in targets:
+            self._exchange.fetch(target)
+        try:
+            more = self._exchange.data_to_send()
+            if more:
+                self._write(more)
+        finally:
+            self._flush()
 
 
 class TlsHttpServer(_TlsEndpoint):

@@ -37,7 +37,14 @@ def exchange(client: StreamEndpoint, server: StreamEndpoint, *, chunk_bytes: int
     transcript = Transcript()
     server.start(0.0)
     client.start(0.0)
-    now = 0.0
+    return shuttle(client, server, transcript, chunk_bytes=chunk_bytes)
+
+
+def shuttle(client: StreamEndpoint, server: StreamEndpoint, transcript: Transcript, *,
+            chunk_bytes: int | None = None) -> Transcript:
+    """Shuttle data_to_send between two started endpoints until neither has anything to say
+    (again after a ``fetch``), adding to ``transcript``."""
+    now = 0.001 * len(transcript.flights)
     while True:
         moved = False
         for name, sender, receiver in (("client", client, server), ("server", server, client)):

@@ -26,7 +26,7 @@ from handshake.endpoints import (
 from handshake.endpoints.http1 import CLIENT_ALPN, object_target, requested_bytes, response_body
 from handshake.endpoints.http2 import CLIENT_STREAM_WINDOW, Http2ClientExchange, Http2ServerExchange
 
-from .drive import exchange
+from .drive import exchange, shuttle
 
 H2_DEFAULT_WINDOW = 65535
 
@@ -46,9 +46,9 @@ def test_the_server_says_settings_at_once_and_answers_only_the_request():
     (request,) = server.receive(client.request(), now=1.0)
     assert request == RequestReceived("GET", "/object/7?bytes=100", in_early_data=False)
     assert server.due(1.0) and server.respond_at == 1.0
-    assert client.receive(settings_only) is None and not client.response_started
-    response = client.receive(server.data_to_send() + server.response())
-    assert response is not None and (response.status, response.http_version) == (200, "2")
+    assert client.receive(settings_only) == [] and not client.response_started
+    (response,) = client.receive(server.data_to_send() + server.response())
+    assert (response.status, response.http_version, response.target) == (200, "2", "/object/7?bytes=100")
     assert response.body == response_body(100) and dict(response.headers)["content-length"] == "100"
 
 
@@ -219,3 +219,47 @@ def test_the_libssl_server_answers_http1_to_a_client_without_h2():
     client = EarlyHttpClient(EarlyClientConfig.for_chain(chain, alpn=CLIENT_ALPN["1.1"]))
     transcript = exchange(client, EarlyHttpServer(EarlyServerConfig(chain)))
     assert client.alpn == "http/1.1" and transcript.of("client", ResponseReceived)[0].http_version == "1.1"
+
+
+# --- a page: more GETs after the first answer -----------------------------------------------------
+
+PAGE = [object_target(i, size) for i, size in enumerate((20_000, 3_000, 0, 70_000), start=1)]
+
+
+@pytest.mark.parametrize("http", ["2", "1.1"])
+def test_a_tls_client_fetches_a_page_after_its_first_answer(http):
+    """HTTP/2 asks for every object at once, one stream each, so all answers come in the next
+    server flight; HTTP/1.1 asks for them one at a time on the connection, a flight pair each."""
+    chain = make_chain()
+    client = TlsHttpClient(TlsClientConfig.for_chain(chain, alpn=CLIENT_ALPN[http]))
+    server = TlsHttpServer(TlsServerConfig(chain))
+    transcript = exchange(client, server)
+    first_done = len(transcript.flights)
+    client.fetch(PAGE)
+    shuttle(client, server, transcript)
+    responses = {r.target: len(r.body) for r in transcript.of("client", ResponseReceived)}
+    assert responses == {"/": 64, **{target: int(target.split("=")[1]) for target in PAGE}}
+    requests = [(n, e.target) for who, n, e in transcript.events if who == "server" and isinstance(e, RequestReceived)]
+    assert [target for _, target in requests] == ["/", *PAGE]
+    flights = [n for n, target in requests if target != "/"]
+    if http == "2":
+        assert len(set(flights)) == 1 and flights[0] == first_done + 1  # all in one flight
+    else:
+        assert flights == sorted(set(flights)) and len(set(flights)) == len(PAGE)  # one at a time
+
+
+def test_a_quic_client_fetches_a_page_on_streams_of_its_own():
+    from handshake.endpoints.quic_client import QuicHttpClient
+    from handshake.endpoints.quic_config import QuicClientConfig, QuicServerConfig
+    from handshake.endpoints.quic_server import QuicHttpServer
+
+    from .test_quic import SERVER_ADDR, Path as QuicPath
+
+    chain = make_chain()
+    client = QuicHttpClient(QuicClientConfig.for_chain(chain), server_addr=SERVER_ADDR)
+    path = QuicPath(client, QuicHttpServer(QuicServerConfig(chain)))
+    path.run(lambda p: p.client.response is not None)
+    client.fetch(PAGE)
+    path.run(lambda p: p.client.done)
+    assert {r.target: len(r.body) for r in client.responses} == {
+        "/": 64, **{target: int(target.split("=")[1]) for target in PAGE}}
