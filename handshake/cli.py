@@ -51,6 +51,9 @@ def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument("--hrr", action="store_true", default=None, help="server accepts only P-256: HelloRetryRequest")
     knobs.add_argument("--retry", action="store_true", default=None, help="QUIC server demands a Retry")
     knobs.add_argument("--cold", action="store_true", default=None, help="no warm-up: no ticket, no TFO cookie")
+    knobs.add_argument("--page", metavar="COUNTxSIZE",
+                       help="fetch a page: COUNT objects of SIZE, the HTML first, then the rest at once "
+                            "(e.g. 30x20KB); rows get page_ms")
     knobs.add_argument("--http", metavar="VERSION",
                        help="HTTP over TLS/TCP: 2 (default: ALPN h2, as browsers and curl) or 1.1")
     knobs.add_argument(
@@ -71,9 +74,11 @@ _FLAG_FIELDS = {
     ),
     "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size", "server_time"),
     "client": ("cold", "drop", "http"),
+    "page": ("page",),
 }
-_SCENARIO_KEYS = {"server_time": "time"}
-"""Flags whose scenario field is named otherwise (``--server-time`` is ``[server] time``)."""
+_SCENARIO_KEYS = {"server_time": "time", "page": "objects"}
+"""Flags whose scenario field is named otherwise (``--server-time`` is ``[server] time``, ``--page``
+``[page] objects``)."""
 
 
 def _scenario(args: argparse.Namespace):

@@ -23,11 +23,13 @@ from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.quic.connection import analyze_quic_flow, quic_flows
 from handshake.analysis.quic.flows import QuicFlow
 from handshake.endpoints.certs import make_chain
+from handshake.errors import UsageError
 from handshake.endpoints.events import ResponseReceived
 from handshake.net.link import LinkConfig
 from handshake.net.drops import PacketDropper
 from handshake.net.sim import SERVER_ADDR, Session, Simulation, SimulationTimeout
 from handshake.net.tcp import TcpConfig
+from handshake.page import HTTP1_CONNECTIONS, http1_shares, page_end
 from handshake.trace.record import Trace
 from handshake.variant_run import RunOptions, VariantEndpoints, VariantRun
 from handshake.variants import Variant
@@ -69,6 +71,9 @@ class Row:
     server_ms: float | None = None
     """How long the server held the request before its first response byte, as the analysis
     reads it from the trace (``ConnectionReport.server_s``), never the knob's value."""
+    page_ms: float | None = None
+    """With ``--page``: from the first packet to the last byte of the page's last object, read
+    from the trace (``page.page_end``); None otherwise."""
     spread: dict[str, Any] | None = None
     """With several seeded runs: {"runs", "complete", "ttfb_ms": [min, median, max], "round_trips": [min, max]}."""
 
@@ -76,6 +81,8 @@ class Row:
         out = asdict(self)
         if self.spread is None:
             del out["spread"]
+        if self.page_ms is None:
+            del out["page_ms"]  # a page run's field (JSON contract, DESIGN.md §3)
         return out
 
 
@@ -112,6 +119,72 @@ def _quic_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, wa
     return client.session_ticket if want_ticket else None
 
 
+def _responses(session: Session) -> int:
+    return sum(isinstance(e, ResponseReceived) for e in session.events)
+
+
+def _close(sim: Simulation, sessions: list[Session]) -> None:
+    for session in sessions:
+        session.close()
+    try:
+        sim.run(lambda: all(session.closed for session in sessions), CLOSE_LIMIT_S)
+    except SimulationTimeout:
+        pass  # a lossy link may leave the FIN exchange unfinished; the responses are what counts
+
+
+def _tcp_page(sim: Simulation, endpoints: VariantEndpoints, ticket: Any) -> int:
+    """A page over TCP (``page.py``): the HTML on the first connection, then every other object
+    at once -- on it over HTTP/2; over it and up to five more over HTTP/1.1, each paying its own
+    handshake with what the variant carries (the warm-up's ticket, the TFO cookie). Returns the
+    first connection's client port."""
+    page = endpoints.options.page
+    assert page is not None
+    targets = page.targets
+    limit = RESPONSE_LIMIT_S + endpoints.options.server_time_s
+    first = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(ticket, path=targets[0]))
+    sim.run(lambda: _got_response(first), limit)
+    rest = targets[1:]
+    sessions, wanted = [first], [1]
+    if getattr(first.endpoint, "alpn", None) == "h2":
+        first.endpoint.fetch(rest)  # type: ignore[attr-defined]
+        wanted[0] += len(rest)
+    else:
+        shares = http1_shares(rest, HTTP1_CONNECTIONS)
+        for index, share in enumerate(shares):
+            if index == 0:
+                first.endpoint.fetch(share)  # type: ignore[attr-defined]
+                wanted[0] += len(share)
+                continue
+            endpoint = endpoints.client(ticket, path=share[0])
+            endpoint.fetch(share[1:])  # type: ignore[attr-defined]
+            sessions.append(sim.client.connect(SERVER_ADDR, endpoints.port, endpoint))
+            wanted.append(len(share))
+    sim.run(lambda: all(_responses(s) >= n for s, n in zip(sessions, wanted)), limit)
+    _close(sim, sessions)
+    return first.tcp.local_port
+
+
+def _quic_page(sim: Simulation, endpoints: VariantEndpoints, ticket: Any) -> int:
+    """A page over QUIC: the HTML, then every other object at once, a stream each. Returns the
+    connection's client port."""
+    page = endpoints.options.page
+    assert page is not None
+    targets = page.targets
+    limit = RESPONSE_LIMIT_S + endpoints.options.server_time_s
+    client = endpoints.quic_client(ticket, path=targets[0])
+    binding = sim.client.bind_udp(client)
+    sim.run(lambda: client.response is not None, limit)
+    client.fetch(targets[1:])
+    sim.run(lambda: client.done, limit)
+    client.close()
+    try:
+        sim.run(lambda: sim.wire_is_quiet, CLOSE_LIMIT_S)
+    except SimulationTimeout:
+        pass
+    sim.client.udp.pop(binding.port, None)
+    return binding.port
+
+
 def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = None) -> VariantRun:
     """Run one variant on the virtual-time engine."""
     options = options or RunOptions()
@@ -129,17 +202,22 @@ def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = Non
             exchange = _tcp_exchange
         warmups = 0
         error = None
+        client_port: int | None = None
         try:
             ticket = None
             if variant.warm and not options.cold:
                 ticket = exchange(sim, endpoints, None, variant.resume)
                 warmups = 1
             dropper.armed = True
-            exchange(sim, endpoints, ticket, False)
+            if options.page is None:
+                exchange(sim, endpoints, ticket, False)
+            else:
+                client_port = (_quic_page if variant.transport == "quic" else _tcp_page)(sim, endpoints, ticket)
         except SimulationTimeout as timeout:
             error = str(timeout)
         keylog = keylog_path.read_text() if keylog_path.exists() else ""
-    return VariantRun(variant, Trace(list(sim.trace), keylog), warmups, error, tuple(dropper.dropped), options)
+    return VariantRun(variant, Trace(list(sim.trace), keylog), warmups, error, tuple(dropper.dropped), options,
+                      client_port=client_port)
 
 
 _Flow = TypeVar("_Flow", TcpFlow, QuicFlow)
@@ -166,18 +244,39 @@ def http_version(report: ConnectionReport) -> str | None:
     return None
 
 
+def _page_ms(flows: list[TcpFlow] | list[QuicFlow], measured: TcpFlow | QuicFlow, start: float) -> float | None:
+    """From the first packet of the page's first connection to the last byte of its last object
+    (``page.page_end``), over that connection and those opened after it."""
+    ends = []
+    began = False
+    for flow in flows:
+        began = began or flow is measured
+        if began:
+            ends.append(page_end(flow))
+    if not ends or any(end is None for end in ends):
+        return None
+    return round((max(e for e in ends if e is not None) - start) * 1000, 3)
+
+
 def row_from_run(run: VariantRun) -> Row:
     """Count the measured connection of a run's trace: the one from its client port where the run
     knows it, else the last."""
     variant = run.variant
     keylog = parse_keylog(run.trace.keylog) if run.trace.keylog else None
     report: ConnectionReport | None = None
+    flows: list[TcpFlow] | list[QuicFlow]
+    measured: TcpFlow | QuicFlow | None
     if variant.transport == "quic":
-        quic = _measured(quic_flows(run.trace.packets), run.client_port)
+        flows = quic_flows(run.trace.packets)
+        measured = quic = _measured(flows, run.client_port)
         report = analyze_quic_flow(quic, keylog) if quic else None
     else:
-        flow = _measured(tcp_flows(run.trace.packets), run.client_port)
+        flows = tcp_flows(run.trace.packets)
+        measured = flow = _measured(flows, run.client_port)
         report = analyze_tcp_flow(flow, keylog) if flow else None
+    page_ms = None
+    if run.options.page is not None and measured is not None and report is not None and not run.error:
+        page_ms = _page_ms(flows, measured, report.start_time)
     if report is None:
         report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
     notes = list(report.notes)
@@ -221,6 +320,7 @@ def row_from_run(run: VariantRun) -> Row:
         tfo=report.tfo,
         warmup_connections=run.warmup_connections,
         server_ms=report.server_ms,
+        page_ms=page_ms,
     )
 
 
@@ -266,12 +366,16 @@ def summarize_runs(rows: list[Row]) -> Row:
         summary.packets = int(statistics.median(r.packets for r in complete))
         server = [r.server_ms for r in complete if r.server_ms is not None]
         summary.server_ms = statistics.median(server) if server else None
+    pages = sorted(r.page_ms for r in complete if r.page_ms is not None)
+    summary.page_ms = statistics.median(pages) if pages else None
     summary.spread = {
         "runs": len(rows),
         "complete": len(complete),
         "ttfb_ms": [ttfbs[0], summary.ttfb_ms, ttfbs[-1]] if complete else None,
         "round_trips": [trips[0], trips[-1]] if complete else None,
     }
+    if pages:
+        summary.spread["page_ms"] = [pages[0], summary.page_ms, pages[-1]]
     if len(complete) < len(rows):
         summary.notes.append(f"{len(rows) - len(complete)} of {len(rows)} runs got no response")
     return summary
@@ -300,6 +404,8 @@ def compare(
 
         chosen = options or RunOptions()
         check_quic_chain(make_chain(chosen.key_type, chosen.intermediates))  # before any variant runs
+    if engine == "kernel" and options is not None and options.page is not None:
+        raise UsageError("--page runs on the sim engine only so far: the kernel engine does not load pages yet")
     if engine == "kernel":
         from handshake.kernel.engine import KernelSession  # root-only machinery: loaded on demand
 

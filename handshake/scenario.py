@@ -41,6 +41,7 @@ from typing import Any
 from handshake.errors import UsageError
 from handshake.net.drops import check_selectors
 from handshake.net.link import LinkConfig
+from handshake.page import MAX_OBJECT_BYTES, Page, parse_page
 from handshake.runner import RunOptions
 from handshake.units import parse_duration, parse_percent, parse_rate, parse_size
 from handshake.variants import Variant, select
@@ -58,6 +59,7 @@ _SECTIONS: dict[str, set[str]] = {
     },
     "server": {"key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size", "time"},
     "client": {"cold", "drop", "http"},
+    "page": {"objects", "sizes"},
 }
 _TOP_LEVEL = {"variants", "name", "description", *_SECTIONS}
 
@@ -169,6 +171,23 @@ def _server_time(value: Any, key: str) -> float:
     return seconds
 
 
+def _page_objects(value: Any, key: str) -> Page:
+    return parse_page(_text(value, key))
+
+
+def _page_sizes(value: Any, key: str) -> Page:
+    if not isinstance(value, list) or not value:
+        raise UsageError(f"{key} must be a list of sizes, the HTML's first, such as [\"30KB\", \"20KB\"]")
+    return Page(tuple(parse_size(_text(size, key), f"{key} entry", maximum=MAX_OBJECT_BYTES) for size in value))
+
+
+def _page(section: _Section) -> Page | None:
+    """``[page]``: ``objects = "30x20KB"`` (alike), or ``sizes = [...]`` (the HTML's first)."""
+    if "objects" in section.values and "sizes" in section.values:
+        raise section.fail(UsageError("give objects or sizes, not both"))
+    return section.get("objects", _page_objects, None) or section.get("sizes", _page_sizes, None)
+
+
 def _selectors(value: Any, key: str) -> tuple[str, ...]:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -209,6 +228,7 @@ def scenario_from_mapping(data: dict[str, Any], origin: str = "command line", te
     network = _Section(locate, "network", data.get("network", {}))
     server = _Section(locate, "server", data.get("server", {}))
     client = _Section(locate, "client", data.get("client", {}))
+    page = _Section(locate, "page", data.get("page", {}))
     link = _network(network)
     options = RunOptions(
         key_type=server.get("key_type", _key_type, "p256"),
@@ -221,6 +241,7 @@ def scenario_from_mapping(data: dict[str, Any], origin: str = "command line", te
         cold=client.get("cold", _bool, False),
         drops=client.get("drop", _selectors, ()),
         http=client.get("http", _http, RunOptions.http),
+        page=_page(page),
     )
     names = data.get("variants")
     try:

@@ -17,6 +17,7 @@ from handshake.endpoints.http1 import CLIENT_ALPN, DEFAULT_BODY_BYTES, HttpClien
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
 from handshake.net.sim import CLIENT_ADDR, HTTP_PORT, HTTPS_PORT, SERVER_ADDR
+from handshake.page import Page
 from handshake.trace.record import Trace
 from handshake.variants import Variant
 
@@ -53,6 +54,9 @@ class RunOptions:
     http: str = "2"
     """The HTTP the TLS-over-TCP variants ask for in ALPN: "2" (h2, then http/1.1: what browsers
     and curl offer) or "1.1". The plain ``http`` variant speaks HTTP/1.1, QUIC HTTP/3."""
+    page: Page | None = None
+    """Fetch a page (``--page 30x20KB``) rather than one small answer: the HTML, then every other
+    object at once (``page.py``); rows then get ``page_ms``."""
 
 
 @dataclass
@@ -71,7 +75,8 @@ class VariantRun:
     first packet and its first response byte. The sim's endpoints take no virtual time: less
     this, a kernel TTFB is within a fraction of a percent of the sim's (bench_engines.py)."""
     client_port: int | None = None
-    """Kernel engine: the measured connection's client port. Under loss the trace may also hold a
+    """The measured connection's client port (kernel engine; a page's first connection, both
+    engines). Under loss the trace may also hold a
     straggler of an earlier connection (a server FIN retransmitted after the run began) that the
     last flow would be; the sim's trace holds this run's connections alone."""
 
@@ -115,24 +120,26 @@ class VariantEndpoints:
                                    body_bytes=body_bytes, server_time_s=server_time_s)
         return TlsHttpServer(self._server_config, body_bytes, server_time_s)
 
-    def client(self, session: Any = None) -> StreamEndpoint:
+    def client(self, session: Any = None, path: str = "/") -> StreamEndpoint:
+        """``path``: the first GET's target."""
         if self.variant.tls_version is None:
-            return HttpClient()
+            return HttpClient(path=path)
         if self.variant.early_data:
-            return EarlyHttpClient(self._client_config, session)
-        return TlsHttpClient(self._client_config, session)
+            return EarlyHttpClient(self._client_config, session, path=path)
+        return TlsHttpClient(self._client_config, session, path=path)
 
     def quic_server(self) -> QuicHttpServer:
         from handshake.endpoints.quic_server import QuicHttpServer
 
         return QuicHttpServer(self._server_config)
 
-    def quic_client(self, ticket: Any = None) -> QuicHttpClient:
+    def quic_client(self, ticket: Any = None, path: str = "/") -> QuicHttpClient:
         from handshake.endpoints.quic_client import QuicHttpClient
 
         return QuicHttpClient(
             self._client_config,
             ticket,
+            path=path,
             server_addr=(SERVER_ADDR, self.port),
             early_data=self.variant.early_data,
             local_addr=(CLIENT_ADDR, 0),

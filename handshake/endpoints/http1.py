@@ -64,6 +64,8 @@ class ClientExchange:
         self._waiting: deque[str] = deque()
         """Targets fetched and not yet asked for: each waits for the answer before it."""
         self._current: ResponseAssembly | None = None
+        self._asked = False
+        """The first GET has left: the ones fetched follow it."""
         self.response_started = False
         """A byte of the first response has come in (HTTP/1.1 sends nothing else first)."""
 
@@ -74,6 +76,7 @@ class ClientExchange:
 
     def request(self) -> bytes:
         """The first GET (``path``)."""
+        self._asked = True
         return self._get(self._path)
 
     def fetch(self, target: str) -> None:
@@ -82,7 +85,7 @@ class ClientExchange:
 
     def data_to_send(self) -> bytes:
         """The next GET fetched, once the answer before it is in."""
-        if self._current is None and self._waiting:
+        if self._asked and self._current is None and self._waiting:
             return self._get(self._waiting.popleft())
         return b""
 

@@ -42,6 +42,7 @@ class QuicHttpClient:
         early_data: bool = True,
         local_addr: Address = DEFAULT_LOCAL_ADDR,
         eager_resend: bool = True,
+        path: str | None = None,
     ) -> None:
         """``eager_resend``: when 0-RTT is rejected, declare the 0-RTT packets lost at once so
         aioquic retransmits the request beside the client Finished, as browsers' stacks do
@@ -51,6 +52,8 @@ class QuicHttpClient:
         if session_ticket is not None and not early_data:
             session_ticket = without_early_data(session_ticket)
         self.config = config
+        self._path = config.path if path is None else path
+        """The first GET's target."""
         self.server_addr = server_addr
         self.local_addr = local_addr
         self.eager_resend = eager_resend
@@ -142,7 +145,7 @@ class QuicHttpClient:
 
     def _send_request(self, target: str | None = None) -> None:
         assert self._h3 is not None
-        target = self.config.path if target is None else target
+        target = self._path if target is None else target
         stream_id = self.quic.get_next_available_stream_id()
         self._streams[stream_id] = ResponseAssembly(target, "3")
         authority = self.config.http_authority.encode()

@@ -323,10 +323,15 @@ class EarlyHttpClient(_EarlyEndpoint):
     """
 
     def __init__(
-        self, config: EarlyClientConfig, session: EarlySession | None = None, *, send_early_data: bool = True
+        self, config: EarlyClientConfig, session: EarlySession | None = None, *, send_early_data: bool = True,
+        path: str | None = None,
     ) -> None:
+        """``path``: the first GET's target, when not the config's."""
         super().__init__(config.context)
         self.config = config
+        self._path = config.path if path is None else path
+        self._fetched: list[str] = []
+        """Targets fetched before the handshake settled the protocol."""
         self._offered_session = session
         self._send_early_data = send_early_data
         self._exchange: ClientExchange | Http2ClientExchange | None = None
@@ -346,7 +351,7 @@ class EarlyHttpClient(_EarlyEndpoint):
         return self._exchange is not None and self._exchange.response_started
 
     def _new_exchange(self, alpn: str | None) -> bytes:
-        self._exchange = client_exchange(alpn, self.config.http_authority, self.config.path)
+        self._exchange = client_exchange(alpn, self.config.http_authority, self._path)
         return self._exchange.request()
 
     def start(self, now: float) -> None:
@@ -392,11 +397,13 @@ class EarlyHttpClient(_EarlyEndpoint):
 
     def _on_handshake_complete(self) -> None:
         self.alpn = L.selected_alpn(self._ssl)
-        if self.early_data == "accepted":
-            return
-        if self.early_data_sent:
-            self._events.append(EarlyDataResent())
-        self._write(self._new_exchange(self.alpn))  # afresh: the server read none of the early bytes
+        if self.early_data != "accepted":
+            if self.early_data_sent:
+                self._events.append(EarlyDataResent())
+            self._write(self._new_exchange(self.alpn))  # afresh: the server read none of the early bytes
+        if self._fetched:
+            fetched, self._fetched = self._fetched, []
+            self.fetch(fetched)
 
     def _on_plaintext(self, data: bytes, now: float) -> None:
         assert self._exchange is not None
@@ -407,8 +414,11 @@ class EarlyHttpClient(_EarlyEndpoint):
         self._events.extend(responses)
 
     def fetch(self, targets: list[str]) -> None:
-        """More GETs once the first answer is in: HTTP/2 streams at once, HTTP/1.1 in turn."""
-        assert self._exchange is not None, "fetch after the first response"
+        """More GETs: HTTP/2 streams at once, HTTP/1.1 one at a time after the first; asked
+        before the handshake has settled which, they leave once it has."""
+        if self._exchange is None or not self.handshake_complete:
+            self._fetched.extend(targets)
+            return
         for target in targets:
             self._exchange.fetch(target)
         try:

@@ -207,9 +207,14 @@ class TlsHttpClient(_TlsEndpoint):
 
     request_at_start = False
 
-    def __init__(self, config: TlsClientConfig, session: ssl.SSLSession | None = None) -> None:
+    def __init__(self, config: TlsClientConfig, session: ssl.SSLSession | None = None, *,
+                 path: str | None = None) -> None:
+        """``path``: the first GET's target, when not the config's."""
         super().__init__()
         self.config = config
+        self._path = config.path if path is None else path
+        self._fetched: list[str] = []
+        """Targets fetched before the handshake settled the protocol."""
         self._offered_session = session
         self._exchange: ClientExchange | Http2ClientExchange | None = None
         """Made once the handshake has settled the protocol."""
@@ -245,8 +250,11 @@ class TlsHttpClient(_TlsEndpoint):
     def _on_handshake_complete(self) -> None:
         assert self._tls is not None
         self.alpn = self._tls.selected_alpn_protocol()
-        self._exchange = client_exchange(self.alpn, self.config.http_authority, self.config.path)
+        self._exchange = client_exchange(self.alpn, self.config.http_authority, self._path)
         self._write(self._exchange.request())
+        if self._fetched:
+            fetched, self._fetched = self._fetched, []
+            self.fetch(fetched)
 
     def _on_plaintext(self, data: bytes, now: float) -> None:
         assert self._exchange is not None
@@ -257,8 +265,11 @@ class TlsHttpClient(_TlsEndpoint):
         self._events.extend(responses)
 
     def fetch(self, targets: list[str]) -> None:
-        """More GETs once the first answer is in: HTTP/2 streams at once, HTTP/1.1 in turn."""
-        assert self._exchange is not None, "fetch after the first response"
+        """More GETs: HTTP/2 streams at once, HTTP/1.1 one at a time after the first; asked
+        before the handshake has settled which, they leave once it has."""
+        if self._exchange is None:
+            self._fetched.extend(targets)
+            return
         for target in targets:
             self._exchange.fetch(target)
         try:

@@ -24,6 +24,7 @@ _COLUMNS = (
     ("expected_round_trips", "expected"),
     ("ttfb_ms", "TTFB ms"),
     ("server_ms", "server ms"),
+    ("page_ms", "page ms"),
     ("bytes", "bytes c→s / s→c"),
     ("packets", "pkts"),
     ("notes", "notes"),
@@ -47,8 +48,8 @@ def _cell(row: dict[str, Any], key: str) -> Any:
         return f"{row['ttfb_ms']:.1f}" + (" (median)" if spread else "")
     if key == "tls":
         return row["tls_version"] or "-"
-    if key == "server_ms":
-        return "-" if row.get("server_ms") is None else f"{row['server_ms']:.1f}"
+    if key in ("server_ms", "page_ms"):
+        return "-" if row.get(key) is None else f"{row[key]:.1f}" + (" (median)" if spread and key == "page_ms" else "")
     value = row.get(key)
     return "-" if value is None else value
 
@@ -61,7 +62,9 @@ def render(rows: list[dict[str, Any]], fmt: str, *, engine: str, network: dict[s
         return json.dumps({"engine": engine, "network": network, "rows": rows}, indent=2)
     if fmt == "csv":
         return records_to_csv(rows)
-    columns = [(key, title) for key, title in _COLUMNS if server_time or key != "server_ms"]
+    page = any(row.get("page_ms") is not None for row in rows)
+    columns = [(key, title) for key, title in _COLUMNS
+               if (server_time or key != "server_ms") and (page or key != "page_ms")]
     headers = [title for _, title in columns]
     body = [[_cell(row, key) for key, _ in columns] for row in rows]
     table = tabulate(body, headers=headers, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
