@@ -234,7 +234,8 @@ def _add_shim_parser(commands) -> None:
     shim.add_argument("--cleanup", action="store_true", help="remove what killed runs left behind, then exit")
     shim.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     # _scenario() reads every scenario flag; shim has only the network ones.
-    shim.set_defaults(scenario=None, variants=None, **dict.fromkeys(_FLAG_FIELDS["server"] + _FLAG_FIELDS["client"]))
+    shim.set_defaults(scenario=None, variants=None, **dict.fromkeys(
+        field for section, fields in _FLAG_FIELDS.items() if section != "network" for field in fields))
 
 
 def _shim(args: argparse.Namespace) -> int:

@@ -23,7 +23,6 @@ from handshake.analysis.keylog import parse_keylog
 from handshake.analysis.quic.connection import analyze_quic_flow, quic_flows
 from handshake.analysis.quic.flows import QuicFlow
 from handshake.endpoints.certs import make_chain
-from handshake.errors import UsageError
 from handshake.endpoints.events import ResponseReceived
 from handshake.net.link import LinkConfig
 from handshake.net.drops import PacketDropper
@@ -404,8 +403,6 @@ def compare(
 
         chosen = options or RunOptions()
         check_quic_chain(make_chain(chosen.key_type, chosen.intermediates))  # before any variant runs
-    if engine == "kernel" and options is not None and options.page is not None:
-        raise UsageError("--page runs on the sim engine only so far: the kernel engine does not load pages yet")
     if engine == "kernel":
         from handshake.kernel.engine import KernelSession  # root-only machinery: loaded on demand
 

@@ -204,6 +204,16 @@ class TcpChannel(Channel):
     def wants_write(self) -> bool:
         return self.connecting or bool(self._out)
 
+    @property
+    def responses(self) -> int:
+        """Responses complete on this connection."""
+        return sum(isinstance(event, ResponseReceived) for event in self.events)
+
+    def fetch(self, targets: list[str]) -> None:
+        """More GETs on the connection (the client endpoint's ``fetch``), sent when they may leave."""
+        self.endpoint.fetch(targets)
+        self._pump()
+
     def timer(self) -> float | None:
         return None if self._timed is None else self._timed.get_timer()
 

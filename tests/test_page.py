@@ -143,7 +143,7 @@ def test_a_page_row_shows_page_ms_and_a_plain_one_does_not(capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["--page", "many"], "bad page 'many'"),
-    (["--page", "3x1KB", "--engine", "kernel"], "sim engine only"),
+    (["--page", "3x1KB", "--http", "1.0"], "http '1.0' is not one of 1.1, 2"),
 ])
 def test_bad_page_input_is_one_line_and_exit_2(capsys, argv, words):
     assert main(["compare", "--variants", "tls13", *argv]) == 2

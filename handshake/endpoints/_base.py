@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from .events import Event
+
+if TYPE_CHECKING:
+    from .http1 import ClientExchange
+    from .http2 import Http2ClientExchange
 
 
 class EventQueue:
@@ -37,3 +42,59 @@ def check_version(version: str) -> str:
     if version not in TLS_VERSIONS:
         raise ValueError(f"TLS version {version!r}: expected one of {', '.join(TLS_VERSIONS)}")
     return version
+
+
+class TlsExchangeClient(EventQueue):
+    """The HTTP half of a TLS client, whichever TLS stack carries it (stdlib ``ssl``, libssl):
+    its exchange, made once ALPN has settled the protocol, reads the decrypted bytes; ``fetch``
+    asks for more (HTTP/2 streams at once, HTTP/1.1 one at a time after the first), held until
+    then when asked before. The TLS class beside it in the bases provides ``_write``, ``_flush``
+    and ``handshake_complete``."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # the TLS class's own (libssl's takes its context)
+        self._exchange: ClientExchange | Http2ClientExchange | None = None
+        self._fetched: list[str] = []
+        """Targets fetched before the handshake settled the protocol."""
+
+    if TYPE_CHECKING:
+        handshake_complete: bool
+
+        def _write(self, data: bytes) -> None: ...
+
+        def _flush(self) -> None: ...
+
+    @property
+    def response_started(self) -> bool:
+        return self._exchange is not None and self._exchange.response_started
+
+    def fetch(self, targets: list[str]) -> None:
+        """More GETs on the connection."""
+        if self._exchange is None or not self.handshake_complete:
+            self._fetched.extend(targets)
+            return
+        for target in targets:
+            self._exchange.fetch(target)
+        try:
+            self._write_more()
+        finally:
+            self._flush()
+
+    def _fetch_held(self) -> None:
+        """The handshake is done: what was fetched before it leaves now."""
+        if self._fetched:
+            fetched, self._fetched = self._fetched, []
+            self.fetch(fetched)
+
+    def _on_plaintext(self, data: bytes, now: float) -> None:
+        assert self._exchange is not None
+        responses = self._exchange.receive(data)
+        self._write_more()
+        self._events.extend(responses)
+
+    def _write_more(self) -> None:
+        """HTTP/2: SETTINGS ACK, WINDOW_UPDATE, new streams; HTTP/1.1: the next GET."""
+        assert self._exchange is not None
+        more = self._exchange.data_to_send()
+        if more:
+            self._write(more)

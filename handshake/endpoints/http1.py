@@ -105,7 +105,8 @@ class ClientExchange:
             elif isinstance(event, h11.EndOfMessage):
                 completed.append(current.complete())
                 self._current = None
-                self._h11.start_next_cycle()
+                if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+                    self._h11.start_next_cycle()  # not after "Connection: close" (MUST_CLOSE): no more GETs here
                 break
             elif isinstance(event, h11.ConnectionClosed):
                 raise h11.RemoteProtocolError("server closed before the response was complete")

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 from functools import cached_property
 
 from handshake.endpoints import libssl as L
-from ._base import EventQueue, TlsError
+from ._base import EventQueue, TlsError, TlsExchangeClient
 from ._files import append_line, create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import EarlyDataResent, HandshakeCompleted
-from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ClientExchange, ServerExchange, client_exchange, server_exchange
+from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ServerExchange, client_exchange, server_exchange
 
 if TYPE_CHECKING:
-    from .http2 import Http2ClientExchange, Http2ServerExchange
+    from .http2 import Http2ServerExchange
 
 DEFAULT_MAX_EARLY_DATA = 16384
 SERVER_SESSION_CACHE_SIZE = 1024
@@ -315,7 +315,7 @@ class _EarlyEndpoint(EventQueue):
     def _on_plaintext(self, data: bytes, now: float) -> None: ...
 
 
-class EarlyHttpClient(_EarlyEndpoint):
+class EarlyHttpClient(TlsExchangeClient, _EarlyEndpoint):
     """GET over TLS 1.3, sent as early data when ``session`` allows it.
 
     ``session``: an ``EarlySession`` from an earlier client on the same config; without one (or
@@ -330,13 +330,8 @@ class EarlyHttpClient(_EarlyEndpoint):
         super().__init__(config.context)
         self.config = config
         self._path = config.path if path is None else path
-        self._fetched: list[str] = []
-        """Targets fetched before the handshake settled the protocol."""
         self._offered_session = session
         self._send_early_data = send_early_data
-        self._exchange: ClientExchange | Http2ClientExchange | None = None
-        """Made for the ticket's protocol when the request goes as early data, else once the
-        handshake has settled the protocol (ALPN)."""
         self._ticket: EarlySession | None = None
         self.early_data_sent = False
         self.early_data = "none"
@@ -345,10 +340,6 @@ class EarlyHttpClient(_EarlyEndpoint):
     @property
     def request_at_start(self) -> bool:
         return self.early_data_sent
-
-    @property
-    def response_started(self) -> bool:
-        return self._exchange is not None and self._exchange.response_started
 
     def _new_exchange(self, alpn: str | None) -> bytes:
         self._exchange = client_exchange(alpn, self.config.http_authority, self._path)
@@ -401,32 +392,7 @@ class EarlyHttpClient(_EarlyEndpoint):
             if self.early_data_sent:
                 self._events.append(EarlyDataResent())
             self._write(self._new_exchange(self.alpn))  # afresh: the server read none of the early bytes
-        if self._fetched:
-            fetched, self._fetched = self._fetched, []
-            self.fetch(fetched)
-
-    def _on_plaintext(self, data: bytes, now: float) -> None:
-        assert self._exchange is not None
-        responses = self._exchange.receive(data)
-        more = self._exchange.data_to_send()  # HTTP/2: SETTINGS ACK, WINDOW_UPDATE; HTTP/1.1: the next GET
-        if more:
-            self._write(more)
-        self._events.extend(responses)
-
-    def fetch(self, targets: list[str]) -> None:
-        """More GETs: HTTP/2 streams at once, HTTP/1.1 one at a time after the first; asked
-        before the handshake has settled which, they leave once it has."""
-        if self._exchange is None or not self.handshake_complete:
-            self._fetched.extend(targets)
-            return
-        for target in targets:
-            self._exchange.fetch(target)
-        try:
-            more = self._exchange.data_to_send()
-            if more:
-                self._write(more)
-        finally:
-            self._flush()
+        self._fetch_held()
 
 
 class EarlyHttpServer(_EarlyEndpoint):

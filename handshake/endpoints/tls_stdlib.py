@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from functools import cached_property
 
-from ._base import EventQueue, TlsError, check_version
+from ._base import EventQueue, TlsError, TlsExchangeClient, check_version
 from ._files import create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import HandshakeCompleted
-from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ClientExchange, ServerExchange, client_exchange, server_exchange
+from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ServerExchange, client_exchange, server_exchange
 
 if TYPE_CHECKING:
-    from .http2 import Http2ClientExchange, Http2ServerExchange
+    from .http2 import Http2ServerExchange
 
 _TLS_VERSION = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _VERSION_NAME = {"TLSv1.2": "1.2", "TLSv1.3": "1.3"}
@@ -198,7 +198,7 @@ class _TlsEndpoint(EventQueue):
     def _on_plaintext(self, data: bytes, now: float) -> None: ...
 
 
-class TlsHttpClient(_TlsEndpoint):
+class TlsHttpClient(TlsExchangeClient, _TlsEndpoint):
     """GET over TLS: the request leaves with (TLS 1.3) or right after (1.2) the client Finished.
 
     OpenSSL has no False Start, so a TLS 1.2 client waits for the server's Finished first.
@@ -213,16 +213,8 @@ class TlsHttpClient(_TlsEndpoint):
         super().__init__()
         self.config = config
         self._path = config.path if path is None else path
-        self._fetched: list[str] = []
-        """Targets fetched before the handshake settled the protocol."""
         self._offered_session = session
-        self._exchange: ClientExchange | Http2ClientExchange | None = None
-        """Made once the handshake has settled the protocol."""
         self.alpn: str | None = None
-
-    @property
-    def response_started(self) -> bool:
-        return self._exchange is not None and self._exchange.response_started
 
     def start(self, now: float) -> None:
         self._wrap(
@@ -252,32 +244,7 @@ class TlsHttpClient(_TlsEndpoint):
         self.alpn = self._tls.selected_alpn_protocol()
         self._exchange = client_exchange(self.alpn, self.config.http_authority, self._path)
         self._write(self._exchange.request())
-        if self._fetched:
-            fetched, self._fetched = self._fetched, []
-            self.fetch(fetched)
-
-    def _on_plaintext(self, data: bytes, now: float) -> None:
-        assert self._exchange is not None
-        responses = self._exchange.receive(data)
-        more = self._exchange.data_to_send()  # HTTP/2: SETTINGS ACK, WINDOW_UPDATE; HTTP/1.1: the next GET
-        if more:
-            self._write(more)
-        self._events.extend(responses)
-
-    def fetch(self, targets: list[str]) -> None:
-        """More GETs: HTTP/2 streams at once, HTTP/1.1 one at a time after the first; asked
-        before the handshake has settled which, they leave once it has."""
-        if self._exchange is None:
-            self._fetched.extend(targets)
-            return
-        for target in targets:
-            self._exchange.fetch(target)
-        try:
-            more = self._exchange.data_to_send()
-            if more:
-                self._write(more)
-        finally:
-            self._flush()
+        self._fetch_held()
 
 
 class TlsHttpServer(_TlsEndpoint):

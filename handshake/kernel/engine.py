@@ -50,9 +50,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from handshake.connections import IP_PROTOCOL, of_connections
+from handshake.page import HTTP1_CONNECTIONS, http1_shares
 from handshake.gc_pause import cyclic_gc_paused
 from handshake.kernel.forwarder import ShimStats
 from handshake.kernel.topology import SERVER_ADDR, Topology
@@ -173,8 +175,7 @@ class KernelSession:
         self.client_port: int | None = None
         """The client port of the connection last opened (the measured one, once it is open)."""
         self._run_ports: set[tuple[int, int]] = set()
-        """(IP protocol, client port) of every connection of the current run."""
-        """The client ports of every connection the current run opened (warm-up and measured)."""
+        """(IP protocol, client port) of every connection the current run opened (warm-up and measured)."""
 
     def __enter__(self) -> KernelSession:
         self.open()
@@ -237,7 +238,12 @@ class KernelSession:
                 self.busy_before_response_s = self.client_port = None
                 try:
                     with _no_gc_pauses():
-                        exchange(loop, endpoints, ticket, False, "measured")
+                        if options.page is None:
+                            exchange(loop, endpoints, ticket, False, "measured")
+                        elif variant.transport == "quic":
+                            self._quic_page(loop, endpoints, ticket)
+                        else:
+                            self._tcp_page(loop, endpoints, ticket)
                 finally:
                     measured_port = self.client_port
                 busy_s = self.busy_before_response_s
@@ -272,35 +278,110 @@ class KernelSession:
             server = Listener(sock, loop, endpoints.server)
         loop.add(server)
 
-    def _tcp_exchange(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
-                      role: str) -> Any:
-        """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
+    def _connect(self, loop: SocketLoop, endpoints: VariantEndpoints, endpoint: Any) -> TcpChannel:
+        """A client TCP connection from the client namespace's own address, its endpoint started."""
         sock = self.topology.client_socket(socket.SOCK_STREAM)
-        self.client_port = sock.getsockname()[1]
-        self._run_ports.add((IP_PROTOCOL["tcp"], self.client_port))
+        port = sock.getsockname()[1]
+        self._run_ports.add((IP_PROTOCOL["tcp"], port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tfo = endpoints.variant.tfo
-        if tfo:
+        if endpoints.variant.tfo:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
         sock.setblocking(False)
         status = sock.connect_ex((SERVER_ADDR, endpoints.port))  # TFO: 0, the SYN waits for data
-        connection = TcpChannel(sock, endpoints.client(ticket), server=False, connecting=status != 0)
+        connection = TcpChannel(sock, endpoint, server=False, connecting=status != 0)
         loop.add(connection)
         connection.start(time.monotonic())
-        loop.busy_s = 0.0  # a TFO ClientHello made in start() leaves with the first packet: not in the TTFB
-        limit_s = self.response_limit_s + endpoints.options.server_time_s
-        if not loop.run(lambda: connection.response is not None, limit_s):
-            connection.close()
+        return connection
+
+    def _await(self, loop: SocketLoop, connections: list[TcpChannel], done: Callable[[], bool], limit_s: float,
+               role: str) -> None:
+        if not loop.run(done, limit_s):
+            for connection in connections:
+                connection.close()
             loop.run(_Quiet(self.topology), CLOSE_LIMIT_S, poll_s=_POLL_S)
             raise KernelTimeout(f"the {role} connection got no response in {limit_s:g} s")
-        self.busy_before_response_s = loop.busy_before_last_s
-        connection.close_write()
-        loop.run(lambda: connection.closed, CLOSE_LIMIT_S)
-        # The server's FIN is in: all that is left is the client's last ACK, recorded once the
-        # shim reads it (its way to the server is no part of the client's view).
+
+    def _close(self, loop: SocketLoop, connections: list[TcpChannel]) -> None:
+        """The clients' FINs; then, the servers' FINs in, the clients' last ACKs, recorded once
+        the shim reads them (their way to the server is no part of the client's view)."""
+        for connection in connections:
+            connection.close_write()
+        loop.run(lambda: all(connection.closed for connection in connections), CLOSE_LIMIT_S)
         loop.run(_Quiet(self.topology, empty=False), CLOSE_LIMIT_S, poll_s=_POLL_S)
-        connection.close()  # a lossy link may leave the FIN exchange unfinished; the response is what counts
+        for connection in connections:
+            connection.close()  # a lossy link may leave the FIN exchange unfinished; the responses are what counts
+
+    def _tcp_exchange(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
+                      role: str) -> Any:
+        """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
+        connection = self._connect(loop, endpoints, endpoints.client(ticket))
+        self.client_port = connection.sock.getsockname()[1]
+        loop.busy_s = 0.0  # a TFO ClientHello made in start() leaves with the first packet: not in the TTFB
+        limit_s = self.response_limit_s + endpoints.options.server_time_s
+        self._await(loop, [connection], lambda: connection.response is not None, limit_s, role)
+        self.busy_before_response_s = loop.busy_before_last_s
+        self._close(loop, [connection])
         return connection.endpoint.session if want_ticket else None
+
+    def _tcp_page(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any) -> None:
+        """A page over TCP, as the simulator loads it (``runner._tcp_page``): the HTML, then every
+        other object at once -- on the one connection over HTTP/2, over up to six over HTTP/1.1."""
+        page = endpoints.options.page
+        assert page is not None
+        targets = page.targets
+        first = self._connect(loop, endpoints, endpoints.client(ticket, path=targets[0]))
+        self.client_port = first.sock.getsockname()[1]
+        loop.busy_s = 0.0
+        limit_s = self.response_limit_s + endpoints.options.server_time_s
+        self._await(loop, [first], lambda: first.response is not None, limit_s, "page's first")
+        self.busy_before_response_s = loop.busy_before_last_s
+        rest = targets[1:]
+        connections, wanted = [first], [1]
+        if getattr(first.endpoint, "alpn", None) == "h2":
+            first.fetch(rest)
+            wanted[0] += len(rest)
+        else:
+            for index, share in enumerate(http1_shares(rest, HTTP1_CONNECTIONS)):
+                if index == 0:
+                    first.fetch(share)
+                    wanted[0] += len(share)
+                    continue
+                endpoint = endpoints.client(ticket, path=share[0])
+                endpoint.fetch(share[1:])  # type: ignore[attr-defined]
+                connections.append(self._connect(loop, endpoints, endpoint))
+                wanted.append(len(share))
+        self._await(loop, connections, lambda: all(c.responses >= n for c, n in zip(connections, wanted)),
+                    limit_s, "page's")
+        self._close(loop, connections)
+
+    def _quic_page(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any) -> None:
+        """A page over QUIC: the HTML, then every other object at once, a stream each."""
+        page = endpoints.options.page
+        assert page is not None
+        targets = page.targets
+        sock = self.topology.client_socket(socket.SOCK_DGRAM)
+        self.client_port = sock.getsockname()[1]
+        self._run_ports.add((IP_PROTOCOL["quic"], self.client_port))
+        sock.setblocking(False)
+        client = endpoints.quic_client(ticket, path=targets[0])
+        channel = UdpChannel(sock, client)
+        loop.add(channel)
+        try:
+            channel.start(time.monotonic())
+            loop.busy_s = 0.0
+            limit_s = self.response_limit_s + endpoints.options.server_time_s
+            if not loop.run(lambda: client.response is not None, limit_s):
+                raise KernelTimeout(f"the page's first connection got no response in {limit_s:g} s")
+            self.busy_before_response_s = loop.busy_before_last_s
+            client.fetch(targets[1:])
+            channel.flush(time.monotonic())
+            if not loop.run(lambda: client.done, limit_s):
+                raise KernelTimeout(f"the page's connection got not every response in {limit_s:g} s")
+            client.close()
+            channel.flush(time.monotonic())
+            loop.run(_Quiet(self.topology), CLOSE_LIMIT_S, poll_s=_POLL_S)
+        finally:
+            channel.close()
 
     def _quic_exchange(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
                        role: str) -> Any:

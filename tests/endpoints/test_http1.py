@@ -72,3 +72,12 @@ def test_one_connection_answers_each_request_in_turn_with_the_size_it_asks_for()
         answers.append((status, len(body)))
         client.start_next_cycle()
     assert answers == [(200, 3000), (404, 0), (200, 0), (200, 64)]
+
+
+def test_a_server_that_closes_after_its_answer_ends_the_exchange_cleanly():
+    """``Connection: close`` (openssl s_server -WWW, HTTP/1.0 servers): the answer is complete,
+    and the connection takes no more GETs rather than failing."""
+    client = ClientExchange("server.test")
+    client.request()
+    (response,) = client.receive(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi")
+    assert (response.status, response.body) == (200, b"hi") and client.done

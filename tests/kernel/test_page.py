@@ -1,0 +1,67 @@
+"""Pages on the kernel engine (issue 12): the same loads as the simulator's over real Linux TCP
+and UDP behind the shim, and the same page_ms within 5 % (median of 5) where the sim's TCP
+carries the page as Linux does.
+
+Measured here at 100 ms RTT (medians of 3 at first): 10x20KB over HTTP/1.1 922 ms against the
+sim's 900, over HTTP/2 724 against 700, over HTTP/3 677 against 662. A 30x50KB page is not held
+to it yet: HTTP/2 there took 1034-1145 ms against the sim's 1000 -- Linux's CUBIC, HyStart and
+receive-window autotuning, which the sim's Reno slow start does not model (the open part of
+issue 12).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from handshake.analysis.quic.flows import quic_flows
+from handshake.analysis.tcp.flows import tcp_flows
+from handshake.kernel.engine import KernelSession
+from handshake.net.link import LinkConfig
+from handshake.page import HTTP1_CONNECTIONS, parse_page
+from handshake.runner import RunOptions, row_from_run, run_sim
+from handshake.variants import CATALOG
+
+LINK = LinkConfig.from_rtt(0.1)
+PAGE = parse_page("10x20KB")
+RUNS = 5
+AGREEMENT = 0.05
+CASES = {"tls13 + HTTP/1.1": ("tls13", "1.1"), "tls13 + HTTP/2": ("tls13", "2"), "quic + HTTP/3": ("quic", "2")}
+
+
+@pytest.fixture(scope="module")
+def kernel_pages():
+    """Each case run RUNS times in one pair of namespaces (the fixture of ``conftest`` checks
+    that they are gone after)."""
+    out = {}
+    with KernelSession(LINK) as session:
+        for name, (variant, http) in CASES.items():
+            options = RunOptions(page=PAGE, http=http)
+            out[name] = [session.run(CATALOG[variant], LINK, options) for _ in range(RUNS)]
+    return out
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_kernel_loads_the_page_as_the_sim_does(kernel_pages, name):
+    variant, http = CASES[name]
+    runs = kernel_pages[name]
+    assert all(run.error is None for run in runs), [run.error for run in runs]
+    rows = [row_from_run(run) for run in runs]
+    sim = row_from_run(run_sim(CATALOG[variant], LINK, RunOptions(page=PAGE, http=http)))
+    assert {row.round_trips for row in rows} == {sim.round_trips}
+    assert {row.http for row in rows} == {sim.http}
+    kernel_ms = statistics.median(row.page_ms for row in rows)  # type: ignore[type-var]
+    assert sim.page_ms is not None
+    assert abs(kernel_ms - sim.page_ms) <= AGREEMENT * sim.page_ms, ([row.page_ms for row in rows], sim.page_ms)
+
+
+def test_http1_opens_six_connections_and_http2_one(kernel_pages):
+    """Every connection of the measured page is in the trace, and none of another run."""
+    for name, connections in (("tls13 + HTTP/1.1", HTTP1_CONNECTIONS), ("tls13 + HTTP/2", 1)):
+        for run in kernel_pages[name]:
+            flows = tcp_flows(run.trace.packets)
+            first = next(i for i, flow in enumerate(flows) if flow.client[1] == run.client_port)
+            assert len(flows) - first == connections
+    for run in kernel_pages["quic + HTTP/3"]:
+        assert len(quic_flows(run.trace.packets)) == 1
