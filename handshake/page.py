@@ -71,6 +71,17 @@ def http1_shares(targets: list[str], connections: int) -> list[list[str]]:
     return [targets[index::connections] for index in range(min(connections, len(targets)))]
 
 
+def after_the_html(targets: list[str], multiplexed: bool) -> list[list[str]]:
+    """What each connection asks for once the HTML (``targets[0]``) is in: the first entry is the
+    HTML's connection's (every other object where it multiplexes, HTTP/2; its share where it
+    does not), the rest one new connection each (HTTP/1.1: up to five more). Both engines load a
+    page by it."""
+    rest = targets[1:]
+    if multiplexed:
+        return [rest]
+    return http1_shares(rest, HTTP1_CONNECTIONS) or [[]]
+
+
 def page_end(flow: TcpFlow | QuicFlow) -> float | None:
     """When the last answer on a connection was complete, as the client's side of the trace shows
     it: the server's last TCP segment with data before the client's FIN (QUIC: the server's last

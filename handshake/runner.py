@@ -28,7 +28,7 @@ from handshake.net.link import LinkConfig
 from handshake.net.drops import PacketDropper
 from handshake.net.sim import SERVER_ADDR, Session, Simulation, SimulationTimeout
 from handshake.net.tcp import TcpConfig
-from handshake.page import HTTP1_CONNECTIONS, http1_shares, page_end
+from handshake.page import after_the_html, page_end
 from handshake.trace.record import Trace
 from handshake.variant_run import RunOptions, VariantEndpoints, VariantRun
 from handshake.variants import Variant
@@ -142,22 +142,14 @@ def _tcp_page(sim: Simulation, endpoints: VariantEndpoints, ticket: Any) -> int:
     limit = RESPONSE_LIMIT_S + endpoints.options.server_time_s
     first = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(ticket, path=targets[0]))
     sim.run(lambda: _got_response(first), limit)
-    rest = targets[1:]
-    sessions, wanted = [first], [1]
-    if getattr(first.endpoint, "alpn", None) == "h2":
-        first.endpoint.fetch(rest)  # type: ignore[attr-defined]
-        wanted[0] += len(rest)
-    else:
-        shares = http1_shares(rest, HTTP1_CONNECTIONS)
-        for index, share in enumerate(shares):
-            if index == 0:
-                first.endpoint.fetch(share)  # type: ignore[attr-defined]
-                wanted[0] += len(share)
-                continue
-            endpoint = endpoints.client(ticket, path=share[0])
-            endpoint.fetch(share[1:])  # type: ignore[attr-defined]
-            sessions.append(sim.client.connect(SERVER_ADDR, endpoints.port, endpoint))
-            wanted.append(len(share))
+    plan = after_the_html(targets, getattr(first.endpoint, "alpn", None) == "h2")
+    first.endpoint.fetch(plan[0])  # type: ignore[attr-defined]
+    sessions, wanted = [first], [1 + len(plan[0])]
+    for share in plan[1:]:
+        endpoint = endpoints.client(ticket, path=share[0])
+        endpoint.fetch(share[1:])  # type: ignore[attr-defined]
+        sessions.append(sim.client.connect(SERVER_ADDR, endpoints.port, endpoint))
+        wanted.append(len(share))
     sim.run(lambda: all(_responses(s) >= n for s, n in zip(sessions, wanted)), limit)
     _close(sim, sessions)
     return first.tcp.local_port

@@ -16,7 +16,7 @@ from handshake.analysis.tcp.flows import tcp_flows
 from handshake.cli import main
 from handshake.errors import UsageError
 from handshake.net.link import LinkConfig
-from handshake.page import HTTP1_CONNECTIONS, Page, http1_shares, page_end, parse_page
+from handshake.page import HTTP1_CONNECTIONS, Page, after_the_html, http1_shares, page_end, parse_page
 from handshake.runner import RunOptions, row_from_run, run_sim, write_capture
 from handshake.variants import CATALOG
 
@@ -59,6 +59,15 @@ def test_http1_deals_every_object_once_over_at_most_its_connections(targets, con
     assert sorted(name for share in shares for name in share) == sorted(names)
     assert len(shares) == min(connections, len(names)) and all(shares)
     assert max(map(len, shares), default=0) - min(map(len, shares), default=0) <= 1
+
+
+@given(st.integers(1, 40), st.booleans())
+def test_after_the_html_every_other_object_is_asked_for_once(count, multiplexed):
+    targets = Page((100,) * count).targets
+    plan = after_the_html(targets, multiplexed)
+    assert sorted(t for share in plan for t in share) == sorted(targets[1:])
+    assert len(plan) == (1 if multiplexed else max(1, min(HTTP1_CONNECTIONS, count - 1)))
+    assert all(plan[1:])  # a new connection has something to ask for
 
 
 def test_the_html_comes_first():

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handshake.connections import IP_PROTOCOL, of_connections
-from handshake.page import HTTP1_CONNECTIONS, http1_shares
+from handshake.page import after_the_html
 from handshake.gc_pause import cyclic_gc_paused
 from handshake.kernel.forwarder import ShimStats
 from handshake.kernel.topology import SERVER_ADDR, Topology
@@ -335,21 +335,14 @@ class KernelSession:
         limit_s = self.response_limit_s + endpoints.options.server_time_s
         self._await(loop, [first], lambda: first.response is not None, limit_s, "page's first")
         self.busy_before_response_s = loop.busy_before_last_s
-        rest = targets[1:]
-        connections, wanted = [first], [1]
-        if getattr(first.endpoint, "alpn", None) == "h2":
-            first.fetch(rest)
-            wanted[0] += len(rest)
-        else:
-            for index, share in enumerate(http1_shares(rest, HTTP1_CONNECTIONS)):
-                if index == 0:
-                    first.fetch(share)
-                    wanted[0] += len(share)
-                    continue
-                endpoint = endpoints.client(ticket, path=share[0])
-                endpoint.fetch(share[1:])  # type: ignore[attr-defined]
-                connections.append(self._connect(loop, endpoints, endpoint))
-                wanted.append(len(share))
+        plan = after_the_html(targets, getattr(first.endpoint, "alpn", None) == "h2")
+        first.fetch(plan[0])
+        connections, wanted = [first], [1 + len(plan[0])]
+        for share in plan[1:]:
+            endpoint = endpoints.client(ticket, path=share[0])
+            endpoint.fetch(share[1:])  # type: ignore[attr-defined]
+            connections.append(self._connect(loop, endpoints, endpoint))
+            wanted.append(len(share))
         self._await(loop, connections, lambda: all(c.responses >= n for c, n in zip(connections, wanted)),
                     limit_s, "page's")
         self._close(loop, connections)
