@@ -291,6 +291,8 @@ def row_from_run(run: VariantRun) -> Row:
         notes.append(f"incomplete: {run.error}")
     if run.endpoint_busy_s is not None and report.ttfb_s is not None:
         notes.append(f"endpoint code ran {run.endpoint_busy_s * 1000:.1f} ms before the first response byte")
+    if run.endpoint_busy_page_s is not None and page_ms is not None:
+        notes.append(f"endpoint code ran {run.endpoint_busy_page_s * 1000:.1f} ms before the page's last byte")
     return Row(
         variant=variant.name,
         transport=report.transport,

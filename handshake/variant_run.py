@@ -79,6 +79,9 @@ class VariantRun:
     engines). Under loss the trace may also hold a
     straggler of an earlier connection (a server FIN retransmitted after the run began) that the
     last flow would be; the sim's trace holds this run's connections alone."""
+    endpoint_busy_page_s: float | None = None
+    """Kernel engine, a page: how long the endpoints' own code ran from the page's first packet to
+    its last response (the sim's takes no virtual time)."""
 
 
 class VariantEndpoints:

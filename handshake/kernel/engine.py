@@ -172,6 +172,8 @@ class KernelSession:
         self._workdir: str | None = None
         self.busy_before_response_s: float | None = None
         """Of the latest exchange: how long the endpoints' code ran before its response came."""
+        self.busy_during_page_s: float | None = None
+        """Of the latest page: how long the endpoints' code ran before its last response came."""
         self.client_port: int | None = None
         """The client port of the connection last opened (the measured one, once it is open)."""
         self._run_ports: set[tuple[int, int]] = set()
@@ -235,7 +237,7 @@ class KernelSession:
                     warmups = 1
                 if options.drops:
                     shim.set_drop(_ReportingDropper(tuple(options.drops), str(drop_report)))
-                self.busy_before_response_s = self.client_port = None
+                self.busy_before_response_s = self.client_port = self.busy_during_page_s = None
                 try:
                     with _no_gc_pauses():
                         if options.page is None:
@@ -259,7 +261,8 @@ class KernelSession:
         dropped = tuple(drop_report.read_text().split()) if drop_report.exists() else ()
         keylog = keylog_path.read_text() if keylog_path.exists() else ""
         shutil.rmtree(workdir, ignore_errors=True)
-        return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options, busy_s, measured_port)
+        return VariantRun(variant, Trace(packets, keylog), warmups, error, dropped, options, busy_s, measured_port,
+                          self.busy_during_page_s)
 
     def _serve(self, loop: SocketLoop, variant: Variant, endpoints: VariantEndpoints) -> None:
         _load_server_config(endpoints)
@@ -345,6 +348,7 @@ class KernelSession:
             wanted.append(len(share))
         self._await(loop, connections, lambda: all(c.responses >= n for c, n in zip(connections, wanted)),
                     limit_s, "page's")
+        self.busy_during_page_s = loop.busy_before_last_s
         self._close(loop, connections)
 
     def _quic_page(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any) -> None:
@@ -370,6 +374,7 @@ class KernelSession:
             channel.flush(time.monotonic())
             if not loop.run(lambda: client.done, limit_s):
                 raise KernelTimeout(f"the page's connection got not every response in {limit_s:g} s")
+            self.busy_during_page_s = loop.busy_before_last_s
             client.close()
             channel.flush(time.monotonic())
             loop.run(_Quiet(self.topology), CLOSE_LIMIT_S, poll_s=_POLL_S)

