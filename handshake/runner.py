@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from handshake.analysis.report import ConnectionReport
 from handshake.analysis.tcp.connection import analyze_tcp_flow
@@ -32,6 +32,9 @@ from handshake.page import after_the_html, page_end
 from handshake.trace.record import Trace
 from handshake.variant_run import RunOptions, VariantEndpoints, VariantRun
 from handshake.variants import Variant
+
+if TYPE_CHECKING:  # aioquic costs ~0.12 s to import: only QUIC variants load it
+    from handshake.endpoints.quic_client import QuicHttpClient
 
 __all__ = [
     "RESPONSE_LIMIT_S", "CLOSE_LIMIT_S", "RunOptions", "VariantEndpoints", "VariantRun", "Row", "compare",
@@ -85,40 +88,8 @@ class Row:
         return out
 
 
-def _got_response(session: Session) -> bool:
-    return any(isinstance(e, ResponseReceived) for e in session.events)
-
-
-def _tcp_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
-    """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
-    session = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(ticket))
-    sim.run(lambda: _got_response(session), RESPONSE_LIMIT_S + endpoints.options.server_time_s)
-    session.close()
-    try:
-        sim.run(lambda: session.closed, CLOSE_LIMIT_S)
-    except SimulationTimeout:
-        pass  # a lossy link may leave the FIN exchange unfinished; the response is what counts
-    return session.endpoint.session if want_ticket else None  # type: ignore[attr-defined]
-
-
-def _quic_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
-    """One QUIC connection: wait for the response (and the ticket, which may come a round trip
-    later, DESIGN.md §4), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
-    client = endpoints.quic_client(ticket)
-    binding = sim.client.bind_udp(client)
-    sim.run(lambda: client.response is not None, RESPONSE_LIMIT_S + endpoints.options.server_time_s)
-    if want_ticket:
-        sim.run(lambda: client.session_ticket is not None, CLOSE_LIMIT_S)
-    client.close()
-    try:
-        sim.run(lambda: sim.wire_is_quiet, CLOSE_LIMIT_S)
-    except SimulationTimeout:
-        pass
-    sim.client.udp.pop(binding.port, None)  # its timers must not run on into the next connection
-    return client.session_ticket if want_ticket else None
-
-
 def _responses(session: Session) -> int:
+    """Responses complete on a connection."""
     return sum(isinstance(e, ResponseReceived) for e in session.events)
 
 
@@ -131,6 +102,37 @@ def _close(sim: Simulation, sessions: list[Session]) -> None:
         pass  # a lossy link may leave the FIN exchange unfinished; the responses are what counts
 
 
+def _close_quic(sim: Simulation, client: QuicHttpClient, port: int) -> None:
+    """Close, let the CONNECTION_CLOSE cross, and unbind: the client's timers must not run on
+    into the next connection."""
+    client.close()
+    try:
+        sim.run(lambda: sim.wire_is_quiet, CLOSE_LIMIT_S)
+    except SimulationTimeout:
+        pass
+    sim.client.udp.pop(port, None)
+
+
+def _tcp_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
+    """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
+    session = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(ticket))
+    sim.run(lambda: _responses(session) > 0, RESPONSE_LIMIT_S + endpoints.options.server_time_s)
+    _close(sim, [session])
+    return session.endpoint.session if want_ticket else None  # type: ignore[attr-defined]
+
+
+def _quic_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
+    """One QUIC connection: wait for the response (and the ticket, which may come a round trip
+    later, DESIGN.md §4), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
+    client = endpoints.quic_client(ticket)
+    binding = sim.client.bind_udp(client)
+    sim.run(lambda: client.response is not None, RESPONSE_LIMIT_S + endpoints.options.server_time_s)
+    if want_ticket:
+        sim.run(lambda: client.session_ticket is not None, CLOSE_LIMIT_S)
+    _close_quic(sim, client, binding.port)
+    return client.session_ticket if want_ticket else None
+
+
 def _tcp_page(sim: Simulation, endpoints: VariantEndpoints, ticket: Any) -> int:
     """A page over TCP (``page.py``): the HTML on the first connection, then every other object
     at once -- on it over HTTP/2; over it and up to five more over HTTP/1.1, each paying its own
@@ -141,7 +143,7 @@ def _tcp_page(sim: Simulation, endpoints: VariantEndpoints, ticket: Any) -> int:
     targets = page.targets
     limit = RESPONSE_LIMIT_S + endpoints.options.server_time_s
     first = sim.client.connect(SERVER_ADDR, endpoints.port, endpoints.client(ticket, path=targets[0]))
-    sim.run(lambda: _got_response(first), limit)
+    sim.run(lambda: _responses(first) > 0, limit)
     plan = after_the_html(targets, getattr(first.endpoint, "alpn", None) == "h2")
     first.endpoint.fetch(plan[0])  # type: ignore[attr-defined]
     sessions, wanted = [first], [1 + len(plan[0])]
@@ -167,12 +169,7 @@ def _quic_page(sim: Simulation, endpoints: VariantEndpoints, ticket: Any) -> int
     sim.run(lambda: client.response is not None, limit)
     client.fetch(targets[1:])
     sim.run(lambda: client.done, limit)
-    client.close()
-    try:
-        sim.run(lambda: sim.wire_is_quiet, CLOSE_LIMIT_S)
-    except SimulationTimeout:
-        pass
-    sim.client.udp.pop(binding.port, None)
+    _close_quic(sim, client, binding.port)
     return binding.port
 
 

@@ -314,15 +314,22 @@ class KernelSession:
         for connection in connections:
             connection.close()  # a lossy link may leave the FIN exchange unfinished; the responses are what counts
 
+    def _first_answer(self, loop: SocketLoop, endpoints: VariantEndpoints, endpoint: Any, role: str) -> TcpChannel:
+        """The measured TCP connection, open and answered once, with what its endpoints' code spent."""
+        connection = self._connect(loop, endpoints, endpoint)
+        self.client_port = connection.sock.getsockname()[1]
+        loop.busy_s = 0.0  # a TFO ClientHello made in start() leaves with the first packet: not in the TTFB
+        self._await(loop, [connection], lambda: connection.response is not None, self._limit_s(endpoints), role)
+        self.busy_before_response_s = loop.busy_before_last_s
+        return connection
+
+    def _limit_s(self, endpoints: VariantEndpoints) -> float:
+        return self.response_limit_s + endpoints.options.server_time_s
+
     def _tcp_exchange(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
                       role: str) -> Any:
         """One TCP connection: connect, wait for the whole response, close. Returns the session ticket."""
-        connection = self._connect(loop, endpoints, endpoints.client(ticket))
-        self.client_port = connection.sock.getsockname()[1]
-        loop.busy_s = 0.0  # a TFO ClientHello made in start() leaves with the first packet: not in the TTFB
-        limit_s = self.response_limit_s + endpoints.options.server_time_s
-        self._await(loop, [connection], lambda: connection.response is not None, limit_s, role)
-        self.busy_before_response_s = loop.busy_before_last_s
+        connection = self._first_answer(loop, endpoints, endpoints.client(ticket), role)
         self._close(loop, [connection])
         return connection.endpoint.session if want_ticket else None
 
@@ -332,12 +339,7 @@ class KernelSession:
         page = endpoints.options.page
         assert page is not None
         targets = page.targets
-        first = self._connect(loop, endpoints, endpoints.client(ticket, path=targets[0]))
-        self.client_port = first.sock.getsockname()[1]
-        loop.busy_s = 0.0
-        limit_s = self.response_limit_s + endpoints.options.server_time_s
-        self._await(loop, [first], lambda: first.response is not None, limit_s, "page's first")
-        self.busy_before_response_s = loop.busy_before_last_s
+        first = self._first_answer(loop, endpoints, endpoints.client(ticket, path=targets[0]), "page's first")
         plan = after_the_html(targets, getattr(first.endpoint, "alpn", None) == "h2")
         first.fetch(plan[0])
         connections, wanted = [first], [1 + len(plan[0])]
@@ -347,7 +349,7 @@ class KernelSession:
             connections.append(self._connect(loop, endpoints, endpoint))
             wanted.append(len(share))
         self._await(loop, connections, lambda: all(c.responses >= n for c, n in zip(connections, wanted)),
-                    limit_s, "page's")
+                    self._limit_s(endpoints), "page's")
         self.busy_during_page_s = loop.busy_before_last_s
         self._close(loop, connections)
 
@@ -356,49 +358,33 @@ class KernelSession:
         page = endpoints.options.page
         assert page is not None
         targets = page.targets
-        sock = self.topology.client_socket(socket.SOCK_DGRAM)
-        self.client_port = sock.getsockname()[1]
-        self._run_ports.add((IP_PROTOCOL["quic"], self.client_port))
-        sock.setblocking(False)
-        client = endpoints.quic_client(ticket, path=targets[0])
-        channel = UdpChannel(sock, client)
-        loop.add(channel)
-        try:
-            channel.start(time.monotonic())
-            loop.busy_s = 0.0
-            limit_s = self.response_limit_s + endpoints.options.server_time_s
-            if not loop.run(lambda: client.response is not None, limit_s):
-                raise KernelTimeout(f"the page's first connection got no response in {limit_s:g} s")
-            self.busy_before_response_s = loop.busy_before_last_s
-            client.fetch(targets[1:])
-            channel.flush(time.monotonic())
-            if not loop.run(lambda: client.done, limit_s):
-                raise KernelTimeout(f"the page's connection got not every response in {limit_s:g} s")
-            self.busy_during_page_s = loop.busy_before_last_s
-            client.close()
-            channel.flush(time.monotonic())
-            loop.run(_Quiet(self.topology), CLOSE_LIMIT_S, poll_s=_POLL_S)
-        finally:
-            channel.close()
+        self._quic_exchange(loop, endpoints, ticket, False, "page's", path=targets[0], then=targets[1:])
 
     def _quic_exchange(self, loop: SocketLoop, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
-                       role: str) -> Any:
-        """One QUIC connection: wait for the response (and the ticket, which may come a round
-        trip later), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
+                       role: str, *, path: str = "/", then: list[str] | None = None) -> Any:
+        """One QUIC connection: wait for the response (``path``; then, for a page, every target
+        of ``then`` at once), and the ticket, which may come a round trip later; close, and let
+        the CONNECTION_CLOSE cross. Returns the ticket."""
         sock = self.topology.client_socket(socket.SOCK_DGRAM)
         self.client_port = sock.getsockname()[1]
         self._run_ports.add((IP_PROTOCOL["quic"], self.client_port))
         sock.setblocking(False)
-        client = endpoints.quic_client(ticket)
+        client = endpoints.quic_client(ticket, path=path)
         channel = UdpChannel(sock, client)
         loop.add(channel)
         try:
             channel.start(time.monotonic())
             loop.busy_s = 0.0  # the first Initial is made in start(), before the first packet
-            limit_s = self.response_limit_s + endpoints.options.server_time_s
+            limit_s = self._limit_s(endpoints)
             if not loop.run(lambda: client.response is not None, limit_s):
                 raise KernelTimeout(f"the {role} connection got no response in {limit_s:g} s")
             self.busy_before_response_s = loop.busy_before_last_s
+            if then is not None:
+                client.fetch(then)
+                channel.flush(time.monotonic())
+                if not loop.run(lambda: client.done, limit_s):
+                    raise KernelTimeout(f"the {role} connection got not every response in {limit_s:g} s")
+                self.busy_during_page_s = loop.busy_before_last_s
             if want_ticket:
                 loop.run(lambda: client.session_ticket is not None, TICKET_LIMIT_S)
             client.close()
