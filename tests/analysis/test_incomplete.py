@@ -12,13 +12,8 @@ from handshake.runner import run_sim
 from handshake.trace.packet import TcpSegment, decode
 from handshake.variants import CATALOG
 
-from .quic.traffic import CLIENT, run_quic
+from .quic.traffic import CLIENT, LONG_ALPN, run_quic
 from .written import tcp_conversation
-
-LONG_ALPN = tuple(f"x-{i:02d}-" + "p" * 40 for i in range(30))
-"""Offered before h3, they make a ClientHello that needs two Initials (as Chrome's post-quantum
-key shares do)."""
-
 
 def _packets(run):
     """(time, IP packet) pairs of a sim run (``trace.packets``) or a QUIC test run (``packets``)."""

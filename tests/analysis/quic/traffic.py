@@ -37,6 +37,9 @@ from handshake.trace.record import TracedPacket
 CLIENT = ("10.0.0.1", 50000)
 SERVER = ("10.0.0.2", 443)
 RESPONSE_BODY = b"hello from h3\n" * 4
+LONG_ALPN = tuple(f"x-{i:02d}-" + "p" * 40 for i in range(30))
+"""Offered before h3, they make a ClientHello that needs two Initials (as Chrome's post-quantum
+key shares do)."""
 
 
 @dataclass
@@ -97,12 +100,14 @@ def run_quic(
     key_update: bool = False,
     close_error: int | None = None,
     extra_alpn: tuple[str, ...] = (),
+    client_spacing_s: float = 0.0,
 ) -> QuicRun:
     """One HTTP/3 GET over one QUIC connection. ``early_request``: send the request before
     the handshake (0-RTT, needs ``session_ticket``). ``close_error``: once the response is in,
     the client closes with this application error code. ``extra_alpn``: protocols the client
     offers before h3 (a long list makes a ClientHello that needs two Initials, as Chrome's
-    post-quantum key shares do)."""
+    post-quantum key shares do). ``client_spacing_s``: the client's datagrams of one flush leave
+    this far apart (chromium's two Initials on a busy machine), so the server may answer each alone."""
     chain = chain or make_chain("p256", 1)
     client_addr = (CLIENT[0], client_port)
     keylog = io.StringIO()
@@ -139,9 +144,10 @@ def run_quic(
         request_sent = True
 
     def flush(now: float) -> None:
-        for data, _ in client.datagrams_to_send(now):
-            packets.append(TracedPacket(now, udp_packet(CLIENT[0], SERVER[0], client_port, SERVER[1], data)))
-            link.send(now, True, data)
+        for index, (data, _) in enumerate(client.datagrams_to_send(now)):
+            sent_at = now + index * client_spacing_s
+            packets.append(TracedPacket(sent_at, udp_packet(CLIENT[0], SERVER[0], client_port, SERVER[1], data)))
+            link.send(sent_at, True, data)
         if server is not None:
             for data, _ in server.datagrams_to_send(now):
                 link.send(now, False, data)
