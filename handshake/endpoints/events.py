@@ -115,6 +115,22 @@ class TimedStreamEndpoint(StreamEndpoint, Protocol):
     def handle_timer(self, now: float) -> None: ...
 
 
+class SplitWritesEndpoint(StreamEndpoint, Protocol):
+    """A stream endpoint whose writes keep their boundaries (a program that writes a message's
+    headers and its body with two write(2) calls): ``writes_to_send`` replaces ``data_to_send``,
+    one item per write, and the engine hands each to TCP, and lets TCP send what it will, before
+    the next (Nagle's algorithm may then hold the second back)."""
+
+    def writes_to_send(self) -> list[bytes]: ...
+
+
+def split_writes(endpoint: StreamEndpoint) -> SplitWritesEndpoint | None:
+    """The endpoint as a ``SplitWritesEndpoint``, or None when its writes may be coalesced."""
+    if hasattr(endpoint, "writes_to_send"):
+        return endpoint  # type: ignore[return-value]
+    return None
+
+
 def stream_timer(endpoint: StreamEndpoint) -> TimedStreamEndpoint | None:
     """The endpoint as a ``TimedStreamEndpoint``, or None when it has no timer."""
     if hasattr(endpoint, "get_timer") and hasattr(endpoint, "handle_timer"):

@@ -16,7 +16,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from handshake.endpoints.events import DatagramEndpoint, Event, StreamEndpoint, TimedStreamEndpoint, stream_timer
+from handshake.endpoints.events import (
+    DatagramEndpoint,
+    Event,
+    SplitWritesEndpoint,
+    StreamEndpoint,
+    TimedStreamEndpoint,
+    split_writes,
+    stream_timer,
+)
 from handshake.net.link import LinkConfig, LinkDirection
 from handshake.net.tcp import (
     Connected,
@@ -60,9 +68,12 @@ class Session:
     """A client's first bytes while a plain (non-TFO) connect is under way."""
     timed: TimedStreamEndpoint | None = field(init=False)
     """The endpoint, if it has a timer of its own (a server holding its answer for its server time)."""
+    split: SplitWritesEndpoint | None = field(init=False)
+    """The endpoint, if its writes keep their boundaries."""
 
     def __post_init__(self) -> None:
         self.timed = stream_timer(self.endpoint)
+        self.split = split_writes(self.endpoint)
 
     def timers(self) -> list[float]:
         """When the TCP stack and the endpoint next want the clock, on the virtual clock."""
@@ -98,7 +109,7 @@ class Session:
         arrived) leaves before the application has read the data and answered it.
         """
         tcp, endpoint = self.tcp, self.endpoint
-        kernel_first = tcp.segments_to_send(now)
+        out = tcp.segments_to_send(now)
         while True:
             event = tcp.next_event()
             if event is None:
@@ -115,11 +126,22 @@ class Session:
                 self.peer_closed = True
                 if self.close_when_peer_closes:
                     tcp.close()
-            tcp.send(endpoint.data_to_send())
-        tcp.send(endpoint.data_to_send())
+            self._write(now, out)
+        self._write(now, out)
         while (app_event := endpoint.next_event()) is not None:
             self.events.append(app_event)
-        return kernel_first + tcp.segments_to_send(now)
+        return out + tcp.segments_to_send(now)
+
+    def _write(self, now: float, out: list[TcpSegment]) -> None:
+        """Hand TCP what the endpoint wrote: at once, or write by write, each pushed (as
+        send(2) pushes, Nagle permitting) before the next is written."""
+        tcp, split = self.tcp, self.split
+        if split is None:
+            tcp.send(self.endpoint.data_to_send())
+            return
+        for write in split.writes_to_send():
+            tcp.send(write)
+            out.extend(tcp.segments_to_send(now))
 
 
 @dataclass

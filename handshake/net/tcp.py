@@ -3,7 +3,8 @@
 It models what decides how many round trips a handshake costs, the way Linux does it:
 the 3-way handshake, TCP Fast Open (RFC 7413: cookie request on a cold SYN, data in the SYN
 with a cached cookie), MSS segmentation, an initial window of 10 segments with slow start
-(RFC 6928, RFC 5681), delayed ACKs (40 ms, every second full segment), timestamps
+(RFC 6928, RFC 5681), delayed ACKs (40 ms in ticks, every second full segment) with Linux's quick-ACK
+start and its ping-pong mode, Nagle's algorithm where a socket leaves it on, timestamps
 (RFC 7323, as Linux sends them by default), and retransmission on an RTO that starts at 1 s
 (RFC 6298 §2.1, SYN included) and backs off exponentially, a SYN's only after its first four
 retransmissions (Linux 6.5+). Its timers follow Linux's where they
@@ -22,6 +23,7 @@ The surface copies aioquic's ``QuicConnection``: ``receive_segment``, ``segments
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -73,6 +75,10 @@ class TcpConfig:
     timestamps: bool = True
     fastopen: bool = False
     """Client: try TFO (cookie request when cold). Server: accept TFO (answer cookie requests, take SYN data)."""
+    nodelay: bool = True
+    """TCP_NODELAY, which curl, browsers and nginx set on their sockets. False is Linux's socket
+    default, Nagle's algorithm (RFC 896) as Linux runs it (Minshall's variant, ``tcp_nagle_check``):
+    a segment shorter than the MSS waits while an earlier short one is unacknowledged."""
 
 
 class TcpState(Enum):
@@ -160,6 +166,7 @@ class TcpConnection:
         self._backoff = 0
         self._rtt_probe: tuple[int, float] | None = None  # (seq that must be acked, send time)
         self._retransmitted_up_to: int | None = None  # end of the highest retransmitted bytes not yet acked
+        self._short_end: int | None = None  # end of the last segment shorter than the MSS (Linux: snd_sml)
         self._probe_deadline: float | None = None  # the tail loss probe's, before the RTO's
         self._probe_high: int | None = None  # snd_nxt when the outstanding probe went out (tlp_high_seq)
         self._probe_pending = False
@@ -177,6 +184,12 @@ class TcpConnection:
         self._out_of_order: dict[int, bytes] = {}
         self._unacked_segments = 0
         self._quickacks = config.quickack_segments
+        self.pingpong = False
+        """Linux's ping-pong (interactive) mode: this end answered data within the delayed-ACK
+        time of receiving it, so its ACKs wait to ride on its next answer, quick-ACKs or not.
+        Entered on such an answer (``tcp_event_data_sent``, tcp_pingpong_thresh = 1) and on the
+        peer's FIN; left when a delayed ACK's timer fires (``tcp_delack_timer_handler``)."""
+        self._data_received_at: float | None = None  # when in-order data last arrived (lrcvtime)
         self._ack_now = False
         self._ack_deadline: float | None = None
         self._peer_fin_seq: int | None = None
@@ -258,6 +271,7 @@ class TcpConnection:
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._ack_deadline = None
             self._ack_now = True
+            self.pingpong = False  # the answer the ACK waited for did not come
         if self._probe_deadline is not None and now >= self._probe_deadline:
             self._probe_deadline = None
             self._probe_pending = True
@@ -461,8 +475,9 @@ class TcpConnection:
                 while self.rcv_nxt in self._out_of_order:
                     self._deliver(self._out_of_order.pop(self.rcv_nxt))
                 self._drain_out_of_order()
+                self._data_received_at = now
                 self._unacked_segments += 1
-                if self._quickacks > 0:
+                if self._quickacks > 0 and not self.pingpong:
                     # Linux starts a connection in quick-ACK mode: each data segment is ACKed at
                     # once, by the kernel, before the application has read it.
                     self._quickacks -= 1
@@ -470,21 +485,31 @@ class TcpConnection:
                 elif self._out_of_order or self._unacked_segments >= 2:
                     self._ack_now = True
                 elif self._ack_deadline is None:
-                    self._ack_deadline = now + self.config.delayed_ack_s
+                    self._ack_deadline = self._delayed_ack_deadline(now)
         if segment.fin:
             fin_seq = seq_add(seq, len(payload))
             self._peer_fin_seq = fin_seq
             if self.state == TcpState.ESTABLISHED:
                 # Linux's tcp_fin enters ping-pong mode: the ACK waits a little, so the
                 # application's close() usually carries it on its own FIN.
+                self.pingpong = True
                 if self._ack_deadline is None:
-                    self._ack_deadline = now + self.config.delayed_ack_s
+                    self._ack_deadline = self._delayed_ack_deadline(now)
             else:
                 self._ack_now = True  # our FIN is out: ACK theirs at once (FIN-WAIT → TIME-WAIT)
         if self._peer_fin_seq is not None and self._peer_fin_seq == self.rcv_nxt:
             self.rcv_nxt = seq_add(self.rcv_nxt, 1)
             self._peer_fin_seq = None
             self._events.append(PeerClosed())
+
+    def _delayed_ack_deadline(self, now: float) -> float:
+        """When a delayed ACK's timer fires, in Linux's jiffies: ``tcp_send_delayed_ack`` sets it
+        ``delayed_ack_s`` after the current tick, and the timer wheel fires a timer at the tick
+        after its expiry (never early), so 40-44 ms after the data at CONFIG_HZ=250 (the tick
+        counted from virtual time 0). Measured on Linux: 41-45 ms (tests/kernel/test_nagle.py)."""
+        tick = self.config.timer_tick_s
+        current = math.floor(round(now / tick, 6))
+        return (current + round(self.config.delayed_ack_s / tick) + 1) * tick
 
     def _deliver(self, data: bytes) -> None:
         self.rcv_nxt = seq_add(self.rcv_nxt, len(data))
@@ -644,6 +669,8 @@ class TcpConnection:
         size = max(min(available, self._smss, window), 0)
         if available > 0 and size <= 0:
             return None  # the congestion or receive window is full
+        if not probe and self._nagle_holds(size, available):
+            return None
         payload = bytes(self._send_buffer[offset : offset + size])
         fin = self._fin_queued and offset + len(payload) == len(self._send_buffer)
         flags = ACK | (PSH if payload and offset + len(payload) == len(self._send_buffer) else 0) | (FIN if fin else 0)
@@ -654,7 +681,21 @@ class TcpConnection:
         self.snd_nxt = end
         self._note_sent(end, now)
         self._arm_rto(now)
+        if payload:
+            if len(payload) < self._smss:
+                self._short_end = end
+            received_at = self._data_received_at
+            if received_at is not None and now - received_at < self.config.delayed_ack_s:
+                self.pingpong = True
         return segment
+
+    def _nagle_holds(self, size: int, available: int) -> bool:
+        """Whether Nagle's algorithm keeps the last, short segment back: unless TCP_NODELAY, a
+        FIN is queued (close() pushes what is left), or no short segment is unacknowledged."""
+        if self.config.nodelay or self._fin_queued or size >= self._smss or size < available:
+            return False
+        short_end = self._short_end
+        return short_end is not None and self._bytes_in_flight > 0 and seq_diff(short_end, self.snd_una) > 0
 
     def _note_sent(self, end: int, now: float) -> None:
         if seq_diff(end, self._max_sent) > 0:

@@ -11,6 +11,8 @@ from handshake.net.sim import SERVER_ADDR, Simulation
 from handshake.net.tcp import TcpConfig, TcpState
 from handshake.trace.packet import TcpSegment, decode
 
+from .split_writes import sim_split_write_s
+
 
 class Sender:
     """Writes a fixed payload at start, reads nothing."""
@@ -33,6 +35,19 @@ class Sender:
         return None
 
 
+class SplitSender(Sender):
+    """Writes the payload in pieces, each a write of its own (Nagle may hold one back)."""
+
+    def __init__(self, payload: bytes, cuts: list[int]) -> None:
+        super().__init__(payload)
+        self.cuts = sorted(set(cut for cut in cuts if 0 < cut < len(payload)))
+
+    def writes_to_send(self) -> list[bytes]:
+        data = self.data_to_send()
+        bounds = [0, *(cut for cut in self.cuts if cut < len(data)), len(data)]
+        return [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
 class Sink(Sender):
     """Collects what arrives and answers nothing."""
 
@@ -44,7 +59,9 @@ class Sink(Sender):
         self.received += data
 
 
-def transfer(payload: bytes, link: LinkConfig, drop_indices: frozenset[int] = frozenset(), fastopen=False):
+def transfer(payload: bytes, link: LinkConfig, drop_indices: frozenset[int] = frozenset(), fastopen=False,
+             cuts: list[int] | None = None):
+    """``cuts``: the client writes the payload in pieces cut there, with Nagle's algorithm on."""
     sent = {"n": 0}
 
     def drop(from_client: bool, packet) -> bool:
@@ -52,7 +69,7 @@ def transfer(payload: bytes, link: LinkConfig, drop_indices: frozenset[int] = fr
         sent["n"] += 1
         return index in drop_indices
 
-    tcp = TcpConfig(fastopen=fastopen)
+    tcp = TcpConfig(fastopen=fastopen, nodelay=cuts is None)
     sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=drop, seed=link.seed)
     sinks: list[Sink] = []
 
@@ -61,7 +78,7 @@ def transfer(payload: bytes, link: LinkConfig, drop_indices: frozenset[int] = fr
         return sinks[-1]
 
     sim.server.listen(443, make_sink)
-    session = sim.client.connect(SERVER_ADDR, 443, Sender(payload))
+    session = sim.client.connect(SERVER_ADDR, 443, Sender(payload) if cuts is None else SplitSender(payload, cuts))
 
     def done() -> bool:
         # CLOSED here means the SYN retries ran out (ConnectionFailed): the link never let it finish.
@@ -84,6 +101,7 @@ patterns = st.fixed_dictionaries(
         "seed": st.integers(0, 2**31),
         "drops": st.frozensets(st.integers(0, 40), max_size=6),
         "fastopen": st.booleans(),
+        "cuts": st.none() | st.lists(st.integers(1, 60_000), max_size=8),
     }
 )
 
@@ -100,7 +118,7 @@ def test_bytes_arrive_in_order_exactly_once(p):
         duplicate=p["duplicate"],
         seed=p["seed"],
     )
-    sim, session, sinks = transfer(payload, link, p["drops"], p["fastopen"])
+    sim, session, sinks = transfer(payload, link, p["drops"], p["fastopen"], p["cuts"])
     assume(session.tcp.state != TcpState.CLOSED)  # SYN retries exhausted: the connection never finished
     assert sinks, "the server never accepted the connection"
     assert bytes(sinks[0].received) == payload
@@ -181,3 +199,24 @@ def test_a_syn_keeps_the_initial_rto_for_its_first_four_retransmissions():
     sim, _, _ = transfer(b"x", LinkConfig(delay_s=0.05), frozenset(range(6)))
     syns = [t.time for t in sim.trace if (s := decode(t.data).transport).syn and not s.has_ack]
     assert syns == [pytest.approx(t) for t in (0, 1, 2, 3, 4, 5, 7)]
+
+
+def test_nagle_holds_a_second_short_write_for_the_ack_a_ping_pong_server_delays():
+    """After one request and its answer the server is in ping-pong mode: the first of two short
+    writes reaches it, its ACK waits the 40 ms delayed-ACK time (nothing to answer yet), and only
+    then does Nagle let the second go: a round trip, 40-44 ms (the delayed-ACK timer's ticks) and
+    the one-way 50 ms. TCP_NODELAY sends both at once; tests/kernel/test_nagle.py holds real Linux
+    to the same figures."""
+    link = LinkConfig.from_rtt(0.1)
+    for exchanges in (1, 2):
+        assert 0.19 < sim_split_write_s(link, exchanges=exchanges, nodelay=False) <= 0.194
+    assert sim_split_write_s(link, exchanges=1, nodelay=True) == pytest.approx(0.05)
+
+
+def test_nagle_never_holds_a_full_segment():
+    """Writes of 100, 100 and 4800 bytes: the second short write waits, but once the third is
+    queued behind it, full segments leave at once with the first (only a short tail waits)."""
+    sim, session, sinks = transfer(b"z" * 5000, LinkConfig(delay_s=0.05), cuts=[100, 200])
+    first_data = [traced.time for traced in sim.trace if decode(traced.data).transport.payload]
+    assert first_data[0] == first_data[1]  # the first write and the full segments after it at once
+    assert bytes(sinks[0].received) == b"z" * 5000

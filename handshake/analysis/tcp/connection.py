@@ -214,7 +214,8 @@ class TcpConnectionAnalyzer:
         self._check_unseen(packet.from_client, segment)
         placed = self._counter.place(packet, timestamps)
         rnd = placed.round_by_ack if retransmission else placed.round
-        if not packet.from_client and segment.payload and not retransmission and placed.round > placed.round_by_ack:
+        if not packet.from_client and segment.payload and not retransmission and \
+                placed.round > self._ack_round(segment, placed):
             flight = self._server_data_rounds.get(placed.round - 1, 0)
             if self._path.at_once(packet.time, placed.heard_by_echo) is False or 0 < flight < 2 * (self._smss or _DEFAULT_SMSS):
                 # The echo names a client packet the server had, but the server did not wait for
@@ -492,6 +493,20 @@ class TcpConnectionAnalyzer:
         else:
             self._server_sent_end = _furthest(self._server_sent_end, segment)
             self._client_unseen = _acked_beyond(segment, self._client_sent_end, self._client_unseen)
+
+    def _ack_round(self, segment: TcpSegment, placed: PacketRound) -> int:
+        """The round a server packet's ACK number places it in, not counting HTTP/2 control the
+        client sent past the request: a window full of the answer's data is released by the
+        client's ACKs, and a SETTINGS ACK that reached the server with them (Linux's ping-pong
+        mode lets it carry the ACK) is not what the data waited for."""
+        base = self._client_base
+        if not self._control_records or base is None or not segment.flags & ACK:
+            return placed.round_by_ack
+        acked = seq_diff(segment.ack, base)
+        part = self._request_heard(acked)
+        if part is None or part.round + 1 >= placed.round_by_ack or not self._only_control(part.end, acked):
+            return placed.round_by_ack
+        return part.round + 1
 
     def _request_part(self, end_offset: int, time: float, rnd: int, placed: PacketRound) -> None:
         """A client record (or clear chunk) that carries (part of) the request."""
