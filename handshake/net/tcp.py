@@ -157,6 +157,7 @@ class TcpConnection:
         self._max_sent = isn  # highest sequence number sent so far, to reject ACKs of the future
         self._peer_mss = 536
         self._peer_window = 65535
+        self._peer_window_shift = 0  # the peer's window scale (RFC 7323 §2.2), from its SYN or SYN-ACK
         self.cwnd = 0
         self.ssthresh = 1 << 30
         self._rto_s = config.initial_rto_s
@@ -229,6 +230,7 @@ class TcpConnection:
         conn.irs = syn.seq
         conn.rcv_nxt = seq_add(syn.seq, 1)
         conn._peer_mss = syn.mss or 536
+        conn._learn_window(syn)
         conn._update_ts_recent(syn)
         conn._synack_pending = True
         cookie = syn.fastopen_cookie
@@ -338,6 +340,7 @@ class TcpConnection:
         self.irs = segment.seq
         self.rcv_nxt = seq_add(segment.seq, 1)
         self._peer_mss = segment.mss or 536
+        self._learn_window(segment)
         self._update_ts_recent(segment)
         self.state = TcpState.ESTABLISHED
         self._syn_acked = True
@@ -354,6 +357,13 @@ class TcpConnection:
         self._syn_data = b""
         self._process_payload(segment, now)
 
+    def _learn_window(self, syn: TcpSegment) -> None:
+        """The peer's SYN (or SYN-ACK): its window, never scaled in a SYN (RFC 7323 §2.2), and the
+        scale its later windows carry."""
+        self._peer_window = syn.window
+        shift = syn.option(OPT_WSCALE)
+        self._peer_window_shift = min(shift[0], 14) if shift is not None and len(shift) == 1 else 0
+
     def _process_ack(self, segment: TcpSegment, now: float) -> None:
         ack = segment.ack
         if self.state == TcpState.SYN_RCVD and seq_diff(ack, self.iss) > 0:
@@ -362,7 +372,7 @@ class TcpConnection:
             self._events.append(Connected())
         elif not self._syn_acked and seq_diff(ack, self.iss) > 0:
             self._syn_acked = True  # TFO server: the client's ACK covers our SYN-ACK
-        self._peer_window = segment.window << self.config.window_scale
+        self._peer_window = segment.window << self._peer_window_shift
         advance = seq_diff(ack, self.snd_una)
         if advance > 0 and seq_diff(ack, self._max_sent) <= 0:
             self._advance_una(ack, now, segment.timestamps)
@@ -646,7 +656,10 @@ class TcpConnection:
         offset = seq_diff(seq, self._buffer_base)
         if offset < 0:
             seq, offset = self._buffer_base, 0
-        payload = bytes(self._send_buffer[offset : offset + self._smss])
+        # Cut to the peer's window as Linux's tcp_retransmit_skb does: a segment resent in one
+        # piece may hold more than the one first sent.
+        room = max(self._peer_window - max(seq_diff(seq, self.snd_una), 0), 0)
+        payload = bytes(self._send_buffer[offset : offset + min(self._smss, room)])
         fin = self._fin_queued and offset + len(payload) == len(self._send_buffer)
         if not payload and not fin:
             return None

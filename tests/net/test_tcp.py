@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from handshake.net.link import LinkConfig
 from handshake.net.sim import SERVER_ADDR, Simulation
-from handshake.net.tcp import TcpConfig, TcpState
-from handshake.trace.packet import TcpSegment, decode
+from handshake.net.tcp import TcpConfig, TcpState, seq_add
+from handshake.trace.packet import TcpSegment, decode, seq_diff
 
 from .split_writes import sim_split_write_s
 
@@ -60,8 +62,9 @@ class Sink(Sender):
 
 
 def transfer(payload: bytes, link: LinkConfig, drop_indices: frozenset[int] = frozenset(), fastopen=False,
-             cuts: list[int] | None = None):
-    """``cuts``: the client writes the payload in pieces cut there, with Nagle's algorithm on."""
+             cuts: list[int] | None = None, server_window: int | None = None):
+    """``cuts``: the client writes the payload in pieces cut there, with Nagle's algorithm on.
+    ``server_window``: the server's receive window in bytes (unscaled), instead of 4 MB."""
     sent = {"n": 0}
 
     def drop(from_client: bool, packet) -> bool:
@@ -70,7 +73,8 @@ def transfer(payload: bytes, link: LinkConfig, drop_indices: frozenset[int] = fr
         return index in drop_indices
 
     tcp = TcpConfig(fastopen=fastopen, nodelay=cuts is None)
-    sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=drop, seed=link.seed)
+    server_tcp = tcp if server_window is None else replace(tcp, receive_window=server_window, window_scale=0)
+    sim = Simulation(link, client_tcp=tcp, server_tcp=server_tcp, drop=drop, seed=link.seed)
     sinks: list[Sink] = []
 
     def make_sink() -> Sink:
@@ -220,3 +224,31 @@ def test_nagle_never_holds_a_full_segment():
     first_data = [traced.time for traced in sim.trace if decode(traced.data).transport.payload]
     assert first_data[0] == first_data[1]  # the first write and the full segments after it at once
     assert bytes(sinks[0].received) == b"z" * 5000
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patterns, st.integers(1000, 40_000))
+def test_the_sender_never_sends_beyond_the_window_the_receiver_offered(p, server_window):
+    """Read from the capture, as tshark's "window full" is: every client data segment ends within
+    the window the server last advertised, past the highest ACK the client had seen (the SYN-ACK's
+    window, unscaled, before any other), whatever the link loses, reorders or duplicates."""
+    payload = bytes(range(256)) * (p["size"] // 256 + 1)
+    link = LinkConfig(delay_s=0.02, jitter_s=p["jitter_ms"] / 1000, loss=p["loss"], reorder=p["reorder"],
+                      duplicate=p["duplicate"], seed=p["seed"])
+    sim, session, sinks = transfer(payload[:p["size"]], link, p["drops"], p["fastopen"], p["cuts"], server_window)
+    assume(session.tcp.state != TcpState.CLOSED)
+    base = acked = edge = None
+    for traced in sim.trace:
+        packet = decode(traced.data)
+        segment = packet.transport
+        from_client = packet.src == "198.18.0.1"
+        if not from_client and segment.syn:
+            base = acked = segment.ack
+            edge = seq_add(acked, segment.window)
+        elif not from_client and base is not None and seq_diff(segment.ack, acked) >= 0:
+            acked = segment.ack
+            edge = seq_add(acked, segment.window)
+        elif from_client and segment.payload and edge is not None and not segment.syn:
+            end = seq_add(segment.seq, len(segment.payload))
+            assert seq_diff(end, edge) <= 0, (traced.time, seq_diff(end, acked), server_window)
+    assert bytes(sinks[0].received) == payload[:p["size"]]
