@@ -8,9 +8,12 @@ was busy anyway).
 Measured here at 100 ms RTT (medians of 3 at first): 10x20KB over HTTP/1.1 922 ms against the
 sim's 900, over HTTP/2 724 against 700, over HTTP/3 677 against 662; in CI HTTP/2 once took
 735.6 (5.1 % over, with 21-51 ms of endpoint code). A 30x50KB page is not held
-to it yet: HTTP/2 there took 1034-1145 ms against the sim's 1000 -- Linux's CUBIC, HyStart and
-receive-window autotuning, which the sim's Reno slow start does not model (the open part of
-issue 12).
+to it yet: its medians agree (HTTP/1.1 1435, HTTP/2 1028, HTTP/3 1010 ms against 1400, 1000 and
+965), but about one HTTP/2 run in five takes Linux a round trip more (1121-1186 ms): the client's
+receive window (autotuning starts at 64 KB and grows with what the application read in the last
+round trip) held a flight at 66-98 KB instead of the 133 KB slow start had ready, which the sim's
+TCP does not model yet (the open part of issue 12; both engines run Reno's slow start, so CUBIC
+and HyStart play no part).
 """
 
 from __future__ import annotations
