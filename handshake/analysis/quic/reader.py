@@ -171,13 +171,13 @@ class QuicFlowReader:
                 self._client_round1_at = datagram.time
         else:
             self.evidence.after_server(decoded, rnd.round)
-            if not self._one_rtt_seen and any(continues_flight(packet) for packet in decoded.packets):
+            flight = [] if self._one_rtt_seen else [p for p in decoded.packets if continues_flight(p)]
+            if flight:
                 # Only datagrams of handshake data pair up: TLS writes the flight at once, while an
                 # ACK of a ClientHello's first Initial (chromium splits it in two) may precede it
                 # by the server's whole computation (6.4 ms in CI), which is no bottleneck.
                 self.path.flight_packet(datagram.time, datagram.wire_bytes)
-                if any(packet.packet.packet_type == "handshake" and continues_flight(packet)
-                       for packet in decoded.packets):
+                if any(packet.packet.packet_type == "handshake" for packet in flight):
                     self._server_flight.append((datagram.time, rnd.round))
         return QuicDatagramRound(decoded, rnd)
 

@@ -214,8 +214,8 @@ class TcpConnectionAnalyzer:
         self._check_unseen(packet.from_client, segment)
         placed = self._counter.place(packet, timestamps)
         rnd = placed.round_by_ack if retransmission else placed.round
-        if not packet.from_client and segment.payload and not retransmission and \
-                placed.round > self._ack_round(segment, placed):
+        if not packet.from_client and segment.payload and not retransmission and (
+                placed.round > placed.round_by_ack or placed.round > self._ack_round(segment, placed)):
             flight = self._server_data_rounds.get(placed.round - 1, 0)
             if self._path.at_once(packet.time, placed.heard_by_echo) is False or 0 < flight < 2 * (self._smss or _DEFAULT_SMSS):
                 # The echo names a client packet the server had, but the server did not wait for
@@ -498,7 +498,7 @@ class TcpConnectionAnalyzer:
         """The round a server packet's ACK number places it in, not counting HTTP/2 control the
         client sent past the request: a window full of the answer's data is released by the
         client's ACKs, and a SETTINGS ACK that reached the server with them (Linux's ping-pong
-        mode lets it carry the ACK) is not what the data waited for."""
+        mode lets it carry the ACK) is not what the data waited for. Never above ``round_by_ack``."""
         base = self._client_base
         if not self._control_records or base is None or not segment.flags & ACK:
             return placed.round_by_ack
