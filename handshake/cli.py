@@ -56,6 +56,13 @@ def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
                             "(e.g. 30x20KB); rows get page_ms")
     knobs.add_argument("--http", metavar="VERSION",
                        help="HTTP over TLS/TCP: 2 (default: ALPN h2, as browsers and curl) or 1.1")
+    knobs.add_argument("--post", metavar="SIZE",
+                       help="the request is a POST with a body of SIZE, e.g. 200B (up to 16KiB; default: a GET)")
+    knobs.add_argument("--split-writes", action="store_true", default=None,
+                       help="with --post: the client writes the header section and the body apart, with Nagle "
+                            "on (no TCP_NODELAY), as many programs do: the body may wait for an ACK")
+    knobs.add_argument("--nodelay", action="store_true", default=None,
+                       help="with --split-writes: the client sets TCP_NODELAY, so Nagle holds nothing back")
     knobs.add_argument(
         "--reject-0rtt", dest="accept_early_data", action="store_false", default=None, help="server refuses early data"
     )
@@ -73,7 +80,7 @@ _FLAG_FIELDS = {
         "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
     ),
     "server": ("key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size", "server_time"),
-    "client": ("cold", "drop", "http"),
+    "client": ("cold", "drop", "http", "post", "split_writes", "nodelay"),
     "page": ("page",),
 }
 _SCENARIO_KEYS = {"server_time": "time", "page": "objects"}

@@ -181,7 +181,8 @@ def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = Non
         keylog_path = Path(workdir) / "keys.log"
         endpoints = VariantEndpoints(variant, options, keylog_path)
         tcp = TcpConfig(fastopen=variant.tfo)
-        sim = Simulation(link, client_tcp=tcp, server_tcp=tcp, drop=dropper, seed=link.seed)
+        client_tcp = replace(tcp, nodelay=options.nodelay)
+        sim = Simulation(link, client_tcp=client_tcp, server_tcp=tcp, drop=dropper, seed=link.seed)
         if variant.transport == "quic":
             sim.server.bind_udp(endpoints.quic_server(), endpoints.port)
             exchange = _quic_exchange
@@ -278,6 +279,9 @@ def row_from_run(run: VariantRun) -> Row:
         causes.append("no session resumed: a full handshake")
     if variant.early_data and report.early_data == "none":
         causes.append("no ticket with early data: the request waited for the handshake")
+    upload = run.options.upload
+    if upload is not None and upload.split and variant.transport == "quic":
+        notes.append("--split-writes: QUIC has no Nagle's algorithm, so the body left at once")
     if run.options.hrr and variant.transport == "quic":
         notes.append("--hrr: aioquic has no HelloRetryRequest (client or server), so QUIC cannot show it")
     for selector in run.dropped:

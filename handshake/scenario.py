@@ -25,6 +25,10 @@ Both go through one mapping, so a file and the command line mean the same thing:
     [client]
     cold = false             # no warm-up: no ticket, no TFO cookie
     drop = []                # e.g. ["first-syn"]
+    http = "2"               # or "1.1": what ALPN offers over TLS/TCP
+    post = "200B"            # the request is a POST with this body (absent: a GET)
+    split_writes = false     # its header section and body in two writes, Nagle on (no TCP_NODELAY)
+    nodelay = true           # TCP_NODELAY on the client (default: true, false with split_writes)
 
     variants = ["tls13", "tfo-tls13"]   # top level; all when absent
 
@@ -42,6 +46,7 @@ from handshake.errors import UsageError
 from handshake.net.drops import check_selectors
 from handshake.net.link import LinkConfig
 from handshake.page import MAX_OBJECT_BYTES, Page, parse_page
+from handshake.endpoints.http1 import MAX_UPLOAD_BYTES, Upload
 from handshake.runner import RunOptions
 from handshake.units import parse_duration, parse_percent, parse_rate, parse_size
 from handshake.variants import Variant, select
@@ -58,7 +63,7 @@ _SECTIONS: dict[str, set[str]] = {
         "rtt", "delay", "jitter", "jitter_distribution", "jitter_reorders", "loss", "rate", "reorder", "duplicate", "seed",
     },
     "server": {"key_type", "intermediates", "hrr", "retry", "accept_early_data", "response_size", "time"},
-    "client": {"cold", "drop", "http"},
+    "client": {"cold", "drop", "http", "post", "split_writes", "nodelay"},
     "page": {"objects", "sizes"},
 }
 _TOP_LEVEL = {"variants", "name", "description", *_SECTIONS}
@@ -188,6 +193,22 @@ def _page(section: _Section) -> Page | None:
     return section.get("objects", _page_objects, None) or section.get("sizes", _page_sizes, None)
 
 
+def _upload(client: _Section, page: Page | None) -> tuple[Upload | None, bool]:
+    """``[client]`` ``post``, ``split_writes`` and ``nodelay``: the request's body, how it is
+    written, and whether Nagle's algorithm may hold a write back."""
+    size = client.get("post", lambda v, k: parse_size(_text(v, k), k, maximum=MAX_UPLOAD_BYTES), None)
+    split = client.get("split_writes", _bool, False)
+    nodelay = client.get("nodelay", _bool, not split)
+    if split and size is None:
+        raise client.fail(UsageError("split_writes writes a request's header section and its body apart: "
+                                     "give the body with post (--post SIZE)"))
+    if size is not None and page is not None:
+        raise client.fail(UsageError("post sends one request; a page is fetched with GETs"))
+    if size == 0:
+        raise client.fail(UsageError("post needs a body of 1 byte or more"))
+    return (None if size is None else Upload(size, split)), nodelay
+
+
 def _selectors(value: Any, key: str) -> tuple[str, ...]:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -230,6 +251,8 @@ def scenario_from_mapping(data: dict[str, Any], origin: str = "command line", te
     client = _Section(locate, "client", data.get("client", {}))
     page = _Section(locate, "page", data.get("page", {}))
     link = _network(network)
+    fetched = _page(page)
+    upload, nodelay = _upload(client, fetched)
     options = RunOptions(
         key_type=server.get("key_type", _key_type, "p256"),
         intermediates=server.get("intermediates", lambda v, k: _whole(v, k, 0, MAX_INTERMEDIATES), 1),
@@ -241,7 +264,9 @@ def scenario_from_mapping(data: dict[str, Any], origin: str = "command line", te
         cold=client.get("cold", _bool, False),
         drops=client.get("drop", _selectors, ()),
         http=client.get("http", _http, RunOptions.http),
-        page=_page(page),
+        page=fetched,
+        upload=upload,
+        nodelay=nodelay,
     )
     names = data.get("variants")
     try:

@@ -21,7 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from handshake.endpoints.events import EarlyDataResent, Event, HandshakeCompleted, ResponseReceived, stream_timer
+from handshake.endpoints.events import (
+    EarlyDataResent, Event, HandshakeCompleted, ResponseReceived, split_writes, stream_timer,
+)
 
 __all__ = ["RequestTimes", "Channel", "SocketLoop", "TcpChannel", "Listener", "UdpChannel", "RECV_BYTES", "TCP_FASTOPEN",
            "TCP_FASTOPEN_CONNECT"]
@@ -189,6 +191,10 @@ class TcpChannel(Channel):
         self.peer_closed = False
         self.write_closed = False
         self._out = bytearray()
+        self._write_ends: list[int] = []
+        """Where in ``_out`` each of a ``keeps_writes`` endpoint's writes ends: each is a send(2) of
+        its own, so that Nagle's algorithm sees the writes the program made."""
+        self._split = split_writes(endpoint)
         self._timed = stream_timer(endpoint)
         """The endpoint's own timer (a server holding its answer for its server time), if it has one."""
         self.times = RequestTimes()
@@ -267,7 +273,12 @@ class TcpChannel(Channel):
             self.close()
 
     def _pump(self) -> None:
-        self._out += self.endpoint.data_to_send()
+        if self._split is None:
+            self._out += self.endpoint.data_to_send()
+        else:
+            for write in self._split.writes_to_send():
+                self._out += write
+                self._write_ends.append(len(self._out))
         while (event := self.endpoint.next_event()) is not None:  # before the flush: it may ready the request
             self.events.append(event)
             self.times.saw(self.endpoint, event, self._now)
@@ -280,12 +291,15 @@ class TcpChannel(Channel):
         # A TFO client's first send puts the data in the SYN (cookie cached) or fails with
         # EINPROGRESS after sending a cookie request; either way the rest waits for writable.
         while self._out and not self.connecting and not self.write_closed:
+            ends = self._write_ends
             try:
-                sent = self.sock.send(self._out)
+                sent = self.sock.send(self._out[:ends[0]] if ends else self._out)
             except BlockingIOError:
                 return
             self.times.sent(time.monotonic())
             del self._out[:sent]
+            if ends:
+                self._write_ends = [end - sent for end in ends if end > sent]
 
 
 class Listener(Channel):

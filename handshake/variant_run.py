@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from handshake.endpoints.certs import make_chain
 from handshake.endpoints.events import StreamEndpoint
-from handshake.endpoints.http1 import CLIENT_ALPN, DEFAULT_BODY_BYTES, HttpClient, HttpServer
+from handshake.endpoints.http1 import CLIENT_ALPN, DEFAULT_BODY_BYTES, HttpClient, HttpServer, Upload
 from handshake.endpoints.tls_early import EarlyClientConfig, EarlyHttpClient, EarlyHttpServer, EarlyServerConfig
 from handshake.endpoints.tls_stdlib import TlsClientConfig, TlsHttpClient, TlsHttpServer, TlsServerConfig
 from handshake.net.sim import CLIENT_ADDR, HTTP_PORT, HTTPS_PORT, SERVER_ADDR
@@ -57,6 +57,16 @@ class RunOptions:
     page: Page | None = None
     """Fetch a page (``--page 30x20KB``) rather than one small answer: the HTML, then every other
     object at once (``page.py``); rows then get ``page_ms``."""
+    upload: Upload | None = None
+    """The request is a POST with this body (``--post SIZE``), written with the header section or
+    apart from it (``--split-writes``)."""
+    nodelay: bool = True
+    """The client sets TCP_NODELAY, as curl and browsers do; False leaves Nagle's algorithm on, as
+    a program that never sets it does (``--split-writes`` without ``--nodelay``)."""
+
+    def __post_init__(self) -> None:
+        if self.upload is not None and self.page is not None:
+            raise ValueError("--post sends one request; a page (--page) is fetched with GETs")
 
 
 @dataclass
@@ -124,12 +134,13 @@ class VariantEndpoints:
         return TlsHttpServer(self._server_config, body_bytes, server_time_s)
 
     def client(self, session: Any = None, path: str = "/") -> StreamEndpoint:
-        """``path``: the first GET's target."""
+        """``path``: the first request's target."""
+        upload = self.options.upload
         if self.variant.tls_version is None:
-            return HttpClient(path=path)
+            return HttpClient(path=path, upload=upload)
         if self.variant.early_data:
-            return EarlyHttpClient(self._client_config, session, path=path)
-        return TlsHttpClient(self._client_config, session, path=path)
+            return EarlyHttpClient(self._client_config, session, path=path, upload=upload)
+        return TlsHttpClient(self._client_config, session, path=path, upload=upload)
 
     def quic_server(self) -> QuicHttpServer:
         from handshake.endpoints.quic_server import QuicHttpServer
@@ -143,6 +154,7 @@ class VariantEndpoints:
             self._client_config,
             ticket,
             path=path,
+            upload=self.options.upload,
             server_addr=(SERVER_ADDR, self.port),
             early_data=self.variant.early_data,
             local_addr=(CLIENT_ADDR, 0),

@@ -64,6 +64,10 @@ def test_csv_and_markdown(capsys):
         (["compare", "--rtt", "10ms", "--delay", "5ms"], "not both"),
         (["frobnicate"], "frobnicate"),
         (["compare", "--http", "3"], "http '3' is not one of 1.1, 2"),
+        (["compare", "--split-writes"], "give the body with post (--post SIZE)"),
+        (["compare", "--post", "20KB"], "post 20KB is over the 16,384-byte limit"),
+        (["compare", "--post", "0"], "post needs a body of 1 byte or more"),
+        (["compare", "--post", "200B", "--page", "3x1KB"], "a page is fetched with GETs"),
         # aioquic writes at most 16 KB of handshake messages per epoch: refused before any run
         (["compare", "--key-type", "rsa2048", "--intermediates", "20"], "the QUIC server (aioquic) cannot send"),
     ],

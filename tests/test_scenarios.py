@@ -55,6 +55,9 @@ def test_a_scenario_asks_for_http1_and_the_flag_for_http2(tmp_path, capsys):
         ("[network\n", "not valid TOML"),
         ('[server]\nresponse_size = "20kq"\n', ":2: [server] bad response_size '20kq'"),
         ('[client]\nhttp = "3"\n', ":2: [client] http '3' is not one of 1.1, 2"),
+        ('[client]\nsplit_writes = true\n', "[client] split_writes writes a request's header section"),
+        ('[client]\npost = "1MB"\n', ":2: [client] post 1MB is over the 16,384-byte limit"),
+        ('[client]\npost = "200B"\nnodelay = "yes"\n', ":3: [client] nodelay"),
     ],
 )
 def test_a_bad_scenario_is_one_line_with_its_location(tmp_path, capsys, text, words):

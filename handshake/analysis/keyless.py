@@ -118,8 +118,9 @@ class KeylessResponse:
                 del seen[0]
 
     def client_record(self, tls13: bool, plaintext_bytes: int, fragment_bytes: int, finished_bytes: int | None,
-                      end_offset: int, time: float, rnd: int) -> bool:
-        """A client record that carries no visible handshake type; True when it is the request."""
+                      end_offset: int, time: float, rnd: int, start_offset: int | None = None) -> bool:
+        """A client record that carries no visible handshake type; True when it is the request,
+        or the request's rest (``start_offset``, where streams have offsets: TCP)."""
         if tls13 and not self._finished_seen:
             self._client_records += 1
             if fragment_bytes == finished_bytes or finished_bytes is None or \
@@ -128,6 +129,16 @@ class KeylessResponse:
             return False
         if self.request_end is None:
             self.request_end, self.request_time, self.request_round = end_offset, time, rnd
+            return True
+        if start_offset == self.request_end and not self.final and plaintext_bytes > SMALL_CLIENT_RECORD and \
+                self.request_round is not None and rnd > self.request_round:
+            # The request's rest, right behind it in the stream but a round later (Nagle's
+            # algorithm held it for the ACK of the first part): the answer is to the whole, and
+            # what the server sent at once on the first part was its own (tickets, HTTP/2 control).
+            self.request_end, self.request_time, self.request_round = end_offset, time, rnd
+            self._answer_time = -1.0
+            self.at_once_records = 0
+            self._client_seen.clear()
             return True
         if self._answer_time >= 0 and time > self.request_time:
             if plaintext_bytes <= 2:

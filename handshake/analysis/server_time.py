@@ -90,6 +90,13 @@ class PathLeg:
             return None
         return max(sent_at - heard_at - self.client_leg_s, 0.0)
 
+    def client_at_once(self, sent_at: float, heard_at: float) -> bool:
+        """Whether the client packet seen at ``sent_at`` left as soon as the server packet seen
+        at ``heard_at`` reached the client (within the jitter its leg allows); False before
+        the leg is known."""
+        held = self.client_time(sent_at, heard_at)
+        return held is not None and held <= AT_ONCE_FLOOR_S + AT_ONCE_SHARE * (self.client_leg_s or 0.0)
+
     def client_could_have(self, sent_at: float, server_seen_at: float) -> bool:
         """Whether the client packet seen at ``sent_at`` left after the server packet seen at
         ``server_seen_at`` could have reached the client."""

@@ -117,16 +117,19 @@ class TimedStreamEndpoint(StreamEndpoint, Protocol):
 
 class SplitWritesEndpoint(StreamEndpoint, Protocol):
     """A stream endpoint whose writes keep their boundaries (a program that writes a message's
-    headers and its body with two write(2) calls): ``writes_to_send`` replaces ``data_to_send``,
-    one item per write, and the engine hands each to TCP, and lets TCP send what it will, before
-    the next (Nagle's algorithm may then hold the second back)."""
+    headers and its body with two write(2) calls), where ``keeps_writes`` is true:
+    ``writes_to_send`` replaces ``data_to_send``, one item per write, and the engine hands each
+    to TCP, and lets TCP send what it will, before the next (Nagle's algorithm may then hold the
+    second back)."""
+
+    keeps_writes: bool
 
     def writes_to_send(self) -> list[bytes]: ...
 
 
 def split_writes(endpoint: StreamEndpoint) -> SplitWritesEndpoint | None:
     """The endpoint as a ``SplitWritesEndpoint``, or None when its writes may be coalesced."""
-    if hasattr(endpoint, "writes_to_send"):
+    if getattr(endpoint, "keeps_writes", False) and hasattr(endpoint, "writes_to_send"):
         return endpoint  # type: ignore[return-value]
     return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import h11
@@ -47,6 +48,33 @@ CLIENT_ALPN = {"2": ("h2", "http/1.1"), "1.1": ("http/1.1",)}
 offers http/1.1 alone."""
 
 
+MAX_UPLOAD_BYTES = 16384
+"""The largest ``--post`` body: one HTTP/2 DATA frame at the default SETTINGS_MAX_FRAME_SIZE, well
+inside every initial flow-control window."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A body the first request carries (``--post SIZE``): a POST rather than a GET."""
+
+    size: int
+    split: bool = False
+    """The client writes the request's header section and its body with two write(2) calls, as
+    many programs do (``--split-writes``); otherwise with one, as curl and browsers do."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.size <= MAX_UPLOAD_BYTES:
+            raise ValueError(f"a request body of {self.size} bytes: give 1 to {MAX_UPLOAD_BYTES:,} bytes")
+
+    @property
+    def body(self) -> bytes:
+        return response_body(self.size)
+
+    def writes(self, head: bytes, body: bytes) -> list[bytes]:
+        """The request's bytes as the client writes them."""
+        return [head, body] if self.split else [head + body]
+
+
 class ClientExchange:
     """The client half: serialize GETs and parse their responses as they arrive -- the first
     (``request``), then any more (``fetch``), one at a time on the connection (HTTP/1.1
@@ -57,10 +85,11 @@ class ClientExchange:
 
     http_version = "1.1"
 
-    def __init__(self, host: str, path: str = "/") -> None:
+    def __init__(self, host: str, path: str = "/", upload: Upload | None = None) -> None:
         self._h11 = h11.Connection(h11.CLIENT)
         self._host = host
         self._path = path
+        self._upload = upload
         self._waiting: deque[str] = deque()
         """Targets fetched and not yet asked for: each waits for the answer before it."""
         self._current: ResponseAssembly | None = None
@@ -75,9 +104,21 @@ class ClientExchange:
         return self._current is None and not self._waiting
 
     def request(self) -> bytes:
-        """The first GET (``path``)."""
+        """The first request's bytes, as one."""
+        return b"".join(self.request_writes())
+
+    def request_writes(self) -> list[bytes]:
+        """The first request (``path``): a GET, or a POST with the upload's body; one item per
+        write(2) the client makes."""
         self._asked = True
-        return self._get(self._path)
+        upload = self._upload
+        if upload is None:
+            return [self._get(self._path)]
+        self._current = ResponseAssembly(self._path, self.http_version)
+        headers = self._headers() + [("Content-Type", "application/octet-stream"),
+                                     ("Content-Length", str(upload.size))]
+        head = self._h11.send(h11.Request(method="POST", target=self._path, headers=headers))
+        return upload.writes(head, self._h11.send(h11.Data(data=upload.body)) + self._h11.send(h11.EndOfMessage()))
 
     def fetch(self, target: str) -> None:
         """Another GET: it leaves (``data_to_send``) once the connection is free."""
@@ -115,19 +156,22 @@ class ClientExchange:
     def _get(self, target: str) -> bytes:
         """``GET TARGET HTTP/1.1`` with Host (RFC 9112 §3.2: Host is mandatory in HTTP/1.1)."""
         self._current = ResponseAssembly(target, self.http_version)
-        headers = [("Host", self._host), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
-        return self._h11.send(h11.Request(method="GET", target=target, headers=headers)) + self._h11.send(
+        return self._h11.send(h11.Request(method="GET", target=target, headers=self._headers())) + self._h11.send(
             h11.EndOfMessage())
 
+    def _headers(self) -> list[tuple[str, str]]:
+        return [("Host", self._host), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
 
-def client_exchange(alpn: str | None, host: str, path: str = "/") -> ClientExchange | Http2ClientExchange:
+
+def client_exchange(alpn: str | None, host: str, path: str = "/",
+                    upload: Upload | None = None) -> ClientExchange | Http2ClientExchange:
     """The exchange for the protocol ALPN settled: HTTP/2 for "h2", else HTTP/1.1 (h2 is imported
     only then: ``compare --http 1.1`` never loads it)."""
     if alpn == "h2":
         from .http2 import Http2ClientExchange
 
-        return Http2ClientExchange(host, path)
-    return ClientExchange(host, path)
+        return Http2ClientExchange(host, path, upload)
+    return ClientExchange(host, path, upload)
 
 
 def server_exchange(alpn: str | None, body_bytes: int = DEFAULT_BODY_BYTES,
@@ -227,20 +271,23 @@ class ServerExchange:
 
 
 class HttpClient(EventQueue):
-    """Plain HTTP/1.1 client: the GET leaves as soon as the connection is up."""
+    """Plain HTTP/1.1 client: the request leaves as soon as the connection is up."""
 
     request_at_start = True
 
-    def __init__(self, host: str = "server.test", path: str = "/") -> None:
+    def __init__(self, host: str = "server.test", path: str = "/", upload: Upload | None = None) -> None:
         super().__init__()
-        self._exchange = ClientExchange(host, path)
+        self._exchange = ClientExchange(host, path, upload)
+        self.keeps_writes = upload is not None and upload.split
 
     @property
     def response_started(self) -> bool:
         return self._exchange.response_started
 
     def start(self, now: float) -> None:
-        self._outgoing += self._exchange.request()
+        for write in self._exchange.request_writes():
+            self._outgoing += write
+            self.end_write()
 
     def fetch(self, targets: list[str]) -> None:
         """More GETs on the connection, each once the answer before it is in."""

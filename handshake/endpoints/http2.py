@@ -23,7 +23,7 @@ import h2.exceptions
 import h2.settings
 
 from .events import RequestReceived, ResponseAssembly, ResponseReceived
-from .http1 import SERVER_NAME, USER_AGENT, requested_bytes, response_body
+from .http1 import SERVER_NAME, USER_AGENT, Upload, requested_bytes, response_body
 
 CLIENT_STREAM_WINDOW = 6 * 1024 * 1024
 """Chrome's SETTINGS_INITIAL_WINDOW_SIZE (h2's default is RFC 9113's 65,535 bytes)."""
@@ -38,10 +38,11 @@ class Http2ClientExchange:
 
     http_version = "2"
 
-    def __init__(self, host: str, path: str = "/") -> None:
+    def __init__(self, host: str, path: str = "/", upload: Upload | None = None) -> None:
         self._h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="latin-1"))
         self._host = host
         self._path = path
+        self._upload = upload
         self._streams: dict[int, ResponseAssembly] = {}
         """Responses under way, by stream."""
         self.response_started = False
@@ -53,23 +54,41 @@ class Http2ClientExchange:
         return not self._streams
 
     def request(self) -> bytes:
+        """The first request's bytes, as one."""
+        return b"".join(self.request_writes())
+
+    def request_writes(self) -> list[bytes]:
+        """The preface, SETTINGS and the first request: a GET, or a POST whose body (a DATA frame
+        with END_STREAM) is a write of its own where the upload says so; one item per write."""
         self._h2.local_settings = h2.settings.Settings(client=True, initial_values={
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: CLIENT_STREAM_WINDOW,
         })
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(CLIENT_CONNECTION_WINDOW_RAISE)
-        self.fetch(self._path)
-        return self._h2.data_to_send()
+        upload = self._upload
+        if upload is None:
+            self.fetch(self._path)
+            return [self._h2.data_to_send()]
+        stream_id = self._open(self._path, "POST", [("content-type", "application/octet-stream"),
+                                                    ("content-length", str(upload.size))])
+        head = self._h2.data_to_send()
+        self._h2.send_data(stream_id, upload.body, end_stream=True)
+        return upload.writes(head, self._h2.data_to_send())
 
     def fetch(self, target: str) -> None:
         """Another GET, on a stream of its own (its HEADERS leave with ``data_to_send``)."""
+        self._open(target, "GET", [])
+
+    def _open(self, target: str, method: str, fields: list[tuple[str, str]]) -> int:
+        """A request's HEADERS on a new stream, ending it unless a body follows (``fields``)."""
         stream_id = self._h2.get_next_available_stream_id()
         self._h2.send_headers(stream_id, [
-            (":method", "GET"), (":scheme", "https"), (":authority", self._host), (":path", target),
-            ("user-agent", USER_AGENT), ("accept", "*/*"),
-        ], end_stream=True)
+            (":method", method), (":scheme", "https"), (":authority", self._host), (":path", target),
+            ("user-agent", USER_AGENT), ("accept", "*/*"), *fields,
+        ], end_stream=not fields)
         self._streams[stream_id] = ResponseAssembly(target, self.http_version)
+        return stream_id
 
     def data_to_send(self) -> bytes:
         return self._h2.data_to_send()
@@ -135,6 +154,8 @@ class Http2ServerExchange:
             if isinstance(event, h2.events.RequestReceived):
                 fields = {str(name): str(value) for name, value in event.headers}
                 self._reading[event.stream_id] = (fields.get(":method", ""), fields.get(":path", ""))
+            elif isinstance(event, h2.events.DataReceived):
+                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamEnded) and event.stream_id in self._reading:
                 method, target = self._reading.pop(event.stream_id)
                 completed.append(RequestReceived(method, target, in_early_data))

@@ -14,7 +14,7 @@ from aioquic.tls import Epoch, SessionTicket
 
 from ._base import TlsError
 from .events import EarlyDataResent, Event, HandshakeCompleted, ResponseAssembly, ResponseReceived
-from .http1 import USER_AGENT
+from .http1 import USER_AGENT, Upload
 from .quic_config import Address, QuicClientConfig, cipher_name, without_early_data
 
 DEFAULT_LOCAL_ADDR: Address = ("198.18.0.1", 0)
@@ -43,9 +43,11 @@ class QuicHttpClient:
         local_addr: Address = DEFAULT_LOCAL_ADDR,
         eager_resend: bool = True,
         path: str | None = None,
+        upload: Upload | None = None,
     ) -> None:
-        """``eager_resend``: when 0-RTT is rejected, declare the 0-RTT packets lost at once so
-        aioquic retransmits the request beside the client Finished, as browsers' stacks do
+        """``upload``: the first request's body (a POST; QUIC has no Nagle, so how it is
+        written changes nothing on the wire). ``eager_resend``: when 0-RTT is rejected, declare
+        the 0-RTT packets lost at once so aioquic retransmits the request beside the client Finished, as browsers' stacks do
         (RFC 9001 §4.6.2 has the client resend; aioquic alone waits for its loss detection,
         one more round trip). ``local_addr`` is informational: QUIC does not know its own
         address; the engine binds there."""
@@ -53,7 +55,8 @@ class QuicHttpClient:
             session_ticket = without_early_data(session_ticket)
         self.config = config
         self._path = config.path if path is None else path
-        """The first GET's target."""
+        """The first request's target."""
+        self._upload = upload
         self.server_addr = server_addr
         self.local_addr = local_addr
         self.eager_resend = eager_resend
@@ -144,22 +147,29 @@ class QuicHttpClient:
             self._send_request(target)
 
     def _send_request(self, target: str | None = None) -> None:
+        """A GET on a new stream; the first request (no ``target``) a POST where there is an upload."""
         assert self._h3 is not None
+        upload = self._upload if target is None else None
         target = self._path if target is None else target
         stream_id = self.quic.get_next_available_stream_id()
         self._streams[stream_id] = ResponseAssembly(target, "3")
         authority = self.config.http_authority.encode()
+        fields = [] if upload is None else [
+            (b"content-type", b"application/octet-stream"), (b"content-length", str(upload.size).encode())]
         self._h3.send_headers(
             stream_id,
             [
-                (b":method", b"GET"),
+                (b":method", b"GET" if upload is None else b"POST"),
                 (b":scheme", b"https"),
                 (b":authority", authority),
                 (b":path", target.encode()),
                 (b"user-agent", USER_AGENT.encode()),
+                *fields,
             ],
-            end_stream=True,
+            end_stream=upload is None,
         )
+        if upload is not None:
+            self._h3.send_data(stream_id, upload.body, end_stream=True)
 
     def _on_session_ticket(self, ticket: SessionTicket) -> None:
         self.session_ticket = ticket

@@ -324,7 +324,7 @@ class QuicHttpServer:
 
     def _respond(self, connection: _Connection, stream_id: int, method: str, target: str) -> None:
         assert connection.h3 is not None
-        size = requested_bytes(target, self.config.body_bytes) if method == "GET" else None
+        size = requested_bytes(target, self.config.body_bytes) if method in ("GET", "POST") else None
         status, body = (404, b"") if size is None else (200, self._body if target == "/" else response_body(size))
         connection.h3.send_headers(
             stream_id,

@@ -26,7 +26,7 @@ from ._base import EventQueue, TlsError, TlsExchangeClient
 from ._files import append_line, create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import EarlyDataResent, HandshakeCompleted
-from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ServerExchange, client_exchange, server_exchange
+from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ServerExchange, Upload, client_exchange, server_exchange
 
 if TYPE_CHECKING:
     from .http2 import Http2ServerExchange
@@ -324,10 +324,10 @@ class EarlyHttpClient(TlsExchangeClient, _EarlyEndpoint):
 
     def __init__(
         self, config: EarlyClientConfig, session: EarlySession | None = None, *, send_early_data: bool = True,
-        path: str | None = None,
+        path: str | None = None, upload: Upload | None = None,
     ) -> None:
-        """``path``: the first GET's target, when not the config's."""
-        super().__init__(config.context)
+        """``path``: the first request's target, when not the config's; ``upload``: its body (a POST)."""
+        super().__init__(config.context, upload=upload)
         self.config = config
         self._path = config.path if path is None else path
         self._offered_session = session
@@ -341,9 +341,10 @@ class EarlyHttpClient(TlsExchangeClient, _EarlyEndpoint):
     def request_at_start(self) -> bool:
         return self.early_data_sent
 
-    def _new_exchange(self, alpn: str | None) -> bytes:
-        self._exchange = client_exchange(alpn, self.config.http_authority, self._path)
-        return self._exchange.request()
+    def _new_exchange(self, alpn: str | None) -> list[bytes]:
+        """The first request afresh, one item per write."""
+        self._exchange = client_exchange(alpn, self.config.http_authority, self._path, self._upload)
+        return self._exchange.request_writes()
 
     def start(self, now: float) -> None:
         self._new_ssl()
@@ -357,12 +358,15 @@ class EarlyHttpClient(TlsExchangeClient, _EarlyEndpoint):
             raise TlsError(f"SSL_set_session: {L.error_text()}")
         try:
             if self._send_early_data and session is not None and session.resumable and session.max_early_data:
-                request = self._new_exchange(L.session_alpn(session.pointer))
-                if len(request) <= session.max_early_data:
-                    # Writes the ClientHello and then the request under the early traffic key.
-                    L.ERR_clear_error()
-                    if L.SSL_write_early_data(ssl, request, len(request), ctypes.byref(self._count)) != 1:
-                        self._failure(0, "write early data")
+                writes = self._new_exchange(L.session_alpn(session.pointer))
+                if sum(map(len, writes)) <= session.max_early_data:
+                    # The first writes the ClientHello and then the request under the early traffic key.
+                    for write in writes:
+                        L.ERR_clear_error()
+                        if L.SSL_write_early_data(ssl, write, len(write), ctypes.byref(self._count)) != 1:
+                            self._failure(0, "write early data")
+                        self._flush()
+                        self.end_write()
                     self.early_data_sent = True
             self._advance_handshake()
         finally:
@@ -391,7 +395,7 @@ class EarlyHttpClient(TlsExchangeClient, _EarlyEndpoint):
         if self.early_data != "accepted":
             if self.early_data_sent:
                 self._events.append(EarlyDataResent())
-            self._write(self._new_exchange(self.alpn))  # afresh: the server read none of the early bytes
+            self._write_request(self._new_exchange(self.alpn))  # afresh: the server read none of the early bytes
         self._fetch_held()
 
 

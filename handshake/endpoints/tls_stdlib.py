@@ -19,7 +19,7 @@ from ._base import EventQueue, TlsError, TlsExchangeClient, check_version
 from ._files import create_private_file
 from .certs import CertChain, ClientIdentity
 from .events import HandshakeCompleted
-from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ServerExchange, client_exchange, server_exchange
+from .http1 import DEFAULT_BODY_BYTES, SERVER_ALPN, ServerExchange, Upload, client_exchange, server_exchange
 
 if TYPE_CHECKING:
     from .http2 import Http2ServerExchange
@@ -208,9 +208,9 @@ class TlsHttpClient(TlsExchangeClient, _TlsEndpoint):
     request_at_start = False
 
     def __init__(self, config: TlsClientConfig, session: ssl.SSLSession | None = None, *,
-                 path: str | None = None) -> None:
-        """``path``: the first GET's target, when not the config's."""
-        super().__init__()
+                 path: str | None = None, upload: Upload | None = None) -> None:
+        """``path``: the first request's target, when not the config's; ``upload``: its body (a POST)."""
+        super().__init__(upload=upload)
         self.config = config
         self._path = config.path if path is None else path
         self._offered_session = session
@@ -242,8 +242,8 @@ class TlsHttpClient(TlsExchangeClient, _TlsEndpoint):
     def _on_handshake_complete(self) -> None:
         assert self._tls is not None
         self.alpn = self._tls.selected_alpn_protocol()
-        self._exchange = client_exchange(self.alpn, self.config.http_authority, self._path)
-        self._write(self._exchange.request())
+        self._exchange = client_exchange(self.alpn, self.config.http_authority, self._path, self._upload)
+        self._write_request(self._exchange.request_writes())
         self._fetch_held()
 
 

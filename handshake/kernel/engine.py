@@ -14,7 +14,9 @@ as the simulator's (``runner.row_from_run``).
 
 How the sockets are set up, and why:
 
-- TCP_NODELAY on both sides: a TLS flight must not wait on Nagle for the ACK of the last one.
+- TCP_NODELAY on both sides, as curl, browsers and nginx set it: a TLS flight must not wait on
+  Nagle for the ACK of the last one. The client leaves Nagle on where ``RunOptions.nodelay`` is
+  off (``--split-writes``), and then sends each write its endpoint made with a send(2) of its own.
 - TFO (RFC 7413): the server sets TCP_FASTOPEN before ``listen``; the client sets
   TCP_FASTOPEN_CONNECT, so ``connect`` sends nothing and the first ``send`` leaves in the SYN.
   With a cookie cached in the client namespace's tcp_metrics the data rides in the SYN; without
@@ -286,7 +288,8 @@ class KernelSession:
         sock = self.topology.client_socket(socket.SOCK_STREAM)
         port = sock.getsockname()[1]
         self._run_ports.add((IP_PROTOCOL["tcp"], port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if endpoints.options.nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if endpoints.variant.tfo:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
         sock.setblocking(False)

@@ -64,8 +64,9 @@ class Session:
     connected: bool = False
     peer_closed: bool = False
     close_when_peer_closes: bool = True
-    pending_write: bytes = b""
-    """A client's first bytes while a plain (non-TFO) connect is under way."""
+    pending_writes: list[bytes] = field(default_factory=list)
+    """A client's first writes while a plain (non-TFO) connect is under way (TFO: those after
+    the one in the SYN)."""
     timed: TimedStreamEndpoint | None = field(init=False)
     """The endpoint, if it has a timer of its own (a server holding its answer for its server time)."""
     split: SplitWritesEndpoint | None = field(init=False)
@@ -118,8 +119,10 @@ class Session:
                 endpoint.receive(event.data, now)
             elif isinstance(event, Connected):
                 self.connected = True
-                tcp.send(self.pending_write)  # the application writes once connect() returns
-                self.pending_write = b""
+                for write in self.pending_writes:  # the application writes once connect() returns
+                    tcp.send(write)
+                    out.extend(tcp.segments_to_send(now))
+                self.pending_writes = []
             elif isinstance(event, FastOpenCookieReceived):
                 self.host.fastopen_cookies[self.remote_addr] = event.cookie
             elif isinstance(event, PeerClosed):
@@ -198,14 +201,16 @@ class Host:
             ts_offset=self.rng.getrandbits(32),
         )
         endpoint.start(now)
-        first_bytes = endpoint.data_to_send()
         session = Session(self, remote_addr, tcp, endpoint, close_when_peer_closes=False)
+        split = session.split
+        writes = split.writes_to_send() if split is not None else [endpoint.data_to_send()]
         if self.config.fastopen:
             # TCP_FASTOPEN_CONNECT: the first write rides in the SYN when a cookie is cached.
-            tcp.connect(now, first_bytes, self.fastopen_cookies.get(remote_addr))
+            tcp.connect(now, writes[0] if writes else b"", self.fastopen_cookies.get(remote_addr))
+            session.pending_writes = writes[1:]
         else:
-            tcp.connect(now)  # connect(), then the write once the handshake is done
-            session.pending_write = first_bytes
+            tcp.connect(now)  # connect(), then the writes once the handshake is done
+            session.pending_writes = writes
         self.sessions[(local_port, remote_addr, remote_port)] = session
         return session
 

@@ -24,6 +24,11 @@ class SlowHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(BODY)
 
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        """Reads the whole body first, as an application does (nginx passes it on whole)."""
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.do_GET()
+
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's name
         sys.stderr.write(f"{time.monotonic():.6f} {format % args}\n")
 

@@ -21,6 +21,8 @@ class SplitWriter:
     """The client: ``exchanges`` requests first, each after the answer before it; then A and B
     as two writes (a ``SplitWritesEndpoint``)."""
 
+    keeps_writes = True
+
     def __init__(self, exchanges: int) -> None:
         self.exchanges = exchanges
         self.written_at: float | None = None

@@ -40,6 +40,8 @@ class Sender:
 class SplitSender(Sender):
     """Writes the payload in pieces, each a write of its own (Nagle may hold one back)."""
 
+    keeps_writes = True
+
     def __init__(self, payload: bytes, cuts: list[int]) -> None:
         super().__init__(payload)
         self.cuts = sorted(set(cut for cut in cuts if 0 < cut < len(payload)))

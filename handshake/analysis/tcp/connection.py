@@ -22,6 +22,7 @@ from ..steps import LadderStep
 from ..tls.conversation import TlsConversation, TlsFacts, TlsMessage
 from ..tls.records import ssl2_client_hello_start
 from .flows import FlowPacket, StreamAssembler, TcpFlow
+from .nagle import NagleHold, NagleWatch
 from .prelude import NONE, PENDING, REFUSED, SWITCHED, PreludeReader, may_start
 from .retransmissions import Retransmissions
 from .rounds import PacketRound, TcpRoundCounter
@@ -32,6 +33,8 @@ _MAX_RECORD_BYTES: Final = (1 << 14) + 2048
 _NEVER: Final = 1 << 30
 _DEFAULT_SMSS: Final = 1460
 """A segment size where the handshake's MSS options were not seen (Ethernet's)."""
+_TIMESTAMPS_OPTION: Final = 12
+"""Bytes the timestamps option takes in every segment (RFC 7323 §3, padded)."""
 _KEPT_REQUEST_PARTS: Final = 16
 """Request records remembered (a request written in pieces, or followed by more)."""
 CLIENT_WAIT_NOTE_S: Final = 0.010
@@ -176,6 +179,11 @@ class TcpConnectionAnalyzer:
         self._server_chunks: list[_SentChunk] = []
         """The latest server data packets."""
         self._request_parts: list[_RequestPart] = []
+        self._nagle_watch = NagleWatch()
+        self._held: NagleHold | None = None
+        """This client packet, where Nagle's algorithm may have held it (``NagleWatch``)."""
+        self._nagle: NagleHold | None = None
+        """The first client segment Nagle's algorithm held back, as the trace shows it."""
         self._control_records: list[tuple[int, int]] = []
         """Client stream ranges of HTTP/2 control records after the request (SETTINGS ACK, WINDOW_UPDATE)."""
         self._client_wait_s: float | None = None
@@ -295,6 +303,8 @@ class TcpConnectionAnalyzer:
                 keyless.client_packet(packet.time)
         stream = self._streams[packet.from_client]
         data = stream.feed(segment)
+        if seeking and self._nagle is None:
+            self._watch_nagle(packet, rnd, retransmission)
         if data and seeking and not packet.from_client:
             base = self._client_base
             acked = seq_diff(segment.ack, base) if base is not None and segment.flags & ACK else -1
@@ -304,6 +314,13 @@ class TcpConnectionAnalyzer:
                 del chunks[0]
         if data:
             self._data(packet, data, rnd, placed, carries, marks)
+        held, self._held = self._held, None
+        if held is not None and held.bare_release:  # a bare ACK brought nothing the client could wait for
+            self._nagle = held
+            marks.append(held.cause)
+            parts = self._request_parts
+            if parts and parts[0].time == packet.time:
+                self._client_wait_s = None  # the request's wait was Nagle's, not the client's
         if keyless is not None and answered and packet.from_client and segment.flags & (FIN | RST):
             keyless.final = True  # a client that closes has what it came for: no later answer
         if report.ttfb_s is not None and self._verdict_time is None and not self._steps and self._settled():
@@ -508,14 +525,37 @@ class TcpConnectionAnalyzer:
             return placed.round_by_ack
         return part.round + 1
 
-    def _request_part(self, end_offset: int, time: float, rnd: int, placed: PacketRound) -> None:
+    def _request_part(self, packet: FlowPacket, end_offset: int, rnd: int, placed: PacketRound,
+                      marks: list[str]) -> None:
         """A client record (or clear chunk) that carries (part of) the request."""
         parts = self._request_parts
+        held = self._held
         if not parts:
-            self._client_wait_s = self._path.client_time(time, placed.heard_by_ack)
-        parts.append(_RequestPart(end_offset, time, rnd))
+            self._client_wait_s = self._path.client_time(packet.time, placed.heard_by_ack)
+        elif held is not None and parts[-1].time < packet.time:
+            # Held behind the request's own first part: whatever the ACK rode on, a client does
+            # not wait for the server's words in the middle of its request.
+            held.in_request = True
+            self._nagle, self._held = held, None
+            marks.append(held.cause)
+        parts.append(_RequestPart(end_offset, packet.time, rnd))
         if len(parts) > _KEPT_REQUEST_PARTS:
             del parts[0]
+
+    def _watch_nagle(self, packet: FlowPacket, rnd: int, retransmission: bool) -> None:
+        """Feed the Nagle watch: the server's ACKs, the client's new data segments."""
+        segment, base = packet.segment, self._client_base
+        if base is None:
+            return
+        if not packet.from_client:
+            if segment.flags & ACK:
+                self._nagle_watch.server_ack(seq_diff(segment.ack, base), packet.time, not segment.payload)
+        elif segment.payload and not retransmission and not segment.syn:
+            start = seq_diff(segment.seq, base)
+            # A full segment is the MSS less the options every segment carries (Linux's mss_now).
+            full = (self._smss or _DEFAULT_SMSS) - (_TIMESTAMPS_OPTION if segment.timestamps is not None else 0)
+            self._held = self._nagle_watch.client_data(start, start + len(segment.payload), packet.time, rnd, full,
+                                                       self._path)
 
     def _control_record(self, start: int, end: int) -> None:
         """A client record past the request holding HTTP/2 control frames alone."""
@@ -596,11 +636,19 @@ class TcpConnectionAnalyzer:
         if packet.from_client:
             suite = facts.cipher_suite or ""
             finished = None if not suite else 4 + (48 if suite.endswith("SHA384") else 32) + TLS13_RECORD_OVERHEAD
-            if finder.client_record(tls13, plaintext, message.length, finished, message.end_offset, packet.time, rnd):
+            if finder.client_record(tls13, plaintext, message.length, finished, message.end_offset, packet.time, rnd,
+                                    message.start_offset):
                 self._request_rounds["app_data"] = min(self._request_rounds["app_data"], rnd)
+                report = self.report_so_far
+                if report.round_trips is not None:  # the request's rest: what was taken for the answer was not
+                    if self._first_step >= 0:
+                        self.step_revisions[self._first_step] = (
+                            "sent before the request's rest: taken for the server's own records "
+                            "(tickets, HTTP/2 control)",)
+                    report.round_trips = report.ttfb_s = report.server_s = report.round_trips_basis = None
             if finder.request_end is not None and (
                     not self._request_parts or plaintext > SMALL_CLIENT_RECORD or not self._may_speak_h2()):
-                self._request_part(message.end_offset, packet.time, rnd, placed)
+                self._request_part(packet, message.end_offset, rnd, placed, marks)
             elif self._request_parts:
                 # Where HTTP/2 may be spoken, a later record no bigger than its control frames (a
                 # SETTINGS ACK) is not the request: the answer does not wait for it.
@@ -631,7 +679,7 @@ class TcpConnectionAnalyzer:
         if packet.from_client:
             frames = finder.feed(True, data)
             if finder.protocol != HTTP2 or any(frame.stream_id == finder.request_stream for frame in frames):
-                self._request_part(end_offset, packet.time, rnd, placed)
+                self._request_part(packet, end_offset, rnd, placed, marks)
             elif self._request_parts:
                 self._control_record(stream_start, end_offset)
             return frames
@@ -720,6 +768,9 @@ class TcpConnectionAnalyzer:
             report.round_trips_basis = None
         self._missing_note(report)
         report.note_server_time()
+        nagle = self._nagle
+        if nagle is not None and report.round_trips is not None and report.round_trips > nagle.round:
+            report.causes.append(nagle.cause)
         if self._client_wait_s is not None and self._client_wait_s >= CLIENT_WAIT_NOTE_S:
             report.notes.append(f"the client waited {self._client_wait_s * 1000:.0f} ms before sending its request")
         return report
