@@ -121,16 +121,28 @@ def _tcp_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, wan
     return session.endpoint.session if want_ticket else None  # type: ignore[attr-defined]
 
 
-def _quic_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
-    """One QUIC connection: wait for the response (and the ticket, which may come a round trip
-    later, DESIGN.md §4), close, and let the CONNECTION_CLOSE cross. Returns the ticket."""
-    client = endpoints.quic_client(ticket)
+def _quic_connection(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool,
+                     path: str = "/", then: list[str] | None = None) -> tuple[int, Any]:
+    """One QUIC connection: wait for the response (``path``; then, for a page, every target of
+    ``then`` at once), and the ticket, which may come a round trip later (DESIGN.md §4); close,
+    and let the CONNECTION_CLOSE cross. Returns the client's port and the ticket (None unless
+    wanted)."""
+    client = endpoints.quic_client(ticket, path=path)
     binding = sim.client.bind_udp(client)
-    sim.run(lambda: client.response is not None, RESPONSE_LIMIT_S + endpoints.options.server_time_s)
+    limit = RESPONSE_LIMIT_S + endpoints.options.server_time_s
+    sim.run(lambda: client.response is not None, limit)
+    if then is not None:
+        client.fetch(then)
+        sim.run(lambda: client.done, limit)
     if want_ticket:
         sim.run(lambda: client.session_ticket is not None, CLOSE_LIMIT_S)
     _close_quic(sim, client, binding.port)
-    return client.session_ticket if want_ticket else None
+    return binding.port, client.session_ticket if want_ticket else None
+
+
+def _quic_exchange(sim: Simulation, endpoints: VariantEndpoints, ticket: Any, want_ticket: bool) -> Any:
+    """One QUIC connection for one answer (``_quic_connection``). Returns the ticket."""
+    return _quic_connection(sim, endpoints, ticket, want_ticket)[1]
 
 
 def _tcp_page(sim: Simulation, endpoints: VariantEndpoints, ticket: Any) -> int:
@@ -163,14 +175,7 @@ def _quic_page(sim: Simulation, endpoints: VariantEndpoints, ticket: Any) -> int
     page = endpoints.options.page
     assert page is not None
     targets = page.targets
-    limit = RESPONSE_LIMIT_S + endpoints.options.server_time_s
-    client = endpoints.quic_client(ticket, path=targets[0])
-    binding = sim.client.bind_udp(client)
-    sim.run(lambda: client.response is not None, limit)
-    client.fetch(targets[1:])
-    sim.run(lambda: client.done, limit)
-    _close_quic(sim, client, binding.port)
-    return binding.port
+    return _quic_connection(sim, endpoints, ticket, False, targets[0], targets[1:])[0]
 
 
 def run_sim(variant: Variant, link: LinkConfig, options: RunOptions | None = None) -> VariantRun:
