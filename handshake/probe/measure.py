@@ -10,7 +10,10 @@ Without one, the client's own clock stands in: TTFB runs from just before connec
 that brought the response's first byte, the RTT is the shortest connect() (or the kernel's and
 aioquic's minimum RTT sample), the round trips before the request are the time the client could
 send it (the read that completed its handshake: its own computation after that is no round trip)
-over that RTT, rounded, and one more carries the answer; what the answer took beyond that round
+over that RTT, and one more carries the answer. That quotient is rounded down, not to nearest:
+no round trip is shorter than the shortest one seen, so what lies beyond whole round trips is
+computation (the peers' handshake work, a loaded machine waking a process late), up to most of
+one round trip (``SETUP_SLACK``); what the answer took beyond that round
 trip after the request left is the server time. Such a count is labelled inferred: it cannot see
 a round trip lost inside the answer (a first TLS record beyond the initial window), which it
 takes for server time.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from handshake.analysis.report import ConnectionReport
 from handshake.trace.packet import PacketError, decode
@@ -77,12 +80,18 @@ def _tfo_seen(connection: Connection, tried: bool) -> str:
     return "cookie-request" if connection.tfo_failure == TFO_NO_COOKIE else "unknown"
 
 
+SETUP_SLACK: Final = 0.2
+"""How far below a whole number of RTTs a wait may end (the RTT is a minimum over a few samples,
+so one round trip may be a little shorter); anything more than 1 − SETUP_SLACK beyond it is
+taken for another round trip."""
+
+
 def inferred(connection: Connection, rtt_s: float | None, *, tfo_tried: bool) -> Measurement:
     handshake = connection.handshake
     ttfb_s, ready_s, left_s = connection.first_byte_s, connection.request_ready_s, connection.request_left_s
     setup = rounds = server_ms = None
     if rtt_s and ttfb_s is not None and ready_s is not None and left_s is not None:
-        setup = round(ready_s / rtt_s)
+        setup = int(ready_s / rtt_s + SETUP_SLACK)
         rounds = setup + 1
         server_ms = max(0.0, (ttfb_s - left_s - rtt_s) * 1000)
     return Measurement(
