@@ -27,7 +27,6 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final
 
 from handshake.trace.packet import (
     ACK,
