@@ -70,7 +70,8 @@ def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
         "--drop",
         action="append",
         metavar="SELECTOR",
-        help="drop one packet: first-syn, first-synack, client-hello, server-hello, client-initial, server-initial",
+        help="drop one packet: first-syn, first-synack, client-hello, server-hello, client-initial, server-initial, "
+        "or server-data:N (the server's Nth full-sized packet: a loss inside a page's answers)",
     )
     parser.add_argument("--scenario", metavar="FILE", help="a TOML scenario (see scenarios/); flags override it")
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from handshake.analysis.http.head_of_line import head_of_line_blocking
 from handshake.analysis.report import ConnectionReport
 from handshake.analysis.tcp.connection import analyze_tcp_flow
 from handshake.analysis.tcp.flows import TcpFlow, tcp_flows
@@ -76,6 +77,10 @@ class Row:
     page_ms: float | None = None
     """With ``--page``: from the first packet to the last byte of the page's last object, read
     from the trace (``page.page_end``); None otherwise."""
+    head_of_line_ms: float | None = None
+    """With ``--page`` over HTTP/2: how long streams' arrived bytes waited behind other streams'
+    missing segments, summed over streams, read from the trace (``analysis.http.head_of_line``);
+    None where it was not measured (no page, HTTP/1.1, HTTP/3, no key for the records)."""
     spread: dict[str, Any] | None = None
     """With several seeded runs: {"runs", "complete", "ttfb_ms": [min, median, max], "round_trips": [min, max]}."""
 
@@ -85,6 +90,8 @@ class Row:
             del out["spread"]
         if self.page_ms is None:
             del out["page_ms"]  # a page run's field (JSON contract, DESIGN.md §3)
+        if self.head_of_line_ms is None:
+            del out["head_of_line_ms"]  # an HTTP/2 page's
         return out
 
 
@@ -268,9 +275,11 @@ def row_from_run(run: VariantRun) -> Row:
         flows = tcp_flows(run.trace.packets)
         measured = flow = _measured(flows, run.client_port)
         report = analyze_tcp_flow(flow, keylog) if flow else None
-    page_ms = None
+    page_ms = blocking = None
     if run.options.page is not None and measured is not None and report is not None and not run.error:
         page_ms = _page_ms(flows, measured, report.start_time)
+        if variant.transport == "tcp":
+            blocking = head_of_line_blocking(measured, keylog)  # type: ignore[arg-type]
     if report is None:
         report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
     notes = list(report.notes)
@@ -287,6 +296,8 @@ def row_from_run(run: VariantRun) -> Row:
     upload = run.options.upload
     if upload is not None and upload.split and variant.transport == "quic":
         notes.append("--split-writes: QUIC has no Nagle's algorithm, so the body left at once")
+    if blocking is not None and blocking.cause is not None:
+        causes.append(blocking.cause)
     if run.options.hrr and variant.transport == "quic":
         notes.append("--hrr: aioquic has no HelloRetryRequest (client or server), so QUIC cannot show it")
     for selector in run.dropped:
@@ -320,6 +331,7 @@ def row_from_run(run: VariantRun) -> Row:
         warmup_connections=run.warmup_connections,
         server_ms=report.server_ms,
         page_ms=page_ms,
+        head_of_line_ms=None if blocking is None else round(blocking.total_s * 1000, 3),
     )
 
 
@@ -339,8 +351,10 @@ def write_capture(run: VariantRun, directory: str | os.PathLike[str]) -> tuple[P
 
 
 def _cause_kind(cause: str) -> str:
-    """A cause without its per-run details ("client SYN retransmitted (first after 1.000 s)" → "client SYN retransmitted")."""
+    """A cause without its per-run details ("client SYN retransmitted (first after 1.000 s)" → "client SYN
+    retransmitted"; "head-of-line blocking: 7 streams of 10 waited …" → "head-of-line blocking")."""
     kind = cause.split(" (")[0]
+    kind = re.sub(r": [^:]*\d[^:]*$", "", kind)
     return re.sub(r" \d+ times$", "", kind)
 
 
@@ -367,6 +381,8 @@ def summarize_runs(rows: list[Row]) -> Row:
         summary.server_ms = statistics.median(server) if server else None
     pages = sorted(r.page_ms for r in complete if r.page_ms is not None)
     summary.page_ms = statistics.median(pages) if pages else None
+    blocked = [r.head_of_line_ms for r in complete if r.head_of_line_ms is not None]
+    summary.head_of_line_ms = statistics.median(blocked) if blocked else None
     summary.spread = {
         "runs": len(rows),
         "complete": len(complete),
@@ -375,6 +391,9 @@ def summarize_runs(rows: list[Row]) -> Row:
     }
     if pages:
         summary.spread["page_ms"] = [pages[0], summary.page_ms, pages[-1]]
+    if blocked:
+        blocked.sort()
+        summary.spread["head_of_line_ms"] = [blocked[0], summary.head_of_line_ms, blocked[-1]]
     if len(complete) < len(rows):
         summary.notes.append(f"{len(rows) - len(complete)} of {len(rows)} runs got no response")
     return summary

@@ -1,6 +1,9 @@
 """Drop one chosen packet: `--drop first-syn` and friends, to show what a loss at each step costs.
 
 Each selector names a packet by what it carries on the wire and drops the first match, once.
+``server-data:N`` drops the server's Nth full-sized packet instead (a TCP segment or a QUIC
+datagram of ``FULL_PACKET_BYTES`` or more of payload): a loss in the middle of a page's answers,
+where HTTP/2's streams wait for it and HTTP/3's do not.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from handshake.errors import UsageError
 from handshake.trace.packet import IpPacket, TcpSegment, UdpDatagram
 
 _TLS_HANDSHAKE = 0x16
+FULL_PACKET_BYTES = 1000
+SERVER_DATA = "server-data:"
 _CLIENT_HELLO = 1
 _SERVER_HELLO = 2
 
@@ -53,10 +58,24 @@ SELECTORS = {
 }
 
 
+def _full_packet(packet: IpPacket) -> bool:
+    carried = packet.transport
+    return not isinstance(carried, bytes) and len(carried.payload) >= FULL_PACKET_BYTES
+
+
+def _server_data_index(name: str) -> int | None:
+    """N of "server-data:N" (1 or more), None for any other name."""
+    if not name.startswith(SERVER_DATA):
+        return None
+    count = name[len(SERVER_DATA):]
+    return int(count) if count.isdigit() and int(count) >= 1 else None
+
+
 def check_selectors(names: list[str]) -> tuple[str, ...]:
     for name in names:
-        if name not in SELECTORS:
-            raise UsageError(f"unknown --drop selector {name!r}: choose from " + ", ".join(SELECTORS))
+        if name not in SELECTORS and _server_data_index(name) is None:
+            raise UsageError(f"unknown --drop selector {name!r}: choose from " + ", ".join(SELECTORS)
+                             + f", {SERVER_DATA}N (the server's Nth full-sized packet, N from 1)")
     return tuple(names)
 
 
@@ -67,12 +86,23 @@ class PacketDropper:
     selectors: tuple[str, ...]
     armed: bool = False
     dropped: list[str] = field(default_factory=list)
+    full_server_packets: int = 0
+    """The server's full-sized packets seen since it was armed (for ``server-data:N``)."""
 
     def __call__(self, from_client: bool, packet: IpPacket) -> bool:
         if not self.armed:
             return False
+        counted = not from_client and _full_packet(packet)
+        if counted:
+            self.full_server_packets += 1
         for name in self.selectors:
             if name in self.dropped:
+                continue
+            index = _server_data_index(name)
+            if index is not None:
+                if counted and index == self.full_server_packets:
+                    self.dropped.append(name)
+                    return True
                 continue
             by_client, matches = SELECTORS[name]
             if by_client == from_client and matches(packet):

@@ -25,6 +25,7 @@ _COLUMNS = (
     ("ttfb_ms", "TTFB ms"),
     ("server_ms", "server ms"),
     ("page_ms", "page ms"),
+    ("head_of_line_ms", "HoL ms"),
     ("bytes", "bytes c→s / s→c"),
     ("packets", "pkts"),
     ("notes", "notes"),
@@ -48,8 +49,8 @@ def _cell(row: dict[str, Any], key: str) -> Any:
         return f"{row['ttfb_ms']:.1f}" + (" (median)" if spread else "")
     if key == "tls":
         return row["tls_version"] or "-"
-    if key in ("server_ms", "page_ms"):
-        return "-" if row.get(key) is None else f"{row[key]:.1f}" + (" (median)" if spread and key == "page_ms" else "")
+    if key in ("server_ms", "page_ms", "head_of_line_ms"):
+        return "-" if row.get(key) is None else f"{row[key]:.1f}" + (" (median)" if spread and key != "server_ms" else "")
     value = row.get(key)
     return "-" if value is None else value
 
@@ -64,7 +65,7 @@ def render(rows: list[dict[str, Any]], fmt: str, *, engine: str, network: dict[s
         return records_to_csv(rows)
     page = any(row.get("page_ms") is not None for row in rows)
     columns = [(key, title) for key, title in _COLUMNS
-               if (server_time or key != "server_ms") and (page or key != "page_ms")]
+               if (server_time or key != "server_ms") and (page or key not in ("page_ms", "head_of_line_ms"))]
     headers = [title for _, title in columns]
     body = [[_cell(row, key) for key, _ in columns] for row in rows]
     table = tabulate(body, headers=headers, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)

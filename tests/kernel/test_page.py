@@ -75,3 +75,21 @@ def test_http1_opens_six_connections_and_http2_one(kernel_pages):
             assert len(flows) - first == connections
     for run in kernel_pages["quic + HTTP/3"]:
         assert len(quic_flows(run.trace.packets)) == 1
+
+
+def test_a_lost_answer_segment_blocks_http2_streams_on_real_tcp():
+    """One server segment among the objects after the HTML dropped by the shim: Linux resends it
+    and the client's receive queue holds the records behind it; over HTTP/2 the trace shows
+    streams that waited for another's bytes (``analysis.http.head_of_line``), without the drop
+    none, and HTTP/3 is not measured by it (QUIC orders each stream on its own)."""
+    drop = RunOptions(page=PAGE, http="2", drops=("server-data:60",))
+    with KernelSession(LINK) as session:
+        lost = session.run(CATALOG["tls13"], LINK, drop)
+        clean = session.run(CATALOG["tls13"], LINK, RunOptions(page=PAGE, http="2"))
+        quic = session.run(CATALOG["quic"], LINK, drop)
+    assert lost.dropped == ("server-data:60",) and quic.dropped == ("server-data:60",)
+    row = row_from_run(lost)
+    assert row.head_of_line_ms is not None and row.head_of_line_ms > 0, row.causes
+    assert any(cause.startswith("head-of-line blocking: ") for cause in row.causes), row.causes
+    assert row_from_run(clean).head_of_line_ms == 0.0
+    assert row_from_run(quic).head_of_line_ms is None

@@ -1,0 +1,138 @@
+"""Head-of-line blocking read from the packets (issue 12): h2c flows built by hand, where every
+wait is known exactly, and HTTP/2 pages of the simulator with one answer segment lost."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from handshake.analysis.http.head_of_line import head_of_line_blocking
+from handshake.analysis.http.http2 import DATA, PREFACE
+from handshake.analysis.keylog import parse_keylog
+from handshake.analysis.tcp.flows import FlowPacket, TcpFlow, tcp_flows
+from handshake.net.link import LinkConfig
+from handshake.page import parse_page
+from handshake.runner import RunOptions, row_from_run, run_sim
+from handshake.trace.packet import ACK, SYN, TcpSegment
+from handshake.variants import CATALOG
+
+CLIENT_ISN, SERVER_ISN = 1000, 50_000
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes([DATA, 0]) + struct.pack(">I", stream) + payload
+
+
+def segment(from_client: bool, offset: int, payload: bytes = b"", flags: int = ACK) -> TcpSegment:
+    if from_client:
+        return TcpSegment(40000, 80, CLIENT_ISN + 1 + offset, SERVER_ISN + 1, flags, 1000, (), payload)
+    return TcpSegment(80, 40000, SERVER_ISN + 1 + offset, CLIENT_ISN + 1 + len(PREFACE), flags, 1000, (), payload)
+
+
+def h2c_flow(answer: bytes, arrivals: list[tuple[float, int, int]]) -> TcpFlow:
+    """An h2c connection whose server stream ``answer`` arrives in the pieces
+    (time, start, end) given, in that order."""
+    packets = [
+        FlowPacket(0.0, True, TcpSegment(40000, 80, CLIENT_ISN, 0, SYN, 1000, (), b""), 60),
+        FlowPacket(0.1, False, TcpSegment(80, 40000, SERVER_ISN, CLIENT_ISN + 1, SYN | ACK, 1000, (), b""), 60),
+        FlowPacket(0.1, True, segment(True, 0, PREFACE), 100),
+    ]
+    packets += [FlowPacket(time, False, segment(False, start, answer[start:end]), 100) for time, start, end in arrivals]
+    return TcpFlow(("198.18.0.1", 40000), ("198.18.0.2", 80), packets)
+
+
+STREAMS = (1, 3, 5, 7)
+ANSWER = b"".join(frame(stream, bytes(991)) for stream in STREAMS)  # 1000 bytes a frame
+
+
+def test_streams_behind_a_lost_segment_of_another_wait_until_it_is_resent():
+    # Stream 1's frame is lost and resent at 0.5 s; the frames of 3, 5 and 7 came at 0.2-0.22 s.
+    flow = h2c_flow(ANSWER, [(0.2, 1000, 2000), (0.21, 2000, 3000), (0.22, 3000, 4000), (0.5, 0, 1000)])
+    blocking = head_of_line_blocking(flow, None)
+    assert blocking is not None and blocking.streams == 4
+    assert blocking.waited_s == pytest.approx({3: 0.3, 5: 0.29, 7: 0.28})
+    assert blocking.total_s == pytest.approx(0.87)
+    assert blocking.cause == ("head-of-line blocking: 3 streams of 4 waited 870 ms in total behind missing "
+                              "segments of other streams")
+
+
+def test_a_stream_waiting_for_its_own_bytes_is_not_blocked_by_another():
+    # The first half of stream 3's frame is lost: its second half waits, but for stream 3's own
+    # bytes; stream 5 behind it waits for another's.
+    flow = h2c_flow(ANSWER, [(0.2, 0, 1000), (0.21, 1500, 2000), (0.22, 2000, 3000), (0.5, 1000, 1500),
+                             (0.5, 3000, 4000)])
+    blocking = head_of_line_blocking(flow, None)
+    assert blocking is not None and blocking.waited_s == pytest.approx({5: 0.28})
+
+
+def test_in_order_arrival_blocks_nothing():
+    flow = h2c_flow(ANSWER, [(0.2 + i / 100, i * 1000, i * 1000 + 1000) for i in range(4)])
+    blocking = head_of_line_blocking(flow, None)
+    assert blocking is not None and blocking.waited_s == {} and blocking.cause is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.permutations(range(8)), st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8))
+def test_any_arrival_order_charges_no_stream_more_than_it_waited(order, gaps):
+    """Eight 500-byte pieces in any order: a stream's wait never exceeds the time from its frame's
+    completion to the moment everything before it had come, and a frame that came in order waits
+    for nothing."""
+    time, arrivals = 0.2, []
+    for piece, gap in zip(order, gaps):
+        time += gap
+        arrivals.append((time, piece * 500, piece * 500 + 500))
+    blocking = head_of_line_blocking(h2c_flow(ANSWER, arrivals), None)
+    assert blocking is not None
+    came = {start: at for at, start, _ in arrivals}
+    for index, stream in enumerate(STREAMS):
+        done = max(came[index * 1000], came[index * 1000 + 500])
+        readable = max(came[start] for start in range(0, index * 1000 + 1000, 500))
+        assert blocking.waited_s.get(stream, 0.0) <= readable - done + 1e-9
+        if readable == done:
+            assert stream not in blocking.waited_s
+
+
+def test_not_http2_is_not_measured():
+    flow = h2c_flow(b"HTTP/1.1 200 OK\r\n\r\n", [(0.2, 0, 19)])
+    flow.packets[2] = FlowPacket(0.1, True, segment(True, 0, b"GET / HTTP/1.1\r\n\r\n"), 100)
+    assert head_of_line_blocking(flow, None) is None
+
+
+# --- pages of the simulator ---------------------------------------------------------------------
+
+PAGE = parse_page("10x20KB")
+LINK = LinkConfig.from_rtt(0.1)
+
+
+def page_run(variant: str, http: str, drops: tuple[str, ...] = ()):
+    return run_sim(CATALOG[variant], LINK, RunOptions(page=PAGE, http=http, drops=drops))
+
+
+def test_an_http2_page_without_loss_waits_for_nothing():
+    row = row_from_run(page_run("tls13", "2"))
+    assert row.head_of_line_ms == 0.0
+    assert not any("head-of-line" in cause for cause in row.causes)
+
+
+def test_one_lost_segment_in_an_http2_page_holds_other_streams_a_round_trip():
+    """The 60th full-sized server packet lies among the objects after the HTML: fast retransmit
+    resends it a round trip later, and the streams whose records came behind it wait about that."""
+    run = page_run("tls13", "2", ("server-data:60",))
+    assert run.dropped == ("server-data:60",)
+    row = row_from_run(run)
+    (flow,) = [f for f in tcp_flows(run.trace.packets) if f.client[1] == run.client_port]
+    blocking = head_of_line_blocking(flow, parse_keylog(run.trace.keylog))
+    assert blocking is not None and blocking.streams == 10
+    assert 1 <= len(blocking.waited_s) < 9
+    assert all(0 < wait <= 0.1 + 1e-6 for wait in blocking.waited_s.values()), blocking.waited_s
+    assert row.head_of_line_ms == pytest.approx(blocking.total_s * 1000, abs=1e-3)
+    assert blocking.cause in row.causes
+
+
+@pytest.mark.parametrize("variant, http", [("tls13", "1.1"), ("quic", "2")])
+def test_http1_and_http3_pages_are_not_measured_by_it(variant, http):
+    row = row_from_run(page_run(variant, http, ("server-data:60",)))
+    assert row.head_of_line_ms is None and "head_of_line_ms" not in row.as_dict()
+    assert not any("head-of-line" in cause for cause in row.causes)
