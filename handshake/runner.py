@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from handshake.analysis.http.head_of_line import head_of_line_blocking
+from handshake.analysis.http.head_of_line import combined, head_of_line_blocking, quic_head_of_line_blocking
 from handshake.analysis.report import ConnectionReport
 from handshake.analysis.tcp.connection import analyze_tcp_flow
 from handshake.analysis.tcp.flows import TcpFlow, tcp_flows
@@ -78,9 +78,11 @@ class Row:
     """With ``--page``: from the first packet to the last byte of the page's last object, read
     from the trace (``page.page_end``); None otherwise."""
     head_of_line_ms: float | None = None
-    """With ``--page`` over HTTP/2: how long streams' arrived bytes waited behind other streams'
-    missing segments, summed over streams, read from the trace (``analysis.http.head_of_line``);
-    None where it was not measured (no page, HTTP/1.1, HTTP/3, no key for the records)."""
+    """With ``--page`` over HTTP/2 or HTTP/3: how long streams' arrived bytes waited behind other
+    streams' missing ones, summed over streams, read from the trace (``analysis.http.head_of_line``;
+    HTTP/3's is 0 by QUIC's per-stream order and HTTP/1.1's by one answer at a time per
+    connection, which the count shows rather than assumes); None where it was not measured (no
+    page, no key for the records)."""
     spread: dict[str, Any] | None = None
     """With several seeded runs: {"runs", "complete", "ttfb_ms": [min, median, max], "round_trips": [min, max]}."""
 
@@ -278,8 +280,11 @@ def row_from_run(run: VariantRun) -> Row:
     page_ms = blocking = None
     if run.options.page is not None and measured is not None and report is not None and not run.error:
         page_ms = _page_ms(flows, measured, report.start_time)
-        if variant.transport == "tcp":
-            blocking = head_of_line_blocking(measured, keylog)  # type: ignore[arg-type]
+        if isinstance(measured, TcpFlow):
+            parts = [head_of_line_blocking(flow, keylog) for flow in flows[flows.index(measured):]]  # type: ignore[arg-type]
+            blocking = None if None in parts else combined([part for part in parts if part is not None])
+        else:
+            blocking = quic_head_of_line_blocking(measured, keylog)
     if report is None:
         report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
     notes = list(report.notes)
@@ -298,6 +303,11 @@ def row_from_run(run: VariantRun) -> Row:
         notes.append("--split-writes: QUIC has no Nagle's algorithm, so the body left at once")
     if blocking is not None and blocking.cause is not None:
         causes.append(blocking.cause)
+    elif blocking is not None and blocking.own_waited_s:
+        waited, own_ms = len(blocking.own_waited_s), blocking.own_total_s * 1000
+        notes.append("no head-of-line blocking: " + (
+            f"{waited} streams waited {own_ms:.0f} ms in total, each for its own lost bytes only" if waited > 1
+            else f"1 stream waited {own_ms:.0f} ms for its own lost bytes only"))
     if run.options.hrr and variant.transport == "quic":
         notes.append("--hrr: aioquic has no HelloRetryRequest (client or server), so QUIC cannot show it")
     for selector in run.dropped:

@@ -1,4 +1,4 @@
-"""Head-of-line blocking on one HTTP/2-over-TCP connection, measured from its packets.
+"""Head-of-line blocking on one connection, measured from its packets: HTTP/2 over TCP, HTTP/3.
 
 At the client's capture point, a server segment that arrives after a hole in the TCP stream waits
 in the receive queue until the hole fills: TCP hands the application its bytes in order. Over
@@ -10,8 +10,14 @@ The unit the client can use is a TLS record (it is decrypted whole) or, over h2c
 each unit: when its last byte first arrived; when the stream's in-order point passed its end
 (the client could read it); and the hole that held it, the in-order point when it arrived, with
 the streams of the unit that hole lies in. A unit's streams that the hole's unit does not carry
-waited behind another stream's bytes for the difference. A stream's waits are merged where they
-overlap and summed over streams. Stream 0 (the connection's control frames) is nobody's victim.
+waited behind another stream's bytes for the difference (the rest waited for their own). A
+stream's waits are merged where they overlap and summed over streams. Stream 0 (the connection's
+control frames) is nobody's victim.
+
+HTTP/3 goes through the same count with QUIC's ordering: each stream is a space of its own,
+and its units are the stream bytes as they first arrived (aioquic hands a stream's bytes over as
+soon as they are contiguous). A hole then always lies in the stream that waits, so the trace
+shows no stream waiting for another's, and how long streams waited for their own lost bytes.
 """
 
 from __future__ import annotations
@@ -20,13 +26,17 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 from handshake.analysis.keylog import KeyLog
-from handshake.analysis.tcp.flows import StreamAssembler, TcpFlow
+from handshake.analysis.quic.decode import QuicDecoder
+from handshake.analysis.quic.flows import QuicFlow
+from handshake.analysis.quic.frames import StreamFrame
+from handshake.analysis.quic.reader import client_bidi
+from handshake.analysis.tcp.flows import FlowPacket, StreamAssembler, TcpFlow
 from handshake.analysis.tls.conversation import TlsConversation
 from handshake.trace.packet import seq_diff
 
-from .http2 import FRAME_HEADER_BYTES, Http2Reader
+from .http2 import FRAME_HEADER_BYTES, PREFACE, Http2Reader
 
-__all__ = ["HeadOfLineBlocking", "head_of_line_blocking"]
+__all__ = ["HeadOfLineBlocking", "head_of_line_blocking", "quic_head_of_line_blocking", "combined"]
 
 
 @dataclass
@@ -38,10 +48,17 @@ class HeadOfLineBlocking:
     only streams that waited."""
     streams: int = 0
     """Streams the server sent on (stream 0 aside)."""
+    own_waited_s: dict[int, float] = field(default_factory=dict)
+    """Stream id → seconds its arrived bytes waited for missing bytes of its own (loss, not
+    head-of-line blocking); only streams that waited."""
 
     @property
     def total_s(self) -> float:
         return sum(self.waited_s.values(), 0.0)
+
+    @property
+    def own_total_s(self) -> float:
+        return sum(self.own_waited_s.values(), 0.0)
 
     @property
     def cause(self) -> str | None:
@@ -51,6 +68,17 @@ class HeadOfLineBlocking:
         count = len(self.waited_s)
         return (f"head-of-line blocking: {count} stream{'s' if count > 1 else ''} of {self.streams} waited "
                 f"{self.total_s * 1000:.0f} ms in total behind missing segments of other streams")
+
+
+def combined(parts: list[HeadOfLineBlocking]) -> HeadOfLineBlocking:
+    """One page's connections as one figure (HTTP/1.1's six): their streams numbered anew."""
+    result = HeadOfLineBlocking(streams=sum(part.streams for part in parts))
+    for part in parts:
+        for wait in part.waited_s.values():
+            result.waited_s[len(result.waited_s) + 1] = wait
+        for wait in part.own_waited_s.values():
+            result.own_waited_s[len(result.own_waited_s) + 1] = wait
+    return result
 
 
 @dataclass
@@ -65,9 +93,21 @@ class _Unit:
     arrived: float | None = None
 
 
+@dataclass
+class _Space:
+    """One ordered byte space: a TCP direction, or a QUIC stream."""
+
+    units: list[_Unit] = field(default_factory=list)
+    """Sorted by start, disjoint."""
+    arrivals: list[tuple[int, int, float]] = field(default_factory=list)
+    """(start, end, time) of every piece that came, in capture order."""
+    advances: list[tuple[float, int]] = field(default_factory=list)
+    """(time, the in-order point then), each time it moved."""
+
+
 def head_of_line_blocking(flow: TcpFlow, keylog: KeyLog | None) -> HeadOfLineBlocking | None:
     """The measure for ``flow`` (packets as the client's interface saw them), or None where it
-    is not HTTP/2 or its records cannot be opened (no key for them)."""
+    is neither HTTP/2 nor HTTP/1.x or its records cannot be opened (no key for them)."""
     server_base = None
     for packet in flow.packets:
         if packet.segment.syn and not packet.from_client:
@@ -75,63 +115,194 @@ def head_of_line_blocking(flow: TcpFlow, keylog: KeyLog | None) -> HeadOfLineBlo
             break
     if server_base is None:
         return None
-    assemblers = {True: StreamAssembler(expect_syn=True), False: StreamAssembler(expect_syn=True)}
-    conversation: TlsConversation | None = None
-    clear: bool | None = None  # None until the client's first bytes say TLS or h2c
-    preface = Http2Reader(expect_preface=True)
-    reader = Http2Reader(expect_preface=False)
-    units: list[_Unit] = []
-    frames: list[tuple[int, int, int]] = []  # (plaintext start, end, stream id)
-    plain = 0
-    arrivals: list[tuple[int, int, float]] = []
-    advances: list[tuple[float, int]] = []  # (time, the server stream's in-order point then)
+    reading = _TcpReading(server_base, keylog)
     for packet in flow.packets:
+        if not reading.add(packet):
+            return None
+    return reading.result()
+
+
+class _TcpReading:
+    """One TCP connection's server stream, cut into the units its client reads whole.
+
+    HTTP/2 (ALPN h2, or h2c with the preface): a unit carries the streams of its frames. HTTP/1.x
+    asks one request at a time, so a unit belongs to the answer of the latest request the server
+    had when it sent the unit's first byte (its ACK says which): each answer is a stream."""
+
+    def __init__(self, server_base: int, keylog: KeyLog | None) -> None:
+        self.server_base = server_base
+        self.client_base: int | None = None
+        self.keylog = keylog
+        self.assemblers = {True: StreamAssembler(expect_syn=True), False: StreamAssembler(expect_syn=True)}
+        self.conversation: TlsConversation | None = None
+        self.protocol: str | None = None
+        """"h2" or "1.1" once the first bytes said; "tls" while a TLS handshake has not."""
+        self.preface = Http2Reader(expect_preface=True)
+        self.reader = Http2Reader(expect_preface=False)
+        self.space = _Space()
+        self.frames: list[tuple[int, int, int]] = []  # (plaintext start, end, stream id)
+        self.plain = 0
+        self.acks: list[int] = []
+        """Per arrival: the client stream offset its packet acknowledged (-1: none)."""
+        self.request_ends: list[int] = []
+        """HTTP/1.x: client stream offsets where a request's bytes (a record, a delivery) ended."""
+
+    def add(self, packet: FlowPacket) -> bool:
+        """Take one packet; False once the connection cannot be measured."""
         segment = packet.segment
+        if segment.syn and packet.from_client:
+            self.client_base = (segment.seq + 1) % (1 << 32)
         if not packet.from_client and segment.payload and not segment.syn:
-            start = seq_diff(segment.seq, server_base)
+            start = seq_diff(segment.seq, self.server_base)
             end = start + len(segment.payload)
             if end > 0:
-                arrivals.append((max(start, 0), end, packet.time))
-        assembler = assemblers[packet.from_client]
+                self.space.arrivals.append((max(start, 0), end, packet.time))
+                base = self.client_base
+                self.acks.append(seq_diff(segment.ack, base) if base is not None and segment.has_ack else -1)
+        assembler = self.assemblers[packet.from_client]
         data = assembler.feed(segment)
         if not data:
-            continue
+            return True
         if not packet.from_client:
-            advances.append((packet.time, assembler.offset))
-        if clear is None:
+            self.space.advances.append((packet.time, assembler.offset))
+        if self.protocol is None:
             if not packet.from_client:
-                return None  # the server spoke first: neither TLS nor HTTP/2
-            clear = data[:1] != b"\x16"
-            conversation = None if clear else TlsConversation(keylog)
-        if clear:
-            if packet.from_client:
-                preface.feed(data)
-                if preface.failed:
-                    return None
-                continue
-            for frame in reader.feed(data):
-                frames.append((frame.offset, frame.offset + FRAME_HEADER_BYTES + frame.length, frame.stream_id))
-                units.append(_Unit(frame.offset, frame.offset + FRAME_HEADER_BYTES + frame.length,
-                                   frame.offset, frame.offset + FRAME_HEADER_BYTES + frame.length))
-            continue
+                return False  # the server spoke first: not HTTP
+            if data[:1] == b"\x16":
+                self.protocol = "tls"
+                self.conversation = TlsConversation(self.keylog)
+            else:
+                self.protocol = "h2" if PREFACE.startswith(data[:len(PREFACE)]) else "1.1"
+        if self.conversation is None:
+            return self._clear(packet, data, assembler.offset)
+        return self._records(packet, data)
+
+    def _clear(self, packet: FlowPacket, data: bytes, offset: int) -> bool:
+        """Plain HTTP: the client's preface or requests; the server's h2c frames."""
+        if packet.from_client:
+            if self.protocol == "h2":
+                self.preface.feed(data)
+                return not self.preface.failed
+            self.request_ends.append(offset)
+            return True
+        if self.protocol == "h2":
+            for frame in self.reader.feed(data):
+                end = frame.offset + FRAME_HEADER_BYTES + frame.length
+                self.frames.append((frame.offset, end, frame.stream_id))
+                self.space.units.append(_Unit(frame.offset, end, frame.offset, end))
+        return True
+
+    def _records(self, packet: FlowPacket, data: bytes) -> bool:
+        conversation = self.conversation
         assert conversation is not None
         for message in conversation.feed("c2s" if packet.from_client else "s2c", data):
-            if packet.from_client or message.kind != "app_data":
-                if message.kind == "encrypted":
-                    return None
+            if message.kind == "encrypted":
+                return False
+            if message.kind != "app_data":
                 continue
-            if conversation.facts.alpn_selected != "h2" or message.plaintext is None:
-                return None
+            if self.protocol == "tls":
+                self.protocol = "h2" if conversation.facts.alpn_selected == "h2" else "1.1"
+            if packet.from_client:
+                if self.protocol == "1.1":
+                    self.request_ends.append(message.end_offset)
+                continue
+            if message.plaintext is None:
+                return False
             size = len(message.plaintext)
-            units.append(_Unit(message.start_offset, message.end_offset, plain, plain + size))
-            for frame in reader.feed(message.plaintext):
-                frames.append((frame.offset, frame.offset + FRAME_HEADER_BYTES + frame.length, frame.stream_id))
-            plain += size
-    if not units:
+            self.space.units.append(_Unit(message.start_offset, message.end_offset, self.plain, self.plain + size))
+            if self.protocol == "h2":
+                for frame in self.reader.feed(message.plaintext):
+                    self.frames.append((frame.offset, frame.offset + FRAME_HEADER_BYTES + frame.length,
+                                        frame.stream_id))
+            self.plain += size
+        return True
+
+    def result(self) -> HeadOfLineBlocking | None:
+        if self.protocol == "1.1" and self.conversation is None:
+            self.space.units = _first_seen(self.space.arrivals)  # plain bytes are read as they come
+        units = self.space.units
+        if not units:
+            return None
+        if self.protocol == "h2":
+            _attribute(units, self.frames)
+        else:
+            self._answers()
+        units.sort(key=lambda unit: unit.start)
+        return _measure([self.space])
+
+    def _answers(self) -> None:
+        """HTTP/1.x: each unit's answer, numbered by the requests its first byte's packet ACKed."""
+        arrivals = self.space.arrivals
+        for unit in self.space.units:
+            ack = next((self.acks[i] for i, (start, end, _) in enumerate(arrivals) if start <= unit.start < end), -1)
+            unit.streams.add(bisect_right(self.request_ends, ack) + 1)
+
+
+def quic_head_of_line_blocking(flow: QuicFlow, keylog: KeyLog | None) -> HeadOfLineBlocking | None:
+    """The measure for an HTTP/3 connection: the server's bytes on each request stream, each
+    stream ordered on its own. None where the server's 1-RTT packets could not be opened."""
+    decoder = QuicDecoder(flow, keylog)
+    spaces: dict[int, _Space] = {}
+    reached: dict[int, list[list[int]]] = {}
+    for datagram in flow.datagrams:
+        decoded = decoder.decode(datagram)
+        if datagram.from_client:
+            continue
+        for packet in decoded.packets:
+            if packet.packet.packet_type != "1rtt":
+                continue
+            if packet.frames is None:
+                return None
+            for frame in packet.frames:
+                if isinstance(frame, StreamFrame) and client_bidi(frame.stream_id) and frame.data:
+                    space = spaces.setdefault(frame.stream_id, _Space())
+                    ranges = reached.setdefault(frame.stream_id, [])
+                    _new_pieces(space, ranges, frame.offset, frame.offset + len(frame.data), datagram.time)
+    if not spaces:
         return None
-    _attribute(units, frames)
-    _arrive(units, arrivals)
-    return _waits(units, advances)
+    for stream_id, space in spaces.items():
+        space.units.sort(key=lambda unit: unit.start)
+        for unit in space.units:
+            unit.streams.add(stream_id)
+    return _measure(list(spaces.values()))
+
+
+def _first_seen(arrivals: list[tuple[int, int, float]]) -> list[_Unit]:
+    """The bytes of ``arrivals`` cut where each piece first came."""
+    ranges: list[list[int]] = []
+    units: list[_Unit] = []
+    for start, end, _ in arrivals:
+        units += _unseen(ranges, start, end)
+        _cover(ranges, start, end)
+    return units
+
+
+def _unseen(ranges: list[list[int]], start: int, end: int) -> list[_Unit]:
+    """The parts of [start, end) that ``ranges`` (merged, sorted) do not hold, as units."""
+    units = []
+    cursor = start
+    for low, high in ranges:
+        if high <= cursor or low >= end:
+            continue
+        if low > cursor:
+            units.append(_Unit(cursor, low, cursor, low))
+        cursor = max(cursor, high)
+    if cursor < end:
+        units.append(_Unit(cursor, end, cursor, end))
+    return units
+
+
+def _new_pieces(space: _Space, ranges: list[list[int]], start: int, end: int, time: float) -> None:
+    """Bytes [start, end) of a space read as they come (a QUIC stream, plain HTTP/1.x): their new
+    pieces become units, and the in-order point moves where they close a gap from its start.
+    ``ranges``: what the space has seen, merged."""
+    space.arrivals.append((start, end, time))
+    space.units += _unseen(ranges, start, end)
+    before = ranges[0][1] if ranges and ranges[0][0] == 0 else 0
+    _cover(ranges, start, end)
+    after = ranges[0][1] if ranges[0][0] == 0 else 0
+    if after > before:
+        space.advances.append((time, after))
 
 
 def _attribute(units: list[_Unit], frames: list[tuple[int, int, int]]) -> None:
@@ -180,12 +351,31 @@ def _holds(ranges: list[list[int]], start: int, end: int) -> bool:
     return False
 
 
-def _waits(units: list[_Unit], advances: list[tuple[float, int]]) -> HeadOfLineBlocking:
-    """Each unit's wait behind a hole, charged to its streams the hole's unit does not carry."""
-    times = [time for time, _ in advances]
-    points = [point for _, point in advances]
-    starts = [unit.start for unit in units]
+def _measure(spaces: list[_Space]) -> HeadOfLineBlocking:
     blocked: dict[int, list[tuple[float, float]]] = {}
+    own: dict[int, list[tuple[float, float]]] = {}
+    streams: set[int] = set()
+    for space in spaces:
+        _arrive(space.units, space.arrivals)
+        _waits(space, blocked, own)
+        for unit in space.units:
+            streams |= unit.streams
+    result = HeadOfLineBlocking(streams=len(streams))
+    for stream, spans in blocked.items():
+        result.waited_s[stream] = _union_length(spans)
+    for stream, spans in own.items():
+        result.own_waited_s[stream] = _union_length(spans)
+    return result
+
+
+def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
+           own: dict[int, list[tuple[float, float]]]) -> None:
+    """Each unit's wait behind a hole: charged to its streams the hole's unit does not carry
+    (``blocked``), and to those it does (``own``)."""
+    units = space.units
+    times = [time for time, _ in space.advances]
+    points = [point for _, point in space.advances]
+    starts = [unit.start for unit in units]
     for unit in units:
         if unit.arrived is None:
             continue
@@ -199,12 +389,8 @@ def _waits(units: list[_Unit], advances: list[tuple[float, int]]) -> HeadOfLineB
             continue
         holder = bisect_right(starts, hole) - 1
         others = units[holder].streams if holder >= 0 and units[holder].end > hole else set()
-        for stream in unit.streams - others:
-            blocked.setdefault(stream, []).append((unit.arrived, read_at))
-    result = HeadOfLineBlocking(streams=len(set().union(*(unit.streams for unit in units))))
-    for stream, spans in blocked.items():
-        result.waited_s[stream] = _union_length(spans)
-    return result
+        for stream in unit.streams:
+            (own if stream in others else blocked).setdefault(stream, []).append((unit.arrived, read_at))
 
 
 def _union_length(spans: list[tuple[float, float]]) -> float:

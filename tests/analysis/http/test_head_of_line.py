@@ -1,5 +1,6 @@
-"""Head-of-line blocking read from the packets (issue 12): h2c flows built by hand, where every
-wait is known exactly, and HTTP/2 pages of the simulator with one answer segment lost."""
+"""Head-of-line blocking read from the packets (issue 12): h2c flows and QUIC streams built by
+hand, where every wait is known exactly, and HTTP/2 and HTTP/3 pages of the simulator with one
+answer packet lost."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from handshake.analysis.http.head_of_line import head_of_line_blocking
+from handshake.analysis.http.head_of_line import (_measure, _new_pieces, _Space, head_of_line_blocking,
+                                                  quic_head_of_line_blocking)
 from handshake.analysis.http.http2 import DATA, PREFACE
 from handshake.analysis.keylog import parse_keylog
+from handshake.analysis.quic.flows import quic_flows
 from handshake.analysis.tcp.flows import FlowPacket, TcpFlow, tcp_flows
 from handshake.net.link import LinkConfig
 from handshake.page import parse_page
@@ -94,9 +97,9 @@ def test_any_arrival_order_charges_no_stream_more_than_it_waited(order, gaps):
             assert stream not in blocking.waited_s
 
 
-def test_not_http2_is_not_measured():
-    flow = h2c_flow(b"HTTP/1.1 200 OK\r\n\r\n", [(0.2, 0, 19)])
-    flow.packets[2] = FlowPacket(0.1, True, segment(True, 0, b"GET / HTTP/1.1\r\n\r\n"), 100)
+def test_a_server_that_speaks_first_is_not_measured():
+    flow = h2c_flow(b"220 smtp.example ESMTP\r\n", [(0.2, 0, 25)])
+    del flow.packets[2]
     assert head_of_line_blocking(flow, None) is None
 
 
@@ -131,8 +134,54 @@ def test_one_lost_segment_in_an_http2_page_holds_other_streams_a_round_trip():
     assert blocking.cause in row.causes
 
 
-@pytest.mark.parametrize("variant, http", [("tls13", "1.1"), ("quic", "2")])
-def test_http1_and_http3_pages_are_not_measured_by_it(variant, http):
-    row = row_from_run(page_run(variant, http, ("server-data:60",)))
-    assert row.head_of_line_ms is None and "head_of_line_ms" not in row.as_dict()
+@pytest.mark.parametrize("variant", ["tls13", "http"])
+def test_http1_answers_wait_only_for_their_own_bytes(variant):
+    """Six connections, one answer at a time on each: the lost packet holds back its own answer
+    only (over TLS its record, in plain HTTP the bytes behind it)."""
+    run = page_run(variant, "1.1", ("server-data:40",))
+    assert run.dropped == ("server-data:40",)
+    flows = tcp_flows(run.trace.packets)
+    parts = [head_of_line_blocking(flow, parse_keylog(run.trace.keylog) if run.trace.keylog else None)
+             for flow in flows]
+    assert len(parts) == 6 and all(part is not None and part.waited_s == {} for part in parts)
+    assert sum(part.streams for part in parts) == 10  # type: ignore[union-attr]
+    assert [len(part.own_waited_s) for part in parts].count(1) == 1  # type: ignore[union-attr]
+    row = row_from_run(run)
+    assert row.head_of_line_ms == 0.0
+    assert any(note.startswith("no head-of-line blocking: 1 stream waited ") for note in row.notes), row.notes
+
+
+def test_an_http3_page_with_the_same_loss_shows_streams_waiting_only_for_themselves():
+    run = page_run("quic", "2", ("server-data:60",))
+    assert run.dropped == ("server-data:60",)
+    (flow,) = quic_flows(run.trace.packets)
+    blocking = quic_head_of_line_blocking(flow, parse_keylog(run.trace.keylog))
+    assert blocking is not None and blocking.streams == 10
+    assert blocking.waited_s == {} and blocking.own_waited_s, blocking
+    assert all(0 < wait < 0.3 for wait in blocking.own_waited_s.values())
+    row = row_from_run(run)
+    assert row.head_of_line_ms == 0.0
     assert not any("head-of-line" in cause for cause in row.causes)
+    assert any(note.startswith("no head-of-line blocking: ") and note.endswith("own lost bytes only")
+               for note in row.notes), row.notes
+
+
+def test_an_http3_page_without_loss_waits_for_nothing():
+    row = row_from_run(page_run("quic", "2"))
+    assert row.head_of_line_ms == 0.0 and not any("head-of-line" in note for note in row.notes)
+
+
+def test_a_quic_stream_is_held_only_by_its_own_gaps():
+    """Stream 0's first kilobyte is lost and resent at 0.5 s; its second came at 0.2 s, and
+    stream 4 at 0.21 s: stream 0 waited 0.3 s for itself, stream 4 for nothing."""
+    spaces: dict[int, _Space] = {0: _Space(), 4: _Space()}
+    reached: dict[int, list[list[int]]] = {0: [], 4: []}
+    for stream, start, time in ((0, 1000, 0.2), (4, 0, 0.21), (0, 0, 0.5)):
+        _new_pieces(spaces[stream], reached[stream], start, start + 1000, time)
+    for stream, space in spaces.items():
+        space.units.sort(key=lambda unit: unit.start)
+        for unit in space.units:
+            unit.streams.add(stream)
+    blocking = _measure(list(spaces.values()))
+    assert blocking.streams == 2 and blocking.waited_s == {}
+    assert blocking.own_waited_s == pytest.approx({0: 0.3})
