@@ -9,6 +9,7 @@ import pytest
 
 from handshake.cli import main
 from handshake.net.link import LinkConfig
+from handshake.page import parse_page
 from handshake.runner import RunOptions, compare
 from handshake.teach.budget import at_rtt, largest_rtt
 from handshake.teach.ranges import parse_rtt_range, rtt_points
@@ -85,6 +86,40 @@ def test_sweep_one_process_and_many_agree():
     assert sweep(*args, seeds=2, jobs=1) == sweep(*args, seeds=2, jobs=2)
 
 
+def test_sweep_against_loss_draws_a_page_per_http_version(tmp_path, capsys):
+    """--x loss at one RTT: a line per variant and HTTP version (QUIC's is HTTP/3), page_ms
+    against loss, each lossless point the page `compare` loads."""
+    png = tmp_path / "page.png"
+    argv = ["sweep", "--x", "loss", "--loss", "0%:2%:1%", "--rtt", "100ms", "--page", "10x20KB",
+            "--variants", "tls13,quic", "--http", "1.1,2", "--seeds", "2", "--jobs", "2", "--plot", str(png),
+            "--format", "json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out[: out.rindex("}") + 1])
+    assert list(data["series"]) == ["tls13 HTTP/1.1", "tls13 HTTP/2", "quic HTTP/3"]
+    assert len(data["runs"]) == 3 * 3 * 2
+    page = parse_page("10x20KB")
+    for line, points in data["series"].items():
+        assert [p["loss_pct"] for p in points] == [0, 1, 2]
+        for p in points:
+            assert p["page_ms_min"] <= p["page_ms_median"] <= p["page_ms_max"]
+        variant, http = line.split(" HTTP/")
+        (row,) = compare(select(variant), LinkConfig.from_rtt(0.1), options=RunOptions(page=page, http=http if http != "3" else "2"))
+        assert points[0]["page_ms_median"] == row.page_ms, line
+    assert {r["http"] for r in data["runs"] if r["variant"] == "quic"} == {"3"}
+    assert all("head_of_line_ms" in r for r in data["runs"] if r["variant"] == "tls13" and r["http"] == "2")
+    width, height = _png_size(png)
+    assert width > 400 and height > 300
+
+
+def test_a_loss_sweep_in_one_process_and_many_agree():
+    from handshake.teach.sweep import sweep
+
+    args = (select("tls13,quic"), LinkConfig.from_rtt(0.1), RunOptions(page=parse_page("3x5KB")), [0.1])
+    how = {"seeds": 2, "losses": [0.0, 0.03], "https": ["1.1", "2"]}
+    assert sweep(*args, jobs=1, **how) == sweep(*args, jobs=2, **how)
+
+
 def test_run_a_scenario_file(capsys):
     assert main(["run", "scenarios/hello-retry.toml", "--format", "json"]) == 0
     rows = {r["variant"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
@@ -100,6 +135,12 @@ def test_run_a_scenario_file(capsys):
         (["budget", "--rtt", "80ms"], "--budget"),
         (["run", "nope.toml"], "cannot read scenario"),
         (["sweep", "--rtt", "10ms:20ms:10ms", "--seeds", "0"], "--seeds"),
+        (["sweep", "--x", "loss", "--loss", "2%"], "needs --loss A:B:STEP"),
+        (["sweep", "--x", "loss", "--loss", "0%:2%:1%", "--rtt", "10ms:20ms:10ms"], "one --rtt"),
+        (["sweep", "--x", "loss", "--loss", "3%:2%:1%"], "end is below the start"),
+        (["sweep", "--x", "loss", "--loss", "0%:100%:10%"], "100 %"),
+        (["sweep", "--x", "loss", "--loss", "0%:2%:0%"], "step must be above zero"),
+        (["sweep", "--rtt", "10ms:20ms:10ms", "--http", "1.1,3"], "unknown --http '3'"),
     ],
 )
 def test_bad_teaching_input_is_one_line(capsys, argv, words):

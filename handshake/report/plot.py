@@ -1,5 +1,6 @@
-"""TTFB against RTT, one line per variant (the median over seeds), with a band from the 10th to
-the 90th percentile where seeds differ (matplotlib, headless)."""
+"""A sweep's lines -- TTFB against RTT, or page_ms against loss -- one per variant (and HTTP
+version), the median over seeds, with a band from the 10th to the 90th percentile where seeds
+differ (matplotlib, headless)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,20 @@ from pathlib import Path
 from handshake.errors import UsageError
 
 
+AXES = {
+    "rtt_ms": "round-trip time (ms)",
+    "loss_pct": "loss each way (%)",
+    "ttfb_ms": "time to first response byte (ms)",
+    "page_ms": "page load: to the last byte of the last object (ms)",
+}
+
+
 def plot_ttfb(series: dict[str, list[dict]], path: str | Path, *, title: str) -> None:
+    plot_series(series, path, title=title, x="rtt_ms", y="ttfb_ms")
+
+
+def plot_series(series: dict[str, list[dict]], path: str | Path, *, title: str, x: str, y: str) -> None:
+    """``series``: ``teach.sweep.Series.result()`` with the same ``x`` and ``y``."""
     try:
         import matplotlib
 
@@ -18,17 +32,17 @@ def plot_ttfb(series: dict[str, list[dict]], path: str | Path, *, title: str) ->
         raise UsageError("--plot needs matplotlib: pip install 'handshake[plot]'") from None
     figure, axes = plt.subplots(figsize=(9, 5.5), dpi=110)
     banded = False
-    for variant, rows in series.items():
-        rtts = [r["rtt_ms"] for r in rows if r["ttfb_ms_median"] is not None]
-        medians = [r["ttfb_ms_median"] for r in rows if r["ttfb_ms_median"] is not None]
-        (line,) = axes.plot(rtts, medians, marker="." if len(rtts) < 40 else None, label=variant)
-        lows = [r["ttfb_ms_p10"] for r in rows if r["ttfb_ms_median"] is not None]
-        highs = [r["ttfb_ms_p90"] for r in rows if r["ttfb_ms_median"] is not None]
+    for name, rows in series.items():
+        rows = [r for r in rows if r[f"{y}_median"] is not None]
+        xs = [r[x] for r in rows]
+        (line,) = axes.plot(xs, [r[f"{y}_median"] for r in rows], marker="." if len(xs) < 40 else None, label=name)
+        lows = [r[f"{y}_p10"] for r in rows]
+        highs = [r[f"{y}_p90"] for r in rows]
         if any(lo != hi for lo, hi in zip(lows, highs)):
             banded = True
-            axes.fill_between(rtts, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
-    axes.set_xlabel("round-trip time (ms)")
-    axes.set_ylabel("time to first response byte (ms)")
+            axes.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
+    axes.set_xlabel(AXES[x])
+    axes.set_ylabel(AXES[y])
     axes.set_title(title + ("\nlines: median over seeds, bands: 10th–90th percentile" if banded else ""))
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", ncol=2)

@@ -43,8 +43,10 @@ def add_parsers(commands, add_network_flags, add_knob_flags) -> None:
 
     sweep = commands.add_parser(
         "sweep",
-        help="TTFB against RTT for many runs, with a plot",
-        description="Runs every RTT × variant × seed in parallel processes; --plot draws TTFB against RTT.",
+        help="TTFB against RTT (or a page's load against loss) for many runs, with a plot",
+        description="Runs every RTT × variant × seed in parallel processes; --plot draws TTFB against RTT. "
+                    "--x loss runs every loss of --loss A:B:STEP at one RTT instead, and with --page draws "
+                    "page_ms against loss; --http 1.1,2 runs each TCP variant over both (QUIC: HTTP/3).",
     )
     add_network_flags(sweep)
     add_knob_flags(sweep)
@@ -53,7 +55,9 @@ def add_parsers(commands, add_network_flags, add_knob_flags) -> None:
     sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
     sweep.add_argument("--cluster", metavar="ADDRESS", help="run on a Dask cluster: a scheduler (tcp://host:8786) "
                        "or local:N for N local workers (pip install 'handshake[cluster]')")
-    sweep.add_argument("--plot", metavar="FILE.png", help="write a PNG of TTFB against RTT")
+    sweep.add_argument("--x", choices=("rtt", "loss"), default="rtt",
+                       help="what varies: rtt (--rtt A:B:STEP, the default) or loss (--loss A:B:STEP at one --rtt)")
+    sweep.add_argument("--plot", metavar="FILE.png", help="write a PNG of TTFB (with --page: page_ms) against the x")
     sweep.add_argument("--format", default="table",
                        help="table (default), csv, jsonl (both written run by run as they finish) or json")
 
@@ -153,7 +157,7 @@ def _num(value) -> str:
 
 
 def _sweep(args: argparse.Namespace, scenario_of) -> int:
-    from handshake.teach.ranges import rtt_points
+    from handshake.teach.ranges import parse_loss_range, rtt_points
     from handshake.teach.sweep import ProgressBar, sweep_chunks
 
     if args.format not in ("table", "json", "csv", "jsonl"):
@@ -164,34 +168,56 @@ def _sweep(args: argparse.Namespace, scenario_of) -> int:
         raise UsageError(f"--jobs must be from 1 to 256, not {args.jobs}")
     if args.jobs is not None and args.cluster:
         raise UsageError("--jobs is for local processes: a --cluster has its own workers")
-    low, high, step = _split_rtt(args, with_step=True, required=True)
+    https = _sweep_https(args)
+    losses = None
+    if args.x == "loss":
+        if args.loss is None or ":" not in args.loss:
+            raise UsageError("sweep --x loss needs --loss A:B:STEP, e.g. --loss 0%:5%:1%")
+        if args.rtt is not None and ":" in args.rtt:
+            raise UsageError("sweep --x loss runs at one --rtt, not a range")
+        losses = parse_loss_range(args.loss)
+        args.loss = None  # each run's own loss is the range's
+    else:
+        low, high, step = _split_rtt(args, with_step=True, required=True)
     scenario = scenario_of(args)
+    rtts = [scenario.link.delay_s * 2] if losses is not None else rtt_points(low, high, step)
+    x = "loss_pct" if losses is not None else "rtt_ms"
+    y = "page_ms" if scenario.options.page is not None else "ttfb_ms"
     with contextlib.ExitStack() as stack:
         client = None
         if args.cluster:
             from handshake.cluster import cluster_client
 
             client = stack.enter_context(cluster_client(args.cluster))
-        chunks = sweep_chunks(scenario.variants, scenario.link, scenario.options, rtt_points(low, high, step),
-                              seeds=args.seeds, jobs=args.jobs, cluster=client, progress=ProgressBar())
-        lines, failed, runs = _write_sweep(chunks, args.format)
-    lines = {v.name: lines[v.name] for v in scenario.variants if v.name in lines}  # a cluster's come in any order
+        chunks = sweep_chunks(scenario.variants, scenario.link, scenario.options, rtts, seeds=args.seeds,
+                              losses=losses, https=https, jobs=args.jobs, cluster=client, progress=ProgressBar())
+        lines, failed, runs = _write_sweep(chunks, args.format, x, y, extended=bool(losses or https or y == "page_ms"))
+    order = [v.name if not https else f"{v.name} HTTP/{h}" for v in scenario.variants
+             for h in ((["3"] if v.transport == "quic" else https) if https else [None])]
+    lines = {name: lines[name] for name in order if name in lines}  # a cluster's come in any order
     if args.plot:
-        from handshake.report.plot import plot_ttfb
+        from handshake.report.plot import plot_series
 
-        network = ", ".join(f"{k}={v}" for k, v in scenario.link.describe().items() if k not in ("rtt_ms", "delay_ms"))
-        plot_ttfb(lines, args.plot, title="TTFB against RTT" + (f" ({network})" if network else ""))
+        hidden = ("rtt_ms", "delay_ms") if x == "rtt_ms" else ("delay_ms", "loss", "loss_pct")
+        network = ", ".join(f"{k}={v}" for k, v in scenario.link.describe().items() if k not in hidden)
+        page = scenario.options.page
+        what = f"Page load ({page.label})" if page is not None else "TTFB"
+        against = {"rtt_ms": "RTT", "loss_pct": "loss"}[x]
+        plot_series(lines, args.plot, title=f"{what} against {against}" + (f" ({network})" if network else ""),
+                    x=x, y=y)
     if args.format == "json":
         print(json.dumps({"network": scenario.link.describe(), "series": lines, "runs": runs}))
     elif args.format == "table":
         from tabulate import tabulate
 
         body = [
-            [variant, f"{r['rtt_ms']:g}", _num(r["ttfb_ms_median"]), f"{_num(r['ttfb_ms_min'])}–{_num(r['ttfb_ms_max'])}", f"{r['complete']}/{r['runs']}"]
-            for variant, rows in lines.items()
+            [name, f"{r[x]:g}", _num(r[f"{y}_median"]), f"{_num(r[f'{y}_min'])}–{_num(r[f'{y}_max'])}", f"{r['complete']}/{r['runs']}"]
+            for name, rows in lines.items()
             for r in rows
         ]
-        print(tabulate(body, headers=["variant", "RTT ms", "TTFB ms (median)", "spread", "complete"], disable_numparse=True))
+        headers = ["variant", {"rtt_ms": "RTT ms", "loss_pct": "loss %"}[x],
+                   {"ttfb_ms": "TTFB ms (median)", "page_ms": "page ms (median)"}[y], "spread", "complete"]
+        print(tabulate(body, headers=headers, disable_numparse=True))
     if args.plot:
         print(f"plot: {args.plot}", file=sys.stderr if args.format in ("csv", "jsonl") else sys.stdout)
     for reason, count in failed.items():
@@ -199,17 +225,35 @@ def _sweep(args: argparse.Namespace, scenario_of) -> int:
     return 1 if failed else 0
 
 
-def _write_sweep(chunks, fmt: str) -> tuple[dict, dict[str, int], list[dict]]:
+def _sweep_https(args: argparse.Namespace) -> list[str] | None:
+    """``--http 1.1,2`` in a sweep: each TCP variant over each (the scenario then reads none)."""
+    if args.http is None or "," not in args.http:
+        return None
+    https = [h.strip() for h in args.http.split(",")]
+    for http in https:
+        if http not in ("1.1", "2"):
+            raise UsageError(f"unknown --http {http!r}: choose from 1.1, 2 (QUIC speaks HTTP/3)")
+    if len(set(https)) != len(https):
+        raise UsageError(f"--http {args.http!r} names a version twice")
+    args.http = None
+    return https
+
+
+def _write_sweep(chunks, fmt: str, x: str = "rtt_ms", y: str = "ttfb_ms",
+                 extended: bool = False) -> tuple[dict, dict[str, int], list[dict]]:
     """Write CSV or JSON lines run by run as the chunks come (nothing kept but the aggregates);
-    keep the runs only for the JSON document. Returns the series, failures by reason, runs kept."""
+    keep the runs only for the JSON document. Returns the series, failures by reason, runs kept.
+    ``extended``: a loss sweep, several HTTP versions or a page: the CSV says which and what."""
     from handshake.teach.sweep import Series
 
-    lines = Series()
+    lines = Series(x, y)
     failed: dict[str, int] = {}
     runs: list[dict] = []
     rows = csv.writer(sys.stdout, lineterminator="\n")
     if fmt == "csv":
-        rows.writerow(["variant", "rtt_ms", "seed", "round_trips", "ttfb_ms", "error"])
+        rows.writerow(["variant", "rtt_ms", "seed", "round_trips", "ttfb_ms", "error"] if not extended else
+                      ["variant", "http", "rtt_ms", "loss_pct", "seed", "round_trips", "ttfb_ms", "page_ms",
+                       "head_of_line_ms", "error"])
         sys.stdout.flush()
     for points in chunks:
         lines.add(points)
@@ -217,8 +261,13 @@ def _write_sweep(chunks, fmt: str) -> tuple[dict, dict[str, int], list[dict]]:
             if p.error is not None:
                 failed[p.error] = failed.get(p.error, 0) + 1
         if fmt == "csv":
-            rows.writerows([p.variant, f"{p.rtt_ms:g}", p.seed, _num(p.round_trips), _num(p.ttfb_ms), p.error or ""]
-                           for p in points)
+            if extended:
+                rows.writerows([p.variant, p.http or "", f"{p.rtt_ms:g}", _num(p.loss_pct), p.seed, _num(p.round_trips),
+                                _num(p.ttfb_ms), _num(p.page_ms), _num(p.head_of_line_ms), p.error or ""]
+                               for p in points)
+            else:
+                rows.writerows([p.variant, f"{p.rtt_ms:g}", p.seed, _num(p.round_trips), _num(p.ttfb_ms), p.error or ""]
+                               for p in points)
             sys.stdout.flush()
         elif fmt == "jsonl":
             sys.stdout.write("".join(json.dumps(p.as_dict()) + "\n" for p in points))

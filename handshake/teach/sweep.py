@@ -1,4 +1,6 @@
-"""Many runs — each RTT × variant × seed — in parallel processes, for TTFB-versus-RTT plots."""
+"""Many runs — each RTT (or loss) × variant × seed — in parallel processes, for TTFB-versus-RTT
+plots, and page_ms-versus-loss ones: with a page, each variant may run over several HTTP
+versions, each a line of its own ("tls13 HTTP/2")."""
 
 from __future__ import annotations
 
@@ -28,10 +30,24 @@ class SweepPoint:
     ttfb_ms: float | None
     causes: tuple[str, ...]
     error: str | None = None
+    loss_pct: float | None = None
+    """A loss sweep's point: the loss each way, in percent."""
+    http: str | None = None
+    """The HTTP version asked for, where the sweep asked for several ("3" for QUIC)."""
+    page_ms: float | None = None
+    head_of_line_ms: float | None = None
+
+    @property
+    def line(self) -> str:
+        """The plot line (series) it belongs to."""
+        return self.variant if self.http is None else f"{self.variant} HTTP/{self.http}"
 
     def as_dict(self) -> dict:
         out = asdict(self)
         out["causes"] = list(self.causes)
+        for key in ("loss_pct", "http", "page_ms", "head_of_line_ms"):
+            if out[key] is None:
+                del out[key]  # an RTT sweep of one answer keeps its fields (DESIGN.md §3)
         return out
 
 
@@ -40,15 +56,27 @@ class _Task:
     variant: str
     rtt_s: float
     seed: int
+    loss: float | None = None
+    http: str | None = None
 
     def failed(self, reason: str) -> SweepPoint:
-        return SweepPoint(self.variant, round(self.rtt_s * 1000, 6), self.seed, None, None, (), reason)
+        return SweepPoint(self.variant, round(self.rtt_s * 1000, 6), self.seed, None, None, (), reason,
+                          self.loss_pct, self.http)
+
+    @property
+    def loss_pct(self) -> float | None:
+        return None if self.loss is None else round(self.loss * 100, 6)
 
 
 def _run(task: _Task, link: LinkConfig, options: RunOptions) -> SweepPoint:
-    run = run_sim(CATALOG[task.variant], replace(link, delay_s=task.rtt_s / 2, seed=task.seed), options)
-    row = row_from_run(run)
-    return SweepPoint(task.variant, round(task.rtt_s * 1000, 6), task.seed, row.round_trips, row.ttfb_ms, tuple(row.causes))
+    link = replace(link, delay_s=task.rtt_s / 2, seed=task.seed)
+    if task.loss is not None:
+        link = replace(link, loss=task.loss)
+    if task.http is not None and task.http != "3":
+        options = replace(options, http=task.http)
+    row = row_from_run(run_sim(CATALOG[task.variant], link, options))
+    return SweepPoint(task.variant, round(task.rtt_s * 1000, 6), task.seed, row.round_trips, row.ttfb_ms,
+                      tuple(row.causes), None, task.loss_pct, task.http, row.page_ms, row.head_of_line_ms)
 
 
 def _run_chunk(tasks: list[_Task], link: LinkConfig, options: RunOptions) -> list[SweepPoint]:
@@ -59,6 +87,19 @@ def _chunks(tasks: list[_Task], size: int) -> list[list[_Task]]:
     return [tasks[start : start + size] for start in range(0, len(tasks), size)]
 
 
+def _tasks(variants: list[Variant], link: LinkConfig, rtts_s: list[float], seeds: int,
+           losses: list[float] | None, https: list[str] | None) -> list[_Task]:
+    """Variant × HTTP version (QUIC's is HTTP/3 alone) × RTT × loss × seed, in that order."""
+    tasks = []
+    for variant in variants:
+        versions: list[str | None] = [None] if not https else (["3"] if variant.transport == "quic" else list(https))
+        for http in versions:
+            for rtt in rtts_s:
+                for loss in (losses or [None]):
+                    tasks += [_Task(variant.name, rtt, link.seed + s, loss, http) for s in range(seeds)]
+    return tasks
+
+
 def sweep_chunks(
     variants: list[Variant],
     link: LinkConfig,
@@ -66,17 +107,21 @@ def sweep_chunks(
     rtts_s: list[float],
     *,
     seeds: int = 1,
+    losses: list[float] | None = None,
+    https: list[str] | None = None,
     jobs: int | None = None,
     cluster: Any = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[list[SweepPoint]]:
-    """Every (variant, RTT, seed) run, a chunk of points at a time as they finish (seeds are
-    link.seed … link.seed+seeds-1), so that a caller can write them and forget them.
+    """Every (variant, HTTP version, RTT, loss, seed) run, a chunk of points at a time as they
+    finish (seeds are link.seed … link.seed+seeds-1), so that a caller can write them and
+    forget them. ``losses``: fractions each way, for a loss sweep (else the link's own);
+    ``https``: HTTP versions each TCP variant runs over, each a line of its own.
 
     Local processes (``jobs``; 1: this process) give the chunks in task order; a Dask
     ``cluster`` client in the order they finish, with a failed chunk's runs as points that
     carry the error."""
-    tasks = [_Task(v.name, rtt, link.seed + s) for v in variants for rtt in rtts_s for s in range(seeds)]
+    tasks = _tasks(variants, link, rtts_s, seeds, losses, https)
     jobs = jobs or os.cpu_count() or 1
     done = 0
     if cluster is None:
@@ -117,49 +162,53 @@ def _pool_chunks(chunks: list[list[_Task]], link: LinkConfig, options: RunOption
 
 def sweep(variants: list[Variant], link: LinkConfig, options: RunOptions, rtts_s: list[float],
           **how: Any) -> list[SweepPoint]:
-    """Every (variant, RTT, seed) run, in task order; ``how``: ``sweep_chunks``'s keywords."""
+    """Every run, in task order; ``how``: ``sweep_chunks``'s keywords."""
     points = [point for chunk in sweep_chunks(variants, link, options, rtts_s, **how) for point in chunk]
-    seeds = how.get("seeds", 1)
-    order = {(v.name, round(rtt * 1000, 6), link.seed + s): i
-             for i, (v, rtt, s) in enumerate((v, rtt, s) for v in variants for rtt in rtts_s for s in range(seeds))}
-    return sorted(points, key=lambda p: order[(p.variant, p.rtt_ms, p.seed)])
+    tasks = _tasks(variants, link, rtts_s, how.get("seeds", 1), how.get("losses"), how.get("https"))
+    order = {(t.variant, t.http, round(t.rtt_s * 1000, 6), t.loss_pct, t.seed): i for i, t in enumerate(tasks)}
+    return sorted(points, key=lambda p: order[(p.variant, p.http, p.rtt_ms, p.loss_pct, p.seed)])
 
 
 class Series:
-    """Per variant, per RTT: median TTFB and the spread across seeds (what the plot draws), kept
-    as the runs come: a packed array of TTFBs per point, not the runs themselves."""
+    """Per line, per x: the median of y and its spread across seeds (what the plot draws), kept
+    as the runs come: a packed array of values per point, not the runs themselves. x is
+    ``rtt_ms`` or ``loss_pct``, y ``ttfb_ms`` or ``page_ms``."""
 
-    def __init__(self) -> None:
-        self._ttfbs: dict[str, dict[float, array]] = {}
+    def __init__(self, x: str = "rtt_ms", y: str = "ttfb_ms") -> None:
+        self.x, self.y = x, y
+        self._values: dict[str, dict[float, array]] = {}
         self._runs: dict[tuple[str, float], int] = {}
 
     def add(self, points: Iterable[SweepPoint]) -> Series:
         for point in points:
-            ttfbs = self._ttfbs.setdefault(point.variant, {}).setdefault(point.rtt_ms, array("d"))
-            self._runs[point.variant, point.rtt_ms] = self._runs.get((point.variant, point.rtt_ms), 0) + 1
-            if point.ttfb_ms is not None:
-                ttfbs.append(point.ttfb_ms)
+            at = getattr(point, self.x)
+            values = self._values.setdefault(point.line, {}).setdefault(at, array("d"))
+            self._runs[point.line, at] = self._runs.get((point.line, at), 0) + 1
+            value = getattr(point, self.y)
+            if value is not None:
+                values.append(value)
         return self
 
     def result(self) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
-        for variant, by_rtt in self._ttfbs.items():
+        y = self.y
+        for line, by_x in self._values.items():
             rows = []
-            for rtt_ms in sorted(by_rtt):
-                ttfbs = sorted(by_rtt[rtt_ms])
+            for at in sorted(by_x):
+                values = sorted(by_x[at])
                 rows.append(
                     {
-                        "rtt_ms": rtt_ms,
-                        "runs": self._runs[variant, rtt_ms],
-                        "complete": len(ttfbs),
-                        "ttfb_ms_median": statistics.median(ttfbs) if ttfbs else None,
-                        "ttfb_ms_min": ttfbs[0] if ttfbs else None,
-                        "ttfb_ms_p10": percentile(ttfbs, 0.10),
-                        "ttfb_ms_p90": percentile(ttfbs, 0.90),
-                        "ttfb_ms_max": ttfbs[-1] if ttfbs else None,
+                        self.x: at,
+                        "runs": self._runs[line, at],
+                        "complete": len(values),
+                        f"{y}_median": statistics.median(values) if values else None,
+                        f"{y}_min": values[0] if values else None,
+                        f"{y}_p10": percentile(values, 0.10),
+                        f"{y}_p90": percentile(values, 0.90),
+                        f"{y}_max": values[-1] if values else None,
                     }
                 )
-            out[variant] = rows
+            out[line] = rows
         return out
 
 

@@ -10,9 +10,9 @@ The unit the client can use is a TLS record (it is decrypted whole) or, over h2c
 each unit: when its last byte first arrived; when the stream's in-order point passed its end
 (the client could read it); and the hole that held it, the in-order point when it arrived, with
 the streams of the unit that hole lies in. A unit's streams that the hole's unit does not carry
-waited behind another stream's bytes for the difference (the rest waited for their own). A
-stream's waits are merged where they overlap and summed over streams. Stream 0 (the connection's
-control frames) is nobody's victim.
+waited behind another stream's bytes for the difference (the rest waited for their own, or for
+bytes of no stream: a TLS ticket, HTTP/2 control frames). A stream's waits are merged where they
+overlap and summed over streams. Stream 0 (the connection's control frames) is nobody's victim.
 
 HTTP/3 goes through the same count with QUIC's ordering: each stream is a space of its own,
 and its units are the stream bytes as they first arrived (aioquic hands a stream's bytes over as
@@ -371,7 +371,7 @@ def _measure(spaces: list[_Space]) -> HeadOfLineBlocking:
 def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
            own: dict[int, list[tuple[float, float]]]) -> None:
     """Each unit's wait behind a hole: charged to its streams the hole's unit does not carry
-    (``blocked``), and to those it does (``own``)."""
+    where that unit carries streams (``blocked``), else to the stream itself (``own``)."""
     units = space.units
     times = [time for time, _ in space.advances]
     points = [point for _, point in space.advances]
@@ -388,9 +388,12 @@ def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
         if hole >= unit.end or read_at <= unit.arrived:
             continue
         holder = bisect_right(starts, hole) - 1
-        others = units[holder].streams if holder >= 0 and units[holder].end > hole else set()
+        held_by = units[holder].streams if holder >= 0 and units[holder].end > hole else set()
         for stream in unit.streams:
-            (own if stream in others else blocked).setdefault(stream, []).append((unit.arrived, read_at))
+            # Behind another stream's bytes; a hole in no stream's (a TLS ticket, HTTP/2
+            # control frames) holds a stream up, but not behind another one.
+            behind = blocked if held_by and stream not in held_by else own
+            behind.setdefault(stream, []).append((unit.arrived, read_at))
 
 
 def _union_length(spans: list[tuple[float, float]]) -> float:

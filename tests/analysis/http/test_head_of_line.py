@@ -185,3 +185,12 @@ def test_a_quic_stream_is_held_only_by_its_own_gaps():
     blocking = _measure(list(spaces.values()))
     assert blocking.streams == 2 and blocking.waited_s == {}
     assert blocking.own_waited_s == pytest.approx({0: 0.3})
+
+
+def test_a_hole_in_no_streams_bytes_is_no_other_streams():
+    """A lost SETTINGS-like frame on stream 0 holds stream 3's frame up, but that is not
+    head-of-line blocking between streams: stream 3 waited for the connection, counted as its own."""
+    answer = frame(0, bytes(991)) + frame(3, bytes(991))
+    blocking = head_of_line_blocking(h2c_flow(answer, [(0.2, 1000, 2000), (0.5, 0, 1000)]), None)
+    assert blocking is not None and blocking.waited_s == {}
+    assert blocking.own_waited_s == pytest.approx({3: 0.3})
