@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from handshake.analysis.http.head_of_line import combined, head_of_line_blocking, quic_head_of_line_blocking
+from handshake.analysis.http.head_of_line import (HeadOfLineBlocking, combined, head_of_line_blocking,
+                                                  quic_head_of_line_blocking)
 from handshake.analysis.report import ConnectionReport
 from handshake.analysis.tcp.connection import analyze_tcp_flow
 from handshake.analysis.tcp.flows import TcpFlow, tcp_flows
-from handshake.analysis.keylog import parse_keylog
+from handshake.analysis.keylog import KeyLog, parse_keylog
 from handshake.analysis.quic.connection import analyze_quic_flow, quic_flows
 from handshake.analysis.quic.flows import QuicFlow
 from handshake.endpoints.certs import make_chain
@@ -261,6 +262,15 @@ def _page_ms(flows: list[TcpFlow] | list[QuicFlow], measured: TcpFlow | QuicFlow
     return round((max(e for e in ends if e is not None) - start) * 1000, 3)
 
 
+def page_head_of_line(flows: list[TcpFlow] | list[QuicFlow], measured: TcpFlow | QuicFlow,
+                      keylog: KeyLog | None) -> HeadOfLineBlocking | None:
+    """Head-of-line blocking over a page's connections: the measured one and those after it."""
+    if isinstance(measured, TcpFlow):
+        parts = [head_of_line_blocking(flow, keylog) for flow in flows[flows.index(measured):]]  # type: ignore[arg-type]
+        return None if None in parts else combined([part for part in parts if part is not None])
+    return quic_head_of_line_blocking(measured, keylog)
+
+
 def row_from_run(run: VariantRun) -> Row:
     """Count the measured connection of a run's trace: the one from its client port where the run
     knows it, else the last."""
@@ -280,11 +290,7 @@ def row_from_run(run: VariantRun) -> Row:
     page_ms = blocking = None
     if run.options.page is not None and measured is not None and report is not None and not run.error:
         page_ms = _page_ms(flows, measured, report.start_time)
-        if isinstance(measured, TcpFlow):
-            parts = [head_of_line_blocking(flow, keylog) for flow in flows[flows.index(measured):]]  # type: ignore[arg-type]
-            blocking = None if None in parts else combined([part for part in parts if part is not None])
-        else:
-            blocking = quic_head_of_line_blocking(measured, keylog)
+        blocking = page_head_of_line(flows, measured, keylog)
     if report is None:
         report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
     notes = list(report.notes)

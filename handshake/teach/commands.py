@@ -108,6 +108,12 @@ def _explain(args: argparse.Namespace, scenario_of) -> int:
         print(summary(explanation))
         print()
         print(render_ladder(explanation.connection))
+        if explanation.page is not None:
+            from handshake.teach.waterfall import render_waterfall
+
+            print()
+            print(f"the page, lane by lane ({scenario.options.page.label}; the ladder above is its first connection):")
+            print(render_waterfall(explanation.page, explanation.page_start_s))
     return 0
 
 

@@ -51,6 +51,11 @@ class HeadOfLineBlocking:
     own_waited_s: dict[int, float] = field(default_factory=dict)
     """Stream id → seconds its arrived bytes waited for missing bytes of its own (loss, not
     head-of-line blocking); only streams that waited."""
+    readable: dict[int, tuple[float, float]] = field(default_factory=dict)
+    """Stream id → (when its first bytes, when its last bytes could be read): a lane of the
+    page's waterfall."""
+    blocked_spans: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    """Stream id → when it waited behind another stream, merged (what ``waited_s`` sums)."""
 
     @property
     def total_s(self) -> float:
@@ -74,10 +79,11 @@ def combined(parts: list[HeadOfLineBlocking]) -> HeadOfLineBlocking:
     """One page's connections as one figure (HTTP/1.1's six): their streams numbered anew."""
     result = HeadOfLineBlocking(streams=sum(part.streams for part in parts))
     for part in parts:
-        for wait in part.waited_s.values():
-            result.waited_s[len(result.waited_s) + 1] = wait
-        for wait in part.own_waited_s.values():
-            result.own_waited_s[len(result.own_waited_s) + 1] = wait
+        renumbered = {stream: len(result.readable) + index + 1 for index, stream in enumerate(part.readable)}
+        result.waited_s.update({renumbered[k]: v for k, v in part.waited_s.items()})
+        result.own_waited_s.update({renumbered[k]: v for k, v in part.own_waited_s.items()})
+        result.blocked_spans.update({renumbered[k]: v for k, v in part.blocked_spans.items()})
+        result.readable.update({renumbered[k]: v for k, v in part.readable.items()})
     return result
 
 
@@ -354,22 +360,24 @@ def _holds(ranges: list[list[int]], start: int, end: int) -> bool:
 def _measure(spaces: list[_Space]) -> HeadOfLineBlocking:
     blocked: dict[int, list[tuple[float, float]]] = {}
     own: dict[int, list[tuple[float, float]]] = {}
+    readable: dict[int, tuple[float, float]] = {}
     streams: set[int] = set()
     for space in spaces:
         _arrive(space.units, space.arrivals)
-        _waits(space, blocked, own)
+        _waits(space, blocked, own, readable)
         for unit in space.units:
             streams |= unit.streams
-    result = HeadOfLineBlocking(streams=len(streams))
+    result = HeadOfLineBlocking(streams=len(streams), readable=dict(sorted(readable.items(), key=lambda i: i[1])))
     for stream, spans in blocked.items():
-        result.waited_s[stream] = _union_length(spans)
+        result.blocked_spans[stream] = _merged(spans)
+        result.waited_s[stream] = sum(end - start for start, end in result.blocked_spans[stream])
     for stream, spans in own.items():
-        result.own_waited_s[stream] = _union_length(spans)
+        result.own_waited_s[stream] = sum(end - start for start, end in _merged(spans))
     return result
 
 
 def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
-           own: dict[int, list[tuple[float, float]]]) -> None:
+           own: dict[int, list[tuple[float, float]]], readable: dict[int, tuple[float, float]]) -> None:
     """Each unit's wait behind a hole: charged to its streams the hole's unit does not carry
     where that unit carries streams (``blocked``), else to the stream itself (``own``)."""
     units = space.units
@@ -383,6 +391,9 @@ def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
         if ready == len(points):
             continue  # never read: the capture ends inside a hole
         read_at = times[ready]
+        for stream in unit.streams:
+            first, last = readable.get(stream, (read_at, read_at))
+            readable[stream] = (min(first, read_at), max(last, read_at))
         before = bisect_right(times, unit.arrived) - 1
         hole = points[before] if before >= 0 else 0
         if hole >= unit.end or read_at <= unit.arrived:
@@ -396,11 +407,12 @@ def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
             behind.setdefault(stream, []).append((unit.arrived, read_at))
 
 
-def _union_length(spans: list[tuple[float, float]]) -> float:
-    total = 0.0
-    reach = float("-inf")
+def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The spans joined where they overlap, in order."""
+    out: list[tuple[float, float]] = []
     for start, end in sorted(spans):
-        if end > reach:
-            total += end - max(start, reach)
-            reach = end
-    return total
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
