@@ -7,7 +7,7 @@ must not grow with them. Both structures here merge what they hold: a range of s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 Tag = TypeVar("Tag")
@@ -49,21 +49,31 @@ class FirstSeenRanges(Generic[Tag]):
     def __len__(self) -> int:
         return len(self._pieces)
 
+    def __iter__(self) -> Iterator[tuple[int, int, float, Tag | None]]:
+        """(start, end, first seen, tag) of each piece, in order."""
+        return iter(self._pieces)
+
     def covered_since(self, start: int, end: int) -> float | None:
         """When [start, end) had all been seen already: the time its first byte was first seen."""
+        pieces = self.pieces_over(start, end)
+        return None if pieces is None else pieces[0][2]
+
+    def pieces_over(self, start: int, end: int) -> list[tuple[int, int, float, Tag | None]] | None:
+        """The pieces that hold [start, end), in order; None unless all of it has been seen."""
         pieces = self._pieces
         index = _index_after(pieces, start) - 1
         if index < 0 or pieces[index][1] <= start:
             return None
-        first_time = pieces[index][2]
+        over = [pieces[index]]
         position = pieces[index][1]
         index += 1
         while position < end:
             if index >= len(pieces) or pieces[index][0] > position:
                 return None
+            over.append(pieces[index])
             position = max(position, pieces[index][1])
             index += 1
-        return first_time
+        return over
 
     def earliest_above(self, start: int, accept: Callable[[Tag | None], bool]) -> float | None:
         """The earliest first-seen time among pieces beginning above ``start`` whose tag

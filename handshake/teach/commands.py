@@ -164,7 +164,7 @@ def _num(value) -> str:
 
 def _sweep(args: argparse.Namespace, scenario_of) -> int:
     from handshake.teach.ranges import parse_loss_range, rtt_points
-    from handshake.teach.sweep import ProgressBar, sweep_chunks
+    from handshake.teach.sweep import ProgressBar, line_order, sweep_chunks
 
     if args.format not in ("table", "json", "csv", "jsonl"):
         raise UsageError(f"unknown format {args.format!r}: choose from table, csv, jsonl, json")
@@ -198,9 +198,7 @@ def _sweep(args: argparse.Namespace, scenario_of) -> int:
         chunks = sweep_chunks(scenario.variants, scenario.link, scenario.options, rtts, seeds=args.seeds,
                               losses=losses, https=https, jobs=args.jobs, cluster=client, progress=ProgressBar())
         lines, failed, runs = _write_sweep(chunks, args.format, x, y, extended=bool(losses or https or y == "page_ms"))
-    order = [v.name if not https else f"{v.name} HTTP/{h}" for v in scenario.variants
-             for h in ((["3"] if v.transport == "quic" else https) if https else [None])]
-    lines = {name: lines[name] for name in order if name in lines}  # a cluster's come in any order
+    lines = {name: lines[name] for name in line_order(scenario.variants, https) if name in lines}
     if args.plot:
         from handshake.report.plot import plot_series
 

@@ -40,7 +40,7 @@ class SweepPoint:
     @property
     def line(self) -> str:
         """The plot line (series) it belongs to."""
-        return self.variant if self.http is None else f"{self.variant} HTTP/{self.http}"
+        return _line_name(self.variant, self.http)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -87,13 +87,28 @@ def _chunks(tasks: list[_Task], size: int) -> list[list[_Task]]:
     return [tasks[start : start + size] for start in range(0, len(tasks), size)]
 
 
+def _line_name(variant: str, http: str | None) -> str:
+    return variant if http is None else f"{variant} HTTP/{http}"
+
+
+def _versions(variant: Variant, https: list[str] | None) -> list[str | None]:
+    """The HTTP versions a variant runs over: QUIC's is HTTP/3 alone; None where none was asked."""
+    if not https:
+        return [None]
+    return ["3"] if variant.transport == "quic" else list(https)
+
+
+def line_order(variants: list[Variant], https: list[str] | None) -> list[str]:
+    """The sweep's lines in task order (a cluster's points come in any)."""
+    return [_line_name(variant.name, http) for variant in variants for http in _versions(variant, https)]
+
+
 def _tasks(variants: list[Variant], link: LinkConfig, rtts_s: list[float], seeds: int,
            losses: list[float] | None, https: list[str] | None) -> list[_Task]:
-    """Variant × HTTP version (QUIC's is HTTP/3 alone) × RTT × loss × seed, in that order."""
+    """Variant × HTTP version × RTT × loss × seed, in that order."""
     tasks = []
     for variant in variants:
-        versions: list[str | None] = [None] if not https else (["3"] if variant.transport == "quic" else list(https))
-        for http in versions:
+        for http in _versions(variant, https):
             for rtt in rtts_s:
                 for loss in (losses or [None]):
                     tasks += [_Task(variant.name, rtt, link.seed + s, loss, http) for s in range(seeds)]

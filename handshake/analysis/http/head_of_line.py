@@ -1,4 +1,5 @@
-"""Head-of-line blocking on one connection, measured from its packets: HTTP/2 over TCP, HTTP/3.
+"""Head-of-line blocking on one connection, measured from its packets: HTTP/2 and HTTP/1.x over
+TCP, HTTP/3.
 
 At the client's capture point, a server segment that arrives after a hole in the TCP stream waits
 in the receive queue until the hole fills: TCP hands the application its bytes in order. Over
@@ -25,6 +26,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
+import sys
+
+from handshake.analysis.intervals import FirstSeenRanges
 from handshake.analysis.keylog import KeyLog
 from handshake.analysis.quic.decode import QuicDecoder
 from handshake.analysis.quic.flows import QuicFlow
@@ -41,7 +45,8 @@ __all__ = ["HeadOfLineBlocking", "head_of_line_blocking", "quic_head_of_line_blo
 
 @dataclass
 class HeadOfLineBlocking:
-    """What each HTTP/2 stream of one connection waited behind other streams' missing bytes."""
+    """What each stream (or HTTP/1.x answer) of one connection waited behind other streams'
+    missing bytes, and for its own."""
 
     waited_s: dict[int, float] = field(default_factory=dict)
     """Stream id → seconds its arrived bytes could not be read because another's were missing;
@@ -96,7 +101,12 @@ class _Unit:
     plain_start: int
     plain_end: int
     streams: set[int] = field(default_factory=set)
-    arrived: float | None = None
+
+
+def _everything_seen() -> FirstSeenRanges[int]:
+    # Kept whole (one piece per segment that brought new bytes): a unit's arrival is read from
+    # them once the connection has been read, when merged old pieces would date it too early.
+    return FirstSeenRanges(max_pieces=sys.maxsize)
 
 
 @dataclass
@@ -105,10 +115,24 @@ class _Space:
 
     units: list[_Unit] = field(default_factory=list)
     """Sorted by start, disjoint."""
-    arrivals: list[tuple[int, int, float]] = field(default_factory=list)
-    """(start, end, time) of every piece that came, in capture order."""
+    seen: FirstSeenRanges[int] = field(default_factory=_everything_seen)
+    """Its bytes as they first came: when, and (TCP) the client stream offset their packet ACKed."""
     advances: list[tuple[float, int]] = field(default_factory=list)
     """(time, the in-order point then), each time it moved."""
+
+    def read_as_it_comes(self, start: int, end: int, time: float) -> None:
+        """Bytes [start, end) of a space whose reader takes any contiguous bytes (a QUIC stream):
+        the in-order point moves where they close the gap from it."""
+        point = self.advances[-1][1] if self.advances else 0
+        self.seen.add(start, end, time)
+        while (held := self.seen.pieces_over(point, point + 1)) is not None:
+            point = held[0][1]
+        if point > (self.advances[-1][1] if self.advances else 0):
+            self.advances.append((time, point))
+
+    def pieces_as_units(self, streams: set[int] | None = None) -> None:
+        """Its units are its bytes as they first came (read as they come, not by record)."""
+        self.units = [_Unit(start, end, start, end, set(streams or ())) for start, end, _, _ in self.seen]
 
 
 def head_of_line_blocking(flow: TcpFlow, keylog: KeyLog | None) -> HeadOfLineBlocking | None:
@@ -148,8 +172,6 @@ class _TcpReading:
         self.space = _Space()
         self.frames: list[tuple[int, int, int]] = []  # (plaintext start, end, stream id)
         self.plain = 0
-        self.acks: list[int] = []
-        """Per arrival: the client stream offset its packet acknowledged (-1: none)."""
         self.request_ends: list[int] = []
         """HTTP/1.x: client stream offsets where a request's bytes (a record, a delivery) ended."""
 
@@ -162,9 +184,9 @@ class _TcpReading:
             start = seq_diff(segment.seq, self.server_base)
             end = start + len(segment.payload)
             if end > 0:
-                self.space.arrivals.append((max(start, 0), end, packet.time))
                 base = self.client_base
-                self.acks.append(seq_diff(segment.ack, base) if base is not None and segment.has_ack else -1)
+                acked = seq_diff(segment.ack, base) if base is not None and segment.has_ack else -1
+                self.space.seen.add(max(start, 0), end, packet.time, acked)
         assembler = self.assemblers[packet.from_client]
         data = assembler.feed(segment)
         if not data:
@@ -225,7 +247,7 @@ class _TcpReading:
 
     def result(self) -> HeadOfLineBlocking | None:
         if self.protocol == "1.1" and self.conversation is None:
-            self.space.units = _first_seen(self.space.arrivals)  # plain bytes are read as they come
+            self.space.pieces_as_units()  # plain bytes are read as they come
         units = self.space.units
         if not units:
             return None
@@ -238,10 +260,11 @@ class _TcpReading:
 
     def _answers(self) -> None:
         """HTTP/1.x: each unit's answer, numbered by the requests its first byte's packet ACKed."""
-        arrivals = self.space.arrivals
+        seen = self.space.seen
         for unit in self.space.units:
-            ack = next((self.acks[i] for i, (start, end, _) in enumerate(arrivals) if start <= unit.start < end), -1)
-            unit.streams.add(bisect_right(self.request_ends, ack) + 1)
+            first = seen.pieces_over(unit.start, unit.start + 1)
+            acked = first[0][3] if first is not None and first[0][3] is not None else -1
+            unit.streams.add(bisect_right(self.request_ends, acked) + 1)
 
 
 def quic_head_of_line_blocking(flow: QuicFlow, keylog: KeyLog | None) -> HeadOfLineBlocking | None:
@@ -249,7 +272,6 @@ def quic_head_of_line_blocking(flow: QuicFlow, keylog: KeyLog | None) -> HeadOfL
     stream ordered on its own. None where the server's 1-RTT packets could not be opened."""
     decoder = QuicDecoder(flow, keylog)
     spaces: dict[int, _Space] = {}
-    reached: dict[int, list[list[int]]] = {}
     for datagram in flow.datagrams:
         decoded = decoder.decode(datagram)
         if datagram.from_client:
@@ -262,53 +284,12 @@ def quic_head_of_line_blocking(flow: QuicFlow, keylog: KeyLog | None) -> HeadOfL
             for frame in packet.frames:
                 if isinstance(frame, StreamFrame) and client_bidi(frame.stream_id) and frame.data:
                     space = spaces.setdefault(frame.stream_id, _Space())
-                    ranges = reached.setdefault(frame.stream_id, [])
-                    _new_pieces(space, ranges, frame.offset, frame.offset + len(frame.data), datagram.time)
+                    space.read_as_it_comes(frame.offset, frame.offset + len(frame.data), datagram.time)
     if not spaces:
         return None
     for stream_id, space in spaces.items():
-        space.units.sort(key=lambda unit: unit.start)
-        for unit in space.units:
-            unit.streams.add(stream_id)
+        space.pieces_as_units({stream_id})
     return _measure(list(spaces.values()))
-
-
-def _first_seen(arrivals: list[tuple[int, int, float]]) -> list[_Unit]:
-    """The bytes of ``arrivals`` cut where each piece first came."""
-    ranges: list[list[int]] = []
-    units: list[_Unit] = []
-    for start, end, _ in arrivals:
-        units += _unseen(ranges, start, end)
-        _cover(ranges, start, end)
-    return units
-
-
-def _unseen(ranges: list[list[int]], start: int, end: int) -> list[_Unit]:
-    """The parts of [start, end) that ``ranges`` (merged, sorted) do not hold, as units."""
-    units = []
-    cursor = start
-    for low, high in ranges:
-        if high <= cursor or low >= end:
-            continue
-        if low > cursor:
-            units.append(_Unit(cursor, low, cursor, low))
-        cursor = max(cursor, high)
-    if cursor < end:
-        units.append(_Unit(cursor, end, cursor, end))
-    return units
-
-
-def _new_pieces(space: _Space, ranges: list[list[int]], start: int, end: int, time: float) -> None:
-    """Bytes [start, end) of a space read as they come (a QUIC stream, plain HTTP/1.x): their new
-    pieces become units, and the in-order point moves where they close a gap from its start.
-    ``ranges``: what the space has seen, merged."""
-    space.arrivals.append((start, end, time))
-    space.units += _unseen(ranges, start, end)
-    before = ranges[0][1] if ranges and ranges[0][0] == 0 else 0
-    _cover(ranges, start, end)
-    after = ranges[0][1] if ranges[0][0] == 0 else 0
-    if after > before:
-        space.advances.append((time, after))
 
 
 def _attribute(units: list[_Unit], frames: list[tuple[int, int, int]]) -> None:
@@ -324,46 +305,12 @@ def _attribute(units: list[_Unit], frames: list[tuple[int, int, int]]) -> None:
             index += 1
 
 
-def _arrive(units: list[_Unit], arrivals: list[tuple[int, int, float]]) -> None:
-    """When each unit's last byte first arrived: the first moment the segments seen cover it."""
-    covered: list[list[int]] = []  # merged [start, end) ranges, sorted
-    starts = [unit.start for unit in units]
-    for start, end, time in arrivals:
-        _cover(covered, start, end)
-        index = max(bisect_right(starts, start) - 1, 0)
-        while index < len(units) and units[index].start < end:
-            unit = units[index]
-            if unit.arrived is None and unit.end > start and _holds(covered, unit.start, unit.end):
-                unit.arrived = time
-            index += 1
-
-
-def _cover(ranges: list[list[int]], start: int, end: int) -> None:
-    index = bisect_left(ranges, [start, start])
-    if index and ranges[index - 1][1] >= start:
-        index -= 1
-    merged = [start, end]
-    while index < len(ranges) and ranges[index][0] <= merged[1]:
-        merged = [min(merged[0], ranges[index][0]), max(merged[1], ranges[index][1])]
-        del ranges[index]
-    ranges.insert(index, merged)
-
-
-def _holds(ranges: list[list[int]], start: int, end: int) -> bool:
-    index = bisect_right(ranges, [start, end]) - 1
-    for candidate in (index, index + 1):
-        if 0 <= candidate < len(ranges) and ranges[candidate][0] <= start and ranges[candidate][1] >= end:
-            return True
-    return False
-
-
 def _measure(spaces: list[_Space]) -> HeadOfLineBlocking:
     blocked: dict[int, list[tuple[float, float]]] = {}
     own: dict[int, list[tuple[float, float]]] = {}
     readable: dict[int, tuple[float, float]] = {}
     streams: set[int] = set()
     for space in spaces:
-        _arrive(space.units, space.arrivals)
         _waits(space, blocked, own, readable)
         for unit in space.units:
             streams |= unit.streams
@@ -385,8 +332,10 @@ def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
     points = [point for _, point in space.advances]
     starts = [unit.start for unit in units]
     for unit in units:
-        if unit.arrived is None:
+        pieces = space.seen.pieces_over(unit.start, unit.end)
+        if pieces is None:
             continue
+        arrived = max(first_seen for _, _, first_seen, _ in pieces)  # when its last byte came
         ready = bisect_left(points, unit.end)
         if ready == len(points):
             continue  # never read: the capture ends inside a hole
@@ -394,9 +343,9 @@ def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
         for stream in unit.streams:
             first, last = readable.get(stream, (read_at, read_at))
             readable[stream] = (min(first, read_at), max(last, read_at))
-        before = bisect_right(times, unit.arrived) - 1
+        before = bisect_right(times, arrived) - 1
         hole = points[before] if before >= 0 else 0
-        if hole >= unit.end or read_at <= unit.arrived:
+        if hole >= unit.end or read_at <= arrived:
             continue
         holder = bisect_right(starts, hole) - 1
         held_by = units[holder].streams if holder >= 0 and units[holder].end > hole else set()
@@ -404,7 +353,7 @@ def _waits(space: _Space, blocked: dict[int, list[tuple[float, float]]],
             # Behind another stream's bytes; a hole in no stream's (a TLS ticket, HTTP/2
             # control frames) holds a stream up, but not behind another one.
             behind = blocked if held_by and stream not in held_by else own
-            behind.setdefault(stream, []).append((unit.arrived, read_at))
+            behind.setdefault(stream, []).append((arrived, read_at))
 
 
 def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:

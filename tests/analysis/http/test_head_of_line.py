@@ -9,7 +9,7 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from handshake.analysis.http.head_of_line import (_measure, _new_pieces, _Space, head_of_line_blocking,
+from handshake.analysis.http.head_of_line import (_measure, _Space, head_of_line_blocking,
                                                   quic_head_of_line_blocking)
 from handshake.analysis.http.http2 import DATA, PREFACE
 from handshake.analysis.keylog import parse_keylog
@@ -175,13 +175,10 @@ def test_a_quic_stream_is_held_only_by_its_own_gaps():
     """Stream 0's first kilobyte is lost and resent at 0.5 s; its second came at 0.2 s, and
     stream 4 at 0.21 s: stream 0 waited 0.3 s for itself, stream 4 for nothing."""
     spaces: dict[int, _Space] = {0: _Space(), 4: _Space()}
-    reached: dict[int, list[list[int]]] = {0: [], 4: []}
     for stream, start, time in ((0, 1000, 0.2), (4, 0, 0.21), (0, 0, 0.5)):
-        _new_pieces(spaces[stream], reached[stream], start, start + 1000, time)
+        spaces[stream].read_as_it_comes(start, start + 1000, time)
     for stream, space in spaces.items():
-        space.units.sort(key=lambda unit: unit.start)
-        for unit in space.units:
-            unit.streams.add(stream)
+        space.pieces_as_units({stream})
     blocking = _measure(list(spaces.values()))
     assert blocking.streams == 2 and blocking.waited_s == {}
     assert blocking.own_waited_s == pytest.approx({0: 0.3})
