@@ -55,6 +55,10 @@ ACK 9, WINDOW_UPDATE or RST_STREAM 13, PING 17) or an alert (2), not another req
 SMALLEST_ANSWER: Final = 19
 """Plaintext bytes of the shortest HTTP answer ("HTTP/1.1 200 OK\\r\\n\\r\\n"); a TLS alert (2),
 an HTTP/2 GOAWAY or PING (17) is shorter."""
+SMALLEST_ANSWER_RECORD: Final = 10
+"""Plaintext bytes under which a TLS record cannot start an answer: an HTTP/2 HEADERS frame is a
+9-byte frame header and at least one byte of HPACK (an HTTP/1.x status line is longer still),
+while a SETTINGS ACK is the header alone (nginx sent one 2 ms ahead of its answer to chromium)."""
 CHATTER_MAX: Final = 1500
 """Plaintext bytes above which an at-once server record is no ticket (RFC 8446 §4.6.1: a
 lifetime, a nonce and an opaque ticket, a few hundred bytes from every server seen) and no
@@ -157,6 +161,8 @@ class KeylessResponse:
         HTTP/2): an at-once first record may then give way to a later one."""
         if self.final or self.request_end is None or not had_request or plaintext_bytes <= 2:
             return NONE
+        if not self.grouped and plaintext_bytes < SMALLEST_ANSWER_RECORD:
+            return NONE  # an HTTP/2 SETTINGS ACK: whenever it comes, it starts no answer
         at_once = path.at_once(start_time, self.request_time)
         if self._answer_time >= 0 and (not at_once or self.grouped) and plaintext_bytes < SMALLEST_ANSWER:
             # Too small to be an answer, and no part of the at-once burst (or in QUIC's, whose

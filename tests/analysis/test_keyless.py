@@ -131,6 +131,15 @@ def test_a_small_packet_after_server_time_does_not_hide_the_answer_close_behind_
     assert finder.final and finder.replaced == "time" and finder.at_once_records == 1
 
 
+def test_a_settings_ack_is_never_the_answer_however_late():
+    """nginx to chromium over a loaded machine: its HTTP/2 SETTINGS ACK (9 bytes of plaintext)
+    left past the at-once tolerance and 2 ms ahead of the answer; it cannot start one."""
+    finder, path = _with_request(), _path()
+    assert finder.server_record(9, 1.13, True, path, chatter=True) == NONE
+    assert not finder.final
+    assert finder.server_record(10, 1.132, True, path, chatter=True) == FIRST  # the shortest HEADERS
+
+
 def test_an_at_once_record_too_big_for_chatter_is_the_answer():
     finder, path = _with_request(), _path()
     assert finder.server_record(250, 1.1, True, path, chatter=True) == FIRST
