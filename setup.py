@@ -18,7 +18,8 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).resolve().parent
 COMPILED = sorted(
     str(path.relative_to(HERE))
-    for pattern in ("handshake/analysis/**/*.py", "handshake/trace/*.py", "handshake/net/tcp.py")
+    for pattern in ("handshake/analysis/**/*.py", "handshake/trace/*.py", "handshake/net/tcp.py",
+                    "handshake/net/sack.py", "handshake/net/cubic.py")
     for path in HERE.glob(pattern)
     if path.name != "__init__.py"
 )

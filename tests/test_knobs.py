@@ -140,9 +140,12 @@ def test_quic_cannot_show_a_hello_retry_and_says_so():
 
 
 def test_a_first_record_over_the_initial_window_costs_tls_a_round_trip():
-    """14 KB fits what the initial window has left; 20 KB's first 16 KB record does not, and its
-    first byte can be read only with its last. Plain HTTP and QUIC have no records to wait for."""
-    small = rows("http,tls13,quic", response_bytes=14_000)
+    """13 KB fits what the initial window of ten segments has left beside the tickets; 14 KB
+    does not, as Linux showed through the kernel engine (a window grown by the handshake's
+    bytes, as this sim's once was, took it); nor does 20 KB's first 16 KB record, whose first
+    byte can be read only with its last. Plain HTTP and QUIC have no records to wait for."""
+    assert rows("tls13", response_bytes=14_000)["tls13"].round_trips == 4
+    small = rows("http,tls13,quic", response_bytes=13_000)
     big = rows("http,tls13,quic", response_bytes=20_000)
     assert [small[v].round_trips for v in ("http", "tls13", "quic")] == [2, 3, 2]
     assert [big[v].round_trips for v in ("http", "tls13", "quic")] == [2, 4, 2]

@@ -7,9 +7,9 @@
     route 198.19.0.0/16 dev hs0      ◄── link model ──     route 198.18.0.0/16 dev hs0
 
 Each namespace has loopback up, IPv6 off (set before its TUN exists, so no router
-solicitations cross the shim), ``net.ipv4.tcp_fastopen = 3``, Reno congestion control (the
-slow start of the kernel's default, CUBIC, whatever the host chose) and no route anywhere but the
-peer's /16 through its TUN. 198.18.0.0/15 is RFC 2544's benchmarking range.
+solicitations cross the shim), ``net.ipv4.tcp_fastopen = 3``, Reno congestion control for the
+programs it runs (the slow start of the kernel's default, CUBIC, whatever the host chose) and
+CUBIC itself on this project's own sockets, and no route anywhere but the peer's /16 through its TUN. 198.18.0.0/15 is RFC 2544's benchmarking range.
 
 ``Topology`` is a context manager: it checks privileges, reaps the leftovers of dead runs,
 builds both sides, starts the shim, and on the way out -- normal exit, exception, Ctrl-C,
@@ -88,6 +88,8 @@ def bound_socket(side: Side, type: int = socket.SOCK_STREAM, port: int = 0, *,
     ensure_in(side.namespace)
     sock = socket.socket(socket.AF_INET, type | socket.SOCK_CLOEXEC)
     try:
+        if type == socket.SOCK_STREAM:
+            _choose_cubic(sock)
         if reuse_addr:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((side.address, port))
@@ -98,6 +100,19 @@ def bound_socket(side: Side, type: int = socket.SOCK_STREAM, port: int = 0, *,
 
 
 CONGESTION_CONTROL = "reno"
+SOCKET_CONGESTION_CONTROL = b"cubic"
+
+
+def _choose_cubic(sock: socket.socket) -> None:
+    """Linux's default congestion control on this project's own sockets, as the sim models it
+    (RFC 9438, ``net.cubic``), whatever the host chose. A namespace's default may be only one
+    of the host's allowed list (Debian's with BBR: "reno bbr"), but a socket of a process with
+    CAP_NET_ADMIN may take any the kernel has (``tcp_set_congestion_control``); accepted
+    sockets inherit their listener's. Where CUBIC is missing, the namespace's Reno stays."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, SOCKET_CONGESTION_CONTROL)
+    except OSError:
+        pass
 
 
 def _build_side(side: Side, tcp_fastopen: int) -> int:
@@ -108,9 +123,9 @@ def _build_side(side: Side, tcp_fastopen: int) -> int:
         netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
     netns.write_sysctl("net.ipv4.tcp_fastopen", tcp_fastopen)
     # A new namespace inherits the host's congestion control, BBR on some hosts, which paces
-    # its segments out over the RTT. The sim models the slow start of Linux's default, CUBIC,
-    # unpaced; Reno's slow start is the same (CUBIC differs after a loss), and unlike CUBIC
-    # a namespace may always choose it (tcp_allowed_congestion_control).
+    # its segments out over the RTT. Programs run here (nginx, curl) get Reno, whose slow start
+    # is CUBIC's (they differ after a loss), since a namespace may always choose it
+    # (tcp_allowed_congestion_control); this project's own sockets take CUBIC (_choose_cubic).
     try:
         netns.write_sysctl("net.ipv4.tcp_congestion_control", CONGESTION_CONTROL)
     except OSError:

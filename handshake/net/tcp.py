@@ -12,9 +12,14 @@ decide what a loss costs: an ACK of retransmitted bytes still gives an RTT sampl
 timestamp echo (``tcp_ack_update_rtt``), so one lost SYN does not leave the RTO backed off; and
 a tail loss probe (RFC 8985 §7, ``tcp_schedule_loss_probe``) goes out after 2·SRTT (+200 ms with
 one segment out) or at the RTO, whichever is first, after which the RTO restarts unbacked-off.
-Linux sends probes only on connections that negotiated SACK, as two Linux hosts always do; the
-SACK blocks themselves, receive-window autotuning and congestion avoidance subtleties are left
-out: they do not change a handshake's round trips (a page's, they may).
+Linux sends probes only on connections that negotiated SACK, as two Linux hosts always do.
+
+What decides a page's cost under loss follows Linux too: SACK blocks (RFC 2018), losses found by
+RACK (RFC 8985, ``net.sack``) and repaired at the pace of Proportional Rate Reduction (RFC 6937),
+CUBIC congestion avoidance (RFC 9438, ``net.cubic``), a window counted in packets that grows only
+while it is what holds the sender back (``tcp_is_cwnd_limited``), and an immediate ACK when a
+hole fills. Left out: D-SACK and undo of spurious recoveries, HyStart, pacing, and receive-window
+autotuning (the window offered is a fixed 4 MB).
 
 The surface copies aioquic's ``QuicConnection``: ``receive_segment``, ``segments_to_send``,
 ``get_timer``, ``handle_timer``, ``next_event``; the engine owns the clock and the wire.
@@ -35,6 +40,8 @@ from handshake.trace.packet import (
     SYN,
     OPT_FASTOPEN,
     OPT_MSS,
+    OPT_SACK,
+    OPT_SACK_PERM,
     OPT_TIMESTAMP,
     OPT_WSCALE,
     SEQ_MOD,
@@ -42,6 +49,8 @@ from handshake.trace.packet import (
     seq_diff,
 )
 
+from handshake.net.cubic import Cubic
+from handshake.net.sack import Scoreboard, SentSegment, sack_blocks
 
 
 def seq_add(a: int, b: int) -> int:
@@ -72,6 +81,10 @@ class TcpConfig:
     receive_window: int = 4 * 1024 * 1024
     window_scale: int = 7
     timestamps: bool = True
+    sack: bool = True
+    """Selective acknowledgments (RFC 2018), on in Linux by default (``net.ipv4.tcp_sack = 1``):
+    with them, losses are found by RACK (``net.sack``) and repaired at the pace of Proportional
+    Rate Reduction (RFC 6937), as Linux does; without, by three duplicate ACKs, one at a time."""
     fastopen: bool = False
     """Client: try TFO (cookie request when cold). Server: accept TFO (answer cookie requests, take SYN data)."""
     nodelay: bool = True
@@ -177,11 +190,26 @@ class TcpConnection:
         self._syn_data = b""
         self._cookie_option: bytes | None = None  # client SYN: None, b"" (request) or cookie
         self.retransmissions = 0
+        self._sack_ok = False  # both SYNs offered SACK
+        self._scoreboard = Scoreboard()
+        self._cubic = Cubic(config.mss)
+        self._min_rtt_s = -1.0
+        self._fast_recovery = False  # Linux's CA_Recovery (PRR), not CA_Loss after an RTO
+        self._prior_cwnd = 0
+        self._prr_delivered = 0
+        self._prr_out = 0
+        self._reorder_deadline: float | None = None  # RACK's timer (ICSK_TIME_REO_TIMEOUT)
+        self._cwnd_limited = False  # the window, not the application, held sending back this round
+        self._max_packets_out = 0
+        self._cwnd_usage_end = 0  # offset; past it a new round of use starts (cwnd_usage_seq)
+        self._stopped_by_cwnd = False
 
         # Receiver.
         self.irs = 0
         self.rcv_nxt = 0
         self._out_of_order: dict[int, bytes] = {}
+        self._out_of_order_arrival: dict[int, int] = {}  # seq -> arrival count, for SACK block order
+        self._arrivals = 0
         self._unacked_segments = 0
         self._quickacks = config.quickack_segments
         self.pingpong = False
@@ -204,6 +232,7 @@ class TcpConnection:
         """Client: send a SYN; with TFO on, it asks for a cookie or, with one cached, carries data."""
         self.state = TcpState.SYN_SENT
         self._send_buffer += data
+        self._sack_ok = self.config.sack  # offered; the SYN-ACK settles it
         if self.config.fastopen:
             if fastopen_cookie:
                 self._cookie_option = fastopen_cookie
@@ -229,6 +258,8 @@ class TcpConnection:
         conn.irs = syn.seq
         conn.rcv_nxt = seq_add(syn.seq, 1)
         conn._peer_mss = syn.mss or 536
+        conn._sack_ok = config.sack and syn.option(OPT_SACK_PERM) is not None
+        conn._cubic.mss = conn._smss
         conn._learn_window(syn)
         conn._update_ts_recent(syn)
         conn._synack_pending = True
@@ -265,7 +296,8 @@ class TcpConnection:
     # ---- timers ----------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        deadlines = [d for d in (self._probe_deadline, self._rto_deadline, self._ack_deadline) if d is not None]
+        deadlines = [d for d in (self._probe_deadline, self._rto_deadline, self._ack_deadline,
+                                 self._reorder_deadline) if d is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -273,6 +305,9 @@ class TcpConnection:
             self._ack_deadline = None
             self._ack_now = True
             self.pingpong = False  # the answer the ACK waited for did not come
+        if self._reorder_deadline is not None and now >= self._reorder_deadline:
+            self._reorder_deadline = None
+            self._detect_losses(now)
         if self._probe_deadline is not None and now >= self._probe_deadline:
             self._probe_deadline = None
             self._probe_pending = True
@@ -284,6 +319,7 @@ class TcpConnection:
         self.retransmissions += 1
         self._rtt_probe = None  # Karn: no RTT sample from a retransmitted segment
         self._probe_high = None
+        recovery_high = self._recovery_high
         self._recovery_high = self._max_sent
         if self.state == TcpState.SYN_SENT:
             if self._backoff > self.config.syn_retries:
@@ -297,11 +333,22 @@ class TcpConnection:
         elif not self._syn_acked:
             # Server: the SYN-ACK (and any TFO answer behind it) went unacknowledged.
             self._synack_pending = True
-            self.snd_nxt = self.snd_una
+            self._rewind()
+        elif self._sack_ok:
+            # tcp_enter_loss: everything not SACKed is lost and goes again in order, from a
+            # window of one; the threshold drops only on the first timeout of a loss episode.
+            if recovery_high is None:
+                self.ssthresh = self._cubic.reduced(self.cwnd)
+            self._cubic.timed_out()
+            self._scoreboard.mark_all_lost()
+            self._fast_recovery = False
+            self._reorder_deadline = None
+            self.cwnd = (self._scoreboard.in_flight() + 1) * self._smss
         else:
-            self.ssthresh = max(self._bytes_in_flight // 2, 2 * self._smss)
+            self.ssthresh = self._cubic.reduced(self.cwnd)
+            self._cubic.timed_out()
             self.cwnd = self._smss
-            self.snd_nxt = self.snd_una  # go back N: resend from the first unacknowledged byte
+            self._rewind()  # go back N: resend from the first unacknowledged byte
         if not (self.state == TcpState.SYN_SENT and self._backoff <= self.config.syn_linear_timeouts):
             self._rto_s = min(self._rto_s * 2, self.config.max_rto_s)  # a SYN's first retries keep it
         self._rto_deadline = None  # re-armed when the retransmission is sent
@@ -322,7 +369,7 @@ class TcpConnection:
             if self.state in (TcpState.SYN_RCVD, TcpState.ESTABLISHED) and segment.seq == self.irs and not segment.has_ack:
                 # A retransmitted SYN: our SYN-ACK was lost (or is late). Answer it again.
                 self._synack_pending = True
-                self.snd_nxt = self.snd_una
+                self._rewind()
             else:
                 self._ack_now = True  # a retransmitted SYN-ACK: our ACK was lost
             return
@@ -339,6 +386,8 @@ class TcpConnection:
         self.irs = segment.seq
         self.rcv_nxt = seq_add(segment.seq, 1)
         self._peer_mss = segment.mss or 536
+        self._sack_ok = self.config.sack and segment.option(OPT_SACK_PERM) is not None
+        self._cubic.mss = self._smss
         self._learn_window(segment)
         self._update_ts_recent(segment)
         self.state = TcpState.ESTABLISHED
@@ -352,7 +401,7 @@ class TcpConnection:
         self._advance_una(segment.ack, now, segment.timestamps)
         # SYN data the server did not acknowledge (no or invalid cookie) is sent again, RFC 7413 §4.2.2.
         if seq_diff(self.snd_nxt, self.snd_una) > 0:
-            self.snd_nxt = self.snd_una
+            self._rewind()
         self._syn_data = b""
         self._process_payload(segment, now)
 
@@ -373,21 +422,114 @@ class TcpConnection:
             self._syn_acked = True  # TFO server: the client's ACK covers our SYN-ACK
         self._peer_window = segment.window << self._peer_window_shift
         advance = seq_diff(ack, self.snd_una)
+        if self._sack_ok and self._syn_acked:
+            self._process_ack_with_sack(segment, advance, now)
+            return
         if advance > 0 and seq_diff(ack, self._max_sent) <= 0:
             self._advance_una(ack, now, segment.timestamps)
-            self._grow_cwnd(advance)
+            self._grow_cwnd(advance, now)
             self._dupacks = 0
             self._probe_acked(ack)
         elif advance == 0 and not segment.payload and not segment.fin and self._bytes_in_flight > 0:
             self._dupacks += 1
             if self._dupacks == 3:
                 # RFC 5681 §3.2 fast retransmit (without SACK or NewReno's partial-ack care).
-                self.ssthresh = max(self._bytes_in_flight // 2, 2 * self._smss)
+                self.ssthresh = self._cubic.reduced(self.cwnd)
                 self.cwnd = self.ssthresh + 3 * self._smss
                 self._fast_retransmit_pending = True
                 self._recovery_high = self._max_sent
                 self._probe_deadline = None
                 self.retransmissions += 1
+
+    def _process_ack_with_sack(self, segment: TcpSegment, advance: int, now: float) -> None:
+        """``tcp_ack`` with SACK: the scoreboard learns what was delivered, RACK marks what is
+        lost, and the window either shrinks by PRR (in recovery) or grows (slow start, CUBIC)."""
+        ack = segment.ack
+        delivered = 0  # segments newly acknowledged or SACKed
+        una_advanced = advance > 0 and seq_diff(ack, self._max_sent) <= 0
+        if una_advanced:
+            delivered += self._scoreboard.acknowledged(self._offset(ack), now)
+            self._advance_una(ack, now, segment.timestamps)
+            self._probe_acked(ack)
+        blocks = self._sack_blocks_of(segment)
+        if blocks:
+            delivered += self._scoreboard.selectively_acknowledged(blocks, now)
+        newly_lost = self._detect_losses(now)
+        if self._fast_recovery:
+            self._reduce_cwnd(delivered, una_advanced and not newly_lost)
+        elif delivered > 0 and self._is_cwnd_limited():
+            self._grow_cwnd(delivered * self._smss, now, per_ack_limit=False)
+
+    def _is_cwnd_limited(self) -> bool:
+        """``tcp_is_cwnd_limited``: the window grows only when it was used, in slow start when
+        it is under twice the most segments out this round; a handshake's one-segment flights
+        leave it at its initial 10."""
+        if self._cwnd_limited:
+            return True
+        return self.cwnd < self.ssthresh and self.cwnd_segments < 2 * self._max_packets_out
+
+    def _validate_cwnd(self, limited: bool) -> None:
+        """``tcp_cwnd_validate``, after a round of sending: remember whether the window held it
+        back, or else the most segments out, until the round's data is acknowledged."""
+        packets_out = len(self._scoreboard.segments)
+        if self._offset(self.snd_una) >= self._cwnd_usage_end or limited or \
+                (not self._cwnd_limited and packets_out > self._max_packets_out):
+            self._cwnd_limited = limited
+            self._max_packets_out = packets_out
+            self._cwnd_usage_end = self._offset(self.snd_nxt)
+
+    def _sack_blocks_of(self, segment: TcpSegment) -> list[tuple[int, int]]:
+        """The segment's SACK blocks as stream offsets, those above the cumulative ACK and within
+        what was sent (a D-SACK block below it says nothing the scoreboard needs)."""
+        data = segment.option(OPT_SACK)
+        if not data:
+            return []
+        low, high = self._offset(self.snd_una), self._offset(self._max_sent)
+        blocks = []
+        for i in range(0, len(data) - 7, 8):
+            left = self._offset(int.from_bytes(data[i:i + 4], "big"))
+            right = self._offset(int.from_bytes(data[i + 4:i + 8], "big"))
+            if low <= left < right <= high:
+                blocks.append((left, right))
+        return blocks
+
+    def _detect_losses(self, now: float) -> bool:
+        """RACK over the scoreboard; a first loss starts fast recovery, and segments not yet
+        due get the reordering timer (their longest wait plus two ticks, ``tcp_rack_reo_timeout``)."""
+        srtt = self._srtt_s if self._srtt_s is not None else self.config.initial_rto_s
+        newly_lost, wait = self._scoreboard.detect_losses(now, srtt, self._recovery_high is not None)
+        if newly_lost and self._recovery_high is None:
+            self._enter_fast_recovery()
+        self._reorder_deadline = now + wait + 2 * self.config.timer_tick_s if wait > 0 else None
+        return newly_lost
+
+    def _enter_fast_recovery(self) -> None:
+        """``tcp_enter_recovery``: remember the window, drop the threshold to β of it (CUBIC),
+        and let PRR pace the sending down to it as ACKs come."""
+        self._fast_recovery = True
+        self._recovery_high = self._max_sent
+        self._prior_cwnd = max(self.cwnd, 1)
+        self.ssthresh = self._cubic.reduced(self.cwnd)
+        self._prr_delivered = self._prr_out = 0
+        self._probe_deadline = None
+
+    def _reduce_cwnd(self, delivered: int, una_advanced: bool) -> None:
+        """Proportional Rate Reduction (RFC 6937) as ``tcp_cwnd_reduction``, in segments
+        (``delivered``: newly on this ACK): while what is in flight exceeds the threshold, send
+        in proportion to what was delivered; below it, catch up as slow start would, never
+        beyond the threshold."""
+        if delivered <= 0:
+            return
+        self._prr_delivered += delivered
+        pipe = self._scoreboard.in_flight()
+        ssthresh, prior_cwnd = self.ssthresh // self._smss, max(self._prior_cwnd // self._smss, 1)
+        room = ssthresh - pipe
+        if room < 0:
+            allowed = (ssthresh * self._prr_delivered + prior_cwnd - 1) // prior_cwnd - self._prr_out
+        else:
+            allowed = min(room, max(self._prr_delivered - self._prr_out, delivered) + (1 if una_advanced else 0))
+        allowed = max(allowed, 0 if self._prr_out else 1)  # the first retransmission goes at once
+        self.cwnd = (pipe + allowed) * self._smss
 
     def _advance_una(self, ack: int, now: float, timestamps: tuple[int, int] | None = None) -> None:
         if self._retransmitted_up_to is not None:
@@ -404,6 +546,9 @@ class TcpConnection:
             self._rtt_probe = None
         if self._recovery_high is not None and seq_diff(ack, self._recovery_high) >= 0:
             self._recovery_high = None
+            if self._fast_recovery:
+                self._fast_recovery = False
+                self.cwnd = self.ssthresh  # tcp_end_cwnd_reduction
         consumed = seq_diff(ack, self._buffer_base)
         if consumed > 0:
             data_consumed = min(consumed, len(self._send_buffer))
@@ -445,13 +590,15 @@ class TcpConnection:
         if not self._probe_retransmitted and seq_diff(ack, self._probe_high) >= 0:
             self._probe_high = None
         elif seq_diff(ack, self._probe_high) > 0:
-            self.ssthresh = max(self.cwnd // 2, 2 * self._smss)
+            self.ssthresh = self._cubic.reduced(self.cwnd)
             self.cwnd = self.ssthresh
             self._probe_high = None
 
     def _sample_rtt(self, rtt_s: float) -> None:
         """RFC 6298 §2 smoothing, with Linux's floor: RTO = SRTT + max(4·RTTVAR, 200 ms)
         (``tcp_set_rto``: the minimum bounds the variance term, not the sum)."""
+        if self._min_rtt_s < 0 or rtt_s < self._min_rtt_s:
+            self._min_rtt_s = rtt_s
         if self._srtt_s is None:
             self._srtt_s = rtt_s
             self._rttvar_s = rtt_s / 2
@@ -461,11 +608,19 @@ class TcpConnection:
         rto = self._srtt_s + max(4 * self._rttvar_s, self.config.min_rto_s)
         self._rto_s = min(rto, self.config.max_rto_s)
 
-    def _grow_cwnd(self, acked: int) -> None:
+    def _grow_cwnd(self, acked: int, now: float, per_ack_limit: bool = True) -> None:
+        """Slow start up to the threshold, then CUBIC with what is left (``tcp_slow_start``
+        hands the remainder on). With SACK ``acked`` is whole segments delivered, all of
+        which count as in Linux; without, bytes, at most two segments' worth per ACK
+        (RFC 3465, L = 2)."""
         if self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, 2 * self._smss)  # slow start, RFC 3465 with L = 2
-        else:
-            self.cwnd += max(self._smss * self._smss // self.cwnd, 1)
+            step = min(acked, 2 * self._smss) if per_ack_limit else acked
+            grown = min(self.cwnd + step, max(self.ssthresh, self.cwnd))
+            acked -= grown - self.cwnd
+            self.cwnd = grown
+            if acked <= 0 or self.cwnd < self.ssthresh:
+                return
+        self.cwnd = self._cubic.grown(self.cwnd, acked, now, self._min_rtt_s)
 
     def _process_payload(self, segment: TcpSegment, now: float) -> None:
         payload = segment.payload
@@ -478,12 +633,18 @@ class TcpConnection:
                 self._ack_now = True  # a duplicate: tell the sender what we have
             elif offset < 0:
                 self._out_of_order.setdefault(seq, payload)
+                self._arrivals += 1
+                self._out_of_order_arrival[seq] = self._arrivals
                 self._ack_now = True  # out of order: duplicate ACK at once (RFC 5681 §4.2)
             else:
+                had_hole = bool(self._out_of_order)
                 self._deliver(payload[offset:])
                 while self.rcv_nxt in self._out_of_order:
                     self._deliver(self._out_of_order.pop(self.rcv_nxt))
                 self._drain_out_of_order()
+                if had_hole and not self._out_of_order:
+                    self._ack_now = True  # the gap is filled: ACK at once (RFC 5681 §4.2)
+                    self._out_of_order_arrival.clear()
                 self._data_received_at = now
                 self._unacked_segments += 1
                 if self._quickacks > 0 and not self.pingpong:
@@ -551,6 +712,16 @@ class TcpConnection:
         return min(self.config.mss, self._peer_mss) - (12 if self.config.timestamps else 0)
 
     @property
+    def pipe(self) -> int:
+        """Segments in flight as the congestion window counts them (with SACK: RFC 6675's pipe)."""
+        return self._scoreboard.in_flight()
+
+    @property
+    def cwnd_segments(self) -> int:
+        """The congestion window in whole segments, as Linux keeps it."""
+        return self.cwnd // self._smss
+
+    @property
     def _bytes_in_flight(self) -> int:
         return max(seq_diff(self.snd_nxt, self.snd_una), 0)
 
@@ -558,12 +729,30 @@ class TcpConnection:
         options: list[tuple[int, bytes]] = []
         if syn:
             options.append((OPT_MSS, self.config.mss.to_bytes(2, "big")))
+            if self._sack_ok:
+                options.append((OPT_SACK_PERM, b""))
         if self.config.timestamps:
             tsval = (self._ts_offset + int(now * 1000)) % SEQ_MOD
             options.append((OPT_TIMESTAMP, tsval.to_bytes(4, "big") + self._ts_recent.to_bytes(4, "big")))
         if syn:
             options.append((OPT_WSCALE, bytes([self.config.window_scale])))
         return tuple(options)
+
+    def _sack_option(self) -> tuple[tuple[int, bytes], ...]:
+        """The SACK blocks an ACK carries while data sits out of order (RFC 2018 §4)."""
+        if not (self._sack_ok and self._out_of_order):
+            return ()
+        pieces = []
+        for seq, payload in self._out_of_order.items():
+            start = seq_diff(seq, self.rcv_nxt)
+            if start + len(payload) > 0:
+                pieces.append((start, start + len(payload), self._out_of_order_arrival.get(seq, 0)))
+        blocks = sack_blocks(pieces, 3 if self.config.timestamps else 4)
+        if not blocks:
+            return ()
+        data = b"".join(seq_add(self.rcv_nxt, left).to_bytes(4, "big") + seq_add(self.rcv_nxt, right).to_bytes(4, "big")
+                        for left, right in blocks)
+        return ((OPT_SACK, data),)
 
     def _segment(self, now: float, seq: int, flags: int, payload: bytes = b"", extra=()) -> TcpSegment:
         syn = bool(flags & SYN)
@@ -572,6 +761,8 @@ class TcpConnection:
             self._ack_now = False
             self._ack_deadline = None
             self._unacked_segments = 0
+            if not syn:
+                extra = tuple(extra) + self._sack_option()
         return TcpSegment(
             sport=self.local_port,
             dport=self.remote_port,
@@ -615,16 +806,21 @@ class TcpConnection:
             segment = self._data_segment(now, self.snd_una)
             if segment is not None:
                 out.append(segment)
+        if self._sack_ok:
+            out.extend(self._retransmit_lost(now))
         if self._probe_pending:
             self._probe_pending = False
             out.extend(self._send_probe(now))
         sent_new = False
+        self._stopped_by_cwnd = False
         while True:
             segment = self._next_new_segment(now)
             if segment is None:
                 break
             out.append(segment)
             sent_new = True
+        if self._sack_ok and (sent_new or self._stopped_by_cwnd):
+            self._validate_cwnd(self._stopped_by_cwnd or self.pipe >= self.cwnd_segments)
         if sent_new:
             self._schedule_probe(now)
         if self._ack_now:
@@ -636,7 +832,11 @@ class TcpConnection:
         segment sent again; then the RTO restarts from now, not backed off."""
         probe = self._next_new_segment(now, probe=True)
         self._probe_retransmitted = probe is None
-        if probe is None:
+        if probe is None and self._sack_ok:
+            last = self._scoreboard.last_unsacked()
+            if last is not None:
+                probe = self._resend(last, now)
+        elif probe is None:
             sent = seq_diff(self.snd_nxt, self._buffer_base)
             fin_sent = self._fin_queued and sent == len(self._send_buffer) + 1
             data_end = sent - (1 if fin_sent else 0)
@@ -649,6 +849,41 @@ class TcpConnection:
         self._probe_high = self.snd_nxt
         self._rto_deadline = now + self._rto_s
         return [probe]
+
+    def _retransmit_lost(self, now: float) -> list[TcpSegment]:
+        """``tcp_xmit_retransmit_queue``: segments marked lost, in order, while what is in
+        flight is below the congestion window."""
+        out = []
+        while self.pipe < self.cwnd_segments:
+            lost = self._scoreboard.next_lost()
+            if lost is None:
+                break
+            out.append(self._resend(lost, now))
+        return out
+
+    def _resend(self, sent: SentSegment, now: float) -> TcpSegment:
+        """One scoreboard segment again, cut as it was first sent."""
+        start = sent.start - self._offset(self._buffer_base)
+        payload = bytes(self._send_buffer[start : start + sent.size - (1 if sent.fin else 0)])
+        flags = ACK | (PSH if payload else 0) | (FIN if sent.fin else 0)
+        seq = seq_add(self.iss, sent.start)
+        self._scoreboard.resent(sent, now)
+        self.retransmissions += 1
+        if self._fast_recovery:
+            self._prr_out += 1
+        self._arm_rto(now)
+        self._note_sent(seq_add(seq, sent.size), now)
+        return self._segment(now, seq, flags, payload)
+
+    def _offset(self, seq: int) -> int:
+        """A sequence number as a stream offset from the ISN (the scoreboard's; streams here
+        stay far below the 2 GB where it would wrap)."""
+        return seq_diff(seq, self.iss)
+
+    def _rewind(self) -> None:
+        """Send again from the first unacknowledged byte (go back N)."""
+        self.snd_nxt = self.snd_una
+        self._scoreboard.forget_from(self._offset(self.snd_una))
 
     def _data_segment(self, now: float, seq: int) -> TcpSegment | None:
         """The segment starting at ``seq`` (a retransmission), or None when nothing is there."""
@@ -675,12 +910,18 @@ class TcpConnection:
         available = len(self._send_buffer) - offset
         if probe and available <= 0:
             return None
-        window = (self._peer_window if probe else min(self.cwnd, self._peer_window)) - self._bytes_in_flight
+        if self._sack_ok or probe:
+            window = self._peer_window - self._bytes_in_flight
+        else:
+            window = min(self.cwnd, self._peer_window) - self._bytes_in_flight
         if available < 0 or (available == 0 and not self._fin_queued):
             return None  # nothing new (a FIN, once sent, sits one past the data)
         size = max(min(available, self._smss, window), 0)
         if available > 0 and size <= 0:
             return None  # the congestion or receive window is full
+        if self._sack_ok and not probe and self.pipe >= self.cwnd_segments:
+            self._stopped_by_cwnd = True
+            return None  # the congestion window is full, counted in packets as Linux does
         if not probe and self._nagle_holds(size, available):
             return None
         payload = bytes(self._send_buffer[offset : offset + size])
@@ -690,6 +931,10 @@ class TcpConnection:
         end = seq_add(self.snd_nxt, len(payload) + (1 if fin else 0))
         if fin and self.state == TcpState.ESTABLISHED:
             self.state = TcpState.FIN_WAIT
+        if self._sack_ok:
+            self._scoreboard.sent(self._offset(self.snd_nxt), self._offset(end), now, fin)
+            if self._fast_recovery:
+                self._prr_out += 1
         self.snd_nxt = end
         self._note_sent(end, now)
         self._arm_rto(now)

@@ -103,6 +103,24 @@ def test_sockets_belong_to_their_side_and_are_bound_to_its_address():
         assert current_identity() != topo.client.namespace.identity  # this thread never moved
 
 
+def test_the_projects_own_tcp_sockets_run_cubic_whatever_the_host_allows():
+    """The sim models CUBIC after a loss; the kernel's own sockets must run it too, even where
+    the namespace's default may only be Reno (a host whose allowed list is "reno bbr"), and
+    an accepted connection keeps its listener's choice."""
+    available = open("/proc/sys/net/ipv4/tcp_available_congestion_control").read().split()
+    assert "cubic" in available, "Debian's kernels build CUBIC in"
+    with Topology(LinkConfig()) as topo:
+        listener = topo.server_socket()
+        listener.listen(1)
+        client = topo.client_socket()
+        client.connect((SERVER_ADDR, listener.getsockname()[1]))
+        accepted, _ = listener.accept()
+        for sock in (listener, client, accepted):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0") == b"cubic"
+        for sock in (listener, client, accepted):
+            sock.close()
+
+
 def test_a_socket_is_refused_in_a_thread_outside_its_namespace():
     with Topology(LinkConfig()) as topo:
         with pytest.raises(WrongNamespace):

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from handshake.net.link import LinkConfig
-from handshake.net.sim import SERVER_ADDR, Simulation
+from handshake.net.sim import SERVER_ADDR, Session, Simulation
 from handshake.net.tcp import TcpConfig, TcpState, seq_add
 from handshake.trace.packet import TcpSegment, decode, seq_diff
 
@@ -64,17 +64,19 @@ class Sink(Sender):
 
 
 def transfer(payload: bytes, link: LinkConfig, drop_indices: frozenset[int] = frozenset(), fastopen=False,
-             cuts: list[int] | None = None, server_window: int | None = None):
+             cuts: list[int] | None = None, server_window: int | None = None, sack: bool = True,
+             dropped=None):
     """``cuts``: the client writes the payload in pieces cut there, with Nagle's algorithm on.
-    ``server_window``: the server's receive window in bytes (unscaled), instead of 4 MB."""
+    ``server_window``: the server's receive window in bytes (unscaled), instead of 4 MB.
+    ``dropped(from_client, packet)``: drops chosen by content, beside ``drop_indices``."""
     sent = {"n": 0}
 
     def drop(from_client: bool, packet) -> bool:
         index = sent["n"]
         sent["n"] += 1
-        return index in drop_indices
+        return index in drop_indices or (dropped is not None and dropped(from_client, packet))
 
-    tcp = TcpConfig(fastopen=fastopen, nodelay=cuts is None)
+    tcp = TcpConfig(fastopen=fastopen, nodelay=cuts is None, sack=sack)
     server_tcp = tcp if server_window is None else replace(tcp, receive_window=server_window, window_scale=0)
     sim = Simulation(link, client_tcp=tcp, server_tcp=server_tcp, drop=drop, seed=link.seed)
     sinks: list[Sink] = []
@@ -189,13 +191,17 @@ def test_a_tail_loss_probe_restarts_the_rto_without_backing_it_off():
 
 def test_with_several_segments_out_the_probe_comes_two_srtt_and_two_ticks_after_them():
     """Three segments out and all lost: the probe (the last one again) goes 2·SRTT + 8 ms after
-    them, before the 300 ms RTO; the RTO then restarts from the probe. (Linux, with SACK, would
-    resend the first two when the probe's SACK comes back, 100 ms after the probe; this model has
-    no SACK, so they wait for that RTO.)"""
+    them, before the 300 ms RTO. The probe's SACK, a round trip later, shows the first two were
+    sent before a delivered segment a round trip and more ago: RACK marks them lost, and PRR
+    resends one per segment delivered, the first at once, the second on its ACK. Without SACK
+    they wait for the RTO, 300 ms after the probe."""
     sim, _, _ = transfer(b"y" * 3 * 1448, LinkConfig(delay_s=0.05), frozenset({3, 4, 5}))
     sends = _payload_send_times(sim)
     assert sends[:3] == [pytest.approx(0.1)] * 3
     assert sends[3] - sends[0] == pytest.approx(2 * 0.1 + 0.008)
+    assert [sends[4] - sends[3], sends[5] - sends[4]] == [pytest.approx(0.1)] * 2
+    sim, _, _ = transfer(b"y" * 3 * 1448, LinkConfig(delay_s=0.05), frozenset({3, 4, 5}), sack=False)
+    sends = _payload_send_times(sim)
     assert sends[4] - sends[3] == pytest.approx(0.3)
 
 
@@ -254,3 +260,50 @@ def test_the_sender_never_sends_beyond_the_window_the_receiver_offered(p, server
             end = seq_add(segment.seq, len(segment.payload))
             assert seq_diff(end, edge) <= 0, (traced.time, seq_diff(end, acked), server_window)
     assert bytes(sinks[0].received) == payload[:p["size"]]
+
+
+def _watch_the_congestion_window(checks: list[tuple[int, int, int, bool]]):
+    """Session.pump wrapped to note, for each pump of the client (the sender), its pipe and
+    window before, its pipe after, and whether a loss probe was due (a probe may go beyond)."""
+    pump = Session.pump
+
+    def watched(session: Session, now: float):
+        tcp = session.tcp
+        before = (tcp.pipe, tcp.cwnd_segments, tcp._probe_pending)
+        out = pump(session, now)
+        if session.tcp.local_port != 443:
+            checks.append((before[0], before[1], tcp.pipe, before[2]))
+        return out
+
+    return watched
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patterns)
+def test_the_sender_never_fills_more_than_the_congestion_window(p):
+    """Linux's rule (``tcp_cwnd_test``, ``tcp_xmit_retransmit_queue``): a segment, new or sent
+    again, leaves only while the segments in flight are fewer than the congestion window, a
+    tail loss probe aside; PRR, an RTO or the end of recovery may shrink the window below
+    what is already out, and then nothing leaves until enough comes back."""
+    checks: list[tuple[int, int, int, bool]] = []
+    payload = bytes(range(256)) * (p["size"] // 256 + 1)
+    link = LinkConfig(delay_s=0.02, jitter_s=p["jitter_ms"] / 1000, loss=p["loss"], reorder=p["reorder"],
+                      duplicate=p["duplicate"], seed=p["seed"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Session, "pump", _watch_the_congestion_window(checks))
+        sim, session, sinks = transfer(payload[:p["size"]], link, p["drops"], p["fastopen"], p["cuts"])
+    assume(session.tcp.state != TcpState.CLOSED)
+    for pipe_before, window, pipe_after, probe in checks:
+        assert pipe_after <= max(window, pipe_before) + (1 if probe else 0), (pipe_before, window, pipe_after, probe)
+    assert bytes(sinks[0].received) == payload[:p["size"]]
+
+
+def test_a_long_transfer_fills_the_congestion_window_and_stops_there():
+    """The property above is not idle: 300 KB at 100 ms keeps the window full, round after round."""
+    checks: list[tuple[int, int, int, bool]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Session, "pump", _watch_the_congestion_window(checks))
+        transfer(b"x" * 300_000, LinkConfig(delay_s=0.05))
+    full = [window for _, window, after, _ in checks if after == window and after > 0]
+    assert len(full) >= 10 and max(full) > 40
+    assert all(after <= max(window, before) for before, window, after, _ in checks)
