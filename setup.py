@@ -19,7 +19,8 @@ HERE = Path(__file__).resolve().parent
 COMPILED = sorted(
     str(path.relative_to(HERE))
     for pattern in ("handshake/analysis/**/*.py", "handshake/trace/*.py", "handshake/net/tcp.py",
-                    "handshake/net/sack.py", "handshake/net/cubic.py")
+                    "handshake/net/sack.py", "handshake/net/cubic.py",
+                    "handshake/net/receive_window.py")
     for path in HERE.glob(pattern)
     if path.name != "__init__.py"
 )

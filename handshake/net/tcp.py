@@ -18,8 +18,9 @@ What decides a page's cost under loss follows Linux too: SACK blocks (RFC 2018),
 RACK (RFC 8985, ``net.sack``) and repaired at the pace of Proportional Rate Reduction (RFC 6937),
 CUBIC congestion avoidance (RFC 9438, ``net.cubic``), a window counted in packets that grows only
 while it is what holds the sender back (``tcp_is_cwnd_limited``), and an immediate ACK when a
-hole fills. Left out: D-SACK and undo of spurious recoveries, HyStart, pacing, and receive-window
-autotuning (the window offered is a fixed 4 MB).
+hole fills; and the receiver's window as Linux's autotuning offers it (``net.receive_window``),
+whose right edge a hole holds still. Left out: D-SACK and undo of spurious recoveries, HyStart,
+pacing.
 
 The surface copies aioquic's ``QuicConnection``: ``receive_segment``, ``segments_to_send``,
 ``get_timer``, ``handle_timer``, ``next_event``; the engine owns the clock and the wire.
@@ -50,6 +51,7 @@ from handshake.trace.packet import (
 )
 
 from handshake.net.cubic import Cubic
+from handshake.net.receive_window import ReceiveWindow
 from handshake.net.sack import Scoreboard, SentSegment, sack_blocks
 
 
@@ -78,7 +80,10 @@ class TcpConfig:
     """Linux's TLP (``net.ipv4.tcp_early_retrans = 3``, the default)."""
     timer_tick_s: float = 0.004
     """A jiffy at CONFIG_HZ=250 (Debian's kernels): the TLP's fixed delay with several segments out is two."""
-    receive_window: int = 4 * 1024 * 1024
+    receive_window: int | None = None
+    """A fixed window to offer, in bytes; None (the default) offers what Linux's autotuning would
+    (``net.receive_window``): 64 KB at first, about 80 KB soon, more once the application has
+    read faster round after round."""
     window_scale: int = 7
     timestamps: bool = True
     sack: bool = True
@@ -209,6 +214,8 @@ class TcpConnection:
         self.rcv_nxt = 0
         self._out_of_order: dict[int, bytes] = {}
         self._out_of_order_arrival: dict[int, int] = {}  # seq -> arrival count, for SACK block order
+        self._receive_window = ReceiveWindow(config.mss)
+        self._right_edge: int | None = None  # of the window last offered: it never moves back
         self._arrivals = 0
         self._unacked_segments = 0
         self._quickacks = config.quickack_segments
@@ -638,10 +645,13 @@ class TcpConnection:
                 self._ack_now = True  # out of order: duplicate ACK at once (RFC 5681 §4.2)
             else:
                 had_hole = bool(self._out_of_order)
+                before = self.rcv_nxt
                 self._deliver(payload[offset:])
                 while self.rcv_nxt in self._out_of_order:
                     self._deliver(self._out_of_order.pop(self.rcv_nxt))
                 self._drain_out_of_order()
+                self._receive_window.segment_arrived(len(payload))
+                self._receive_window.read(seq_diff(self.rcv_nxt, before), now, self._srtt_s)
                 if had_hole and not self._out_of_order:
                     self._ack_now = True  # the gap is filled: ACK at once (RFC 5681 §4.2)
                     self._out_of_order_arrival.clear()
@@ -754,9 +764,26 @@ class TcpConnection:
                         for left, right in blocks)
         return ((OPT_SACK, data),)
 
+    def _window_field(self, syn: bool) -> int:
+        """The window field: a SYN's unscaled (RFC 7323 §2.2), others scaled and rounded up, the
+        right edge never moved back (RFC 7323 §2.4: Linux does not shrink a window it offered)."""
+        fixed = self.config.receive_window
+        scale = self.config.window_scale
+        if syn:
+            return min(self._receive_window.initial if fixed is None else fixed, 65535)
+        if fixed is not None:
+            return min(fixed >> scale, 65535)
+        held = sum(len(payload) for payload in self._out_of_order.values())
+        window = self._receive_window.offered(held)
+        if self._right_edge is not None:
+            window = max(window, seq_diff(self._right_edge, self.rcv_nxt))
+        field = min((window + (1 << scale) - 1) >> scale, 65535)
+        self._right_edge = seq_add(self.rcv_nxt, field << scale)
+        return field
+
     def _segment(self, now: float, seq: int, flags: int, payload: bytes = b"", extra=()) -> TcpSegment:
         syn = bool(flags & SYN)
-        window = self.config.receive_window if syn else self.config.receive_window >> self.config.window_scale
+        window = self._window_field(syn)
         if flags & ACK:
             self._ack_now = False
             self._ack_deadline = None
@@ -769,7 +796,7 @@ class TcpConnection:
             seq=seq,
             ack=self.rcv_nxt if flags & ACK else 0,
             flags=flags,
-            window=min(window, 65535),
+            window=window,
             options=self._options(now, syn) + tuple(extra),
             payload=payload,
         )
