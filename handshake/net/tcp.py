@@ -84,7 +84,8 @@ class TcpConfig:
     """A fixed window to offer, in bytes; None (the default) offers what Linux's autotuning would
     (``net.receive_window``): 64 KB at first, about 80 KB soon, more once the application has
     read faster round after round."""
-    window_scale: int = 7
+    window_scale: int = 10
+    """Linux's for tcp_rmem[2] = 32 MB (``tcp_select_initial_window``): windows in units of 1 KB."""
     timestamps: bool = True
     sack: bool = True
     """Selective acknowledgments (RFC 2018), on in Linux by default (``net.ipv4.tcp_sack = 1``):
