@@ -2,7 +2,10 @@
 
 Key type and chain length are scenario knobs because the server's Certificate message size
 decides whether its flight fits the TCP initial window or the QUIC anti-amplification limit.
-Chains are cached per process: an RSA-2048 key takes tens of ms to generate.
+Chains are cached per process: an RSA-2048 key takes tens of ms to generate. Every chain of a
+kind has the same size in every process: serial numbers of a fixed length, and ECDSA signatures
+drawn until one has the longest DER encoding (a byte or two of difference moved aioquic's
+packets, and QUIC pages in virtual time differed from process to process by up to 7 ms).
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ._files import create_private_file
 
 KEY_TYPES = ("p256", "rsa2048")
+MAX_SIGNATURE_DRAWS = 64
+"""Full-length ECDSA signatures come one draw in four; after this many a shorter one is kept."""
+
+
+def longest_ecdsa_signature(curve_bits: int) -> int:
+    """DER bytes of the longest ECDSA signature on a curve of ``curve_bits``: a SEQUENCE of two
+    INTEGERs each with a leading 0 (72 for P-256)."""
+    integer = (curve_bits + 7) // 8 + (curve_bits % 8 == 0)  # a leading 0 keeps a top-bit-set r or s positive
+    content = 2 * (2 + integer)  # two INTEGERs: tag, length, value
+    return content + (2 if content < 128 else 3)  # SEQUENCE header
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ def _sign(subject, key, issuer, issuer_key, now, *, ca: bool, issuer_cert=None, 
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
+        .serial_number(x509.random_serial_number() | 1 << 158)  # 159 bits always: 20 DER bytes
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -174,4 +187,11 @@ def _sign(subject, key, issuer, issuer_key, now, *, ca: bool, issuer_cert=None, 
     if server_name is not None:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
         builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
+        longest = longest_ecdsa_signature(issuer_key.curve.key_size)
+        for _ in range(MAX_SIGNATURE_DRAWS):
+            if len(cert.signature) >= longest:
+                break
+            cert = builder.sign(issuer_key, hashes.SHA256())
+    return cert

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from handshake.errors import UsageError
 
 from ._files import create_private_file
-from .certs import CertChain, ClientIdentity
+from .certs import MAX_SIGNATURE_DRAWS, CertChain, ClientIdentity, longest_ecdsa_signature
 from .http1 import DEFAULT_BODY_BYTES
 
 Address = tuple[str, int]
@@ -165,18 +165,12 @@ class _FixedSizeEcdsaKey(ec.EllipticCurvePrivateKey):
     any of them verifies. RSA-PSS signatures have a fixed size already.
     """
 
-    MAX_DRAWS = 64
-    """One in 4**64 signings gives up and returns a shorter signature rather than loop on."""
-
     def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
         self._key = key
-        bits = key.curve.key_size
-        integer = (bits + 7) // 8 + (bits % 8 == 0)  # a leading 0 keeps a top-bit-set r or s positive
-        content = 2 * (2 + integer)  # two INTEGERs: tag, length, value
-        self.max_signature_bytes = content + (2 if content < 128 else 3)  # SEQUENCE header
+        self.max_signature_bytes = longest_ecdsa_signature(key.curve.key_size)
 
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
-        for _ in range(self.MAX_DRAWS):
+        for _ in range(MAX_SIGNATURE_DRAWS):
             signature = self._key.sign(data, signature_algorithm)
             if len(signature) >= self.max_signature_bytes:
                 break
