@@ -116,9 +116,10 @@ def test_ttfb_agrees_with_the_sim_at_100ms():
 
 
 def test_a_response_past_the_initial_window_counts_the_same_on_both_engines():
-    """64 KB answers: slow start decides when the first record is whole. The namespaces run Reno
-    (the slow start of Linux's default, CUBIC), not a host's BBR, whose pacing the sim does not
-    model: with BBR, tls12's first record came 20 ms late but a round trip early."""
+    """64 KB answers: slow start decides when the first record is whole, and the handshake's
+    one-segment flights do not grow the window (Linux grows it only while it held the sender
+    back). The engine's sockets run CUBIC, as the sim does, not a host's BBR, whose pacing the
+    sim does not model: with BBR, tls12's first record came 20 ms late but a round trip early."""
     link = LinkConfig.from_rtt(0.05)
     options = RunOptions(response_bytes=64_000)
     names = "http,tls12,tls13,tfo-tls13,quic"
