@@ -271,9 +271,24 @@ def page_head_of_line(flows: list[TcpFlow] | list[QuicFlow], measured: TcpFlow |
     return quic_head_of_line_blocking(measured, keylog)
 
 
+@dataclass(frozen=True)
+class MeasuredPage:
+    """A page run's lanes, as the row's head-of-line count read them (for ``explain``'s waterfall)."""
+
+    blocking: HeadOfLineBlocking | None
+    start_s: float
+    """When the measured connection's first packet was seen."""
+
+
 def row_from_run(run: VariantRun) -> Row:
     """Count the measured connection of a run's trace: the one from its client port where the run
     knows it, else the last."""
+    return measure_run(run)[0]
+
+
+def measure_run(run: VariantRun) -> tuple[Row, MeasuredPage | None]:
+    """``row_from_run``, and with ``--page`` what its head-of-line count found, so that a
+    waterfall need not read the page again."""
     variant = run.variant
     keylog = parse_keylog(run.trace.keylog) if run.trace.keylog else None
     report: ConnectionReport | None = None
@@ -287,10 +302,11 @@ def row_from_run(run: VariantRun) -> Row:
         flows = tcp_flows(run.trace.packets)
         measured = flow = _measured(flows, run.client_port)
         report = analyze_tcp_flow(flow, keylog) if flow else None
-    page_ms = blocking = None
+    page_ms = blocking = page = None
     if run.options.page is not None and measured is not None and report is not None and not run.error:
         page_ms = _page_ms(flows, measured, report.start_time)
         blocking = page_head_of_line(flows, measured, keylog)
+        page = MeasuredPage(blocking, measured.start_time if isinstance(measured, QuicFlow) else measured.packets[0].time)
     if report is None:
         report = ConnectionReport(transport=variant.transport, client="-", server="-", start_time=0.0)
     notes = list(report.notes)
@@ -348,7 +364,7 @@ def row_from_run(run: VariantRun) -> Row:
         server_ms=report.server_ms,
         page_ms=page_ms,
         head_of_line_ms=None if blocking is None else round(blocking.total_s * 1000, 3),
-    )
+    ), page
 
 
 def write_capture(run: VariantRun, directory: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from handshake.analysis.capture import InspectedConnection, inspect_packets
 from handshake.analysis.http.head_of_line import HeadOfLineBlocking
 from handshake.analysis.keylog import parse_keylog
-from handshake.analysis.quic.flows import QuicFlow, quic_flows
-from handshake.analysis.tcp.flows import tcp_flows
 from handshake.net.link import LinkConfig
-from handshake.runner import Row, RunOptions, page_head_of_line, row_from_run, run_sim
+from handshake.runner import Row, RunOptions, measure_run, run_sim
 from handshake.variants import Variant
 
 
@@ -29,14 +27,10 @@ def explain(variant: Variant, link: LinkConfig, options: RunOptions) -> Explanat
     run = run_sim(variant, link, options)
     keylog = parse_keylog(run.trace.keylog) if run.trace.keylog else None
     connections = inspect_packets(((p.time, p.data) for p in run.trace.packets), keylog, steps=True)
-    explanation = Explanation(row_from_run(run), connections[-1])
-    if options.page is not None and not run.error:
-        flows = quic_flows(run.trace.packets) if variant.transport == "quic" else tcp_flows(run.trace.packets)
-        measured = next((f for f in flows if f.client[1] == run.client_port), None)
-        if measured is not None:
-            explanation.page = page_head_of_line(flows, measured, keylog)  # type: ignore[arg-type]
-            explanation.page_start_s = (measured.start_time if isinstance(measured, QuicFlow)
-                                        else measured.packets[0].time)
+    row, page = measure_run(run)
+    explanation = Explanation(row, connections[-1])
+    if page is not None:
+        explanation.page, explanation.page_start_s = page.blocking, page.start_s
     return explanation
 
 
