@@ -5,14 +5,14 @@ of buffer, of which it may offer the part data will fill (the scaling ratio: pay
 memory each packet takes, measured on the kernel engine's TUN at 0.62, so about 80 KB), and starts
 offering 64 KB (``tcp_select_initial_window``), growing that by two segments per data segment
 received (``tcp_grow_window``). Once per round trip, if the application read more than in the
-round trip before, the buffer grows (dynamic right-sizing, ``tcp_rcv_space_adjust`` as Linux 4.19-6.16 has it): to twice
-what it read plus 16 segments, for a loss, and twice more for each doubling of the rate, for a
-sender in slow start, up to ``tcp_rmem[2]``. Linux 6.18, the kernel engine's here, grew its window
-more slowly at first (174, 251, 650 KB and 1.46 MB in the four round trips after the first 80 KB of
-a 1.5 MB page; this rule gives 418, 696 KB and 1.67 MB in three), but both finish that page alike. Data held
-out of order takes its room from what is offered, and the window's right edge never moves back
-(the caller keeps that): so a hole stops a sender at one window past it until it is filled,
-however large its congestion window.
+round trip before, the buffer grows (dynamic right-sizing, ``tcp_rcv_space_adjust`` as Linux
+4.19-6.16 has it): to twice what it read plus 16 segments, for a loss, and twice more for each
+doubling of the rate, for a sender in slow start, up to ``tcp_rmem[2]``. Linux 6.18, the kernel
+engine's here, grew its window more slowly at first (174, 251, 650 KB and 1.46 MB in the four
+round trips after the first 80 KB of a 1.5 MB page; this rule gives 418, 696 KB and 1.67 MB in
+three), but both finish that page alike. Data held out of order takes its room from what is
+offered, and the window's right edge never moves back (the caller keeps that): so a hole stops a
+sender at one window past it until it is filled, however large its congestion window.
 
 The application here reads at once, as the sim's endpoints do.
 """
@@ -57,8 +57,8 @@ class ReceiveWindow:
 
     def read(self, size: int, now: float, rtt_s: float | None) -> None:
         """The application read ``size`` bytes at ``now``; ``rtt_s``: the receiver's RTT estimate.
-        Once a round trip has passed since the measure began, grow the buffer to twice what was
-        read in it, if that was more than the time before."""
+        Once a round trip has passed since the measure began, grow the buffer as the module says
+        if more was read in it than in the measure before."""
         if self._measure_start < 0:
             self._measure_start = now
         self._read += size
