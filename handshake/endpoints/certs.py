@@ -14,8 +14,9 @@ import datetime
 import functools
 import os
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ._files import create_private_file
 
 KEY_TYPES = ("p256", "rsa2048")
+T = TypeVar("T")
 MAX_SIGNATURE_DRAWS = 64
 """Full-length ECDSA signatures come one draw in four; after this many a shorter one is kept."""
 
@@ -35,6 +37,17 @@ def longest_ecdsa_signature(curve_bits: int) -> int:
     integer = (curve_bits + 7) // 8 + (curve_bits % 8 == 0)  # a leading 0 keeps a top-bit-set r or s positive
     content = 2 * (2 + integer)  # two INTEGERs: tag, length, value
     return content + (2 if content < 128 else 3)  # SEQUENCE header
+
+
+def drawn_until_longest(draw: Callable[[], T], signature_of: Callable[[T], bytes], curve_bits: int) -> T:
+    """``draw()`` again (a fresh ECDSA signing) until its signature has the longest encoding, at
+    most ``MAX_SIGNATURE_DRAWS`` times: the certificates and the CertificateVerify alike."""
+    longest = longest_ecdsa_signature(curve_bits)
+    for _ in range(MAX_SIGNATURE_DRAWS):
+        drawn = draw()
+        if len(signature_of(drawn)) >= longest:
+            break
+    return drawn
 
 
 @dataclass(frozen=True)
@@ -187,11 +200,7 @@ def _sign(subject, key, issuer, issuer_key, now, *, ca: bool, issuer_cert=None, 
     if server_name is not None:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
         builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    cert = builder.sign(issuer_key, hashes.SHA256())
     if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
-        longest = longest_ecdsa_signature(issuer_key.curve.key_size)
-        for _ in range(MAX_SIGNATURE_DRAWS):
-            if len(cert.signature) >= longest:
-                break
-            cert = builder.sign(issuer_key, hashes.SHA256())
-    return cert
+        return drawn_until_longest(lambda: builder.sign(issuer_key, hashes.SHA256()),
+                                   lambda cert: cert.signature, issuer_key.curve.key_size)
+    return builder.sign(issuer_key, hashes.SHA256())

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from handshake.errors import UsageError
 
 from ._files import create_private_file
-from .certs import MAX_SIGNATURE_DRAWS, CertChain, ClientIdentity, longest_ecdsa_signature
+from .certs import CertChain, ClientIdentity, drawn_until_longest
 from .http1 import DEFAULT_BODY_BYTES
 
 Address = tuple[str, int]
@@ -167,14 +167,10 @@ class _FixedSizeEcdsaKey(ec.EllipticCurvePrivateKey):
 
     def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
         self._key = key
-        self.max_signature_bytes = longest_ecdsa_signature(key.curve.key_size)
 
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
-        for _ in range(MAX_SIGNATURE_DRAWS):
-            signature = self._key.sign(data, signature_algorithm)
-            if len(signature) >= self.max_signature_bytes:
-                break
-        return signature
+        return drawn_until_longest(lambda: self._key.sign(data, signature_algorithm), lambda signature: signature,
+                                   self._key.curve.key_size)
 
     def exchange(self, algorithm, peer_public_key):
         return self._key.exchange(algorithm, peer_public_key)

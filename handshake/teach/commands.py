@@ -108,12 +108,13 @@ def _explain(args: argparse.Namespace, scenario_of) -> int:
         print(summary(explanation))
         print()
         print(render_ladder(explanation.connection))
-        if explanation.page is not None:
+        page = explanation.page
+        if page is not None and page.blocking is not None:
             from handshake.teach.waterfall import render_waterfall
 
             print()
             print(f"the page, lane by lane ({scenario.options.page.label}; the ladder above is its first connection):")
-            print(render_waterfall(explanation.page, explanation.page_start_s))
+            print(render_waterfall(page.blocking, page.start_s))
     return 0
 
 

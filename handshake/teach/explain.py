@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from handshake.analysis.capture import InspectedConnection, inspect_packets
-from handshake.analysis.http.head_of_line import HeadOfLineBlocking
 from handshake.analysis.keylog import parse_keylog
 from handshake.net.link import LinkConfig
-from handshake.runner import Row, RunOptions, measure_run, run_sim
+from handshake.runner import MeasuredPage, Row, RunOptions, measure_run, run_sim
 from handshake.variants import Variant
 
 
@@ -18,9 +17,8 @@ class Explanation:
     """The row `compare` prints for the same run."""
     connection: InspectedConnection
     """The measured connection, with its ladder steps."""
-    page: HeadOfLineBlocking | None = None
+    page: MeasuredPage | None = None
     """With ``--page``: each stream's (or answer's) lane, for the waterfall."""
-    page_start_s: float = 0.0
 
 
 def explain(variant: Variant, link: LinkConfig, options: RunOptions) -> Explanation:
@@ -28,10 +26,7 @@ def explain(variant: Variant, link: LinkConfig, options: RunOptions) -> Explanat
     keylog = parse_keylog(run.trace.keylog) if run.trace.keylog else None
     connections = inspect_packets(((p.time, p.data) for p in run.trace.packets), keylog, steps=True)
     row, page = measure_run(run)
-    explanation = Explanation(row, connections[-1])
-    if page is not None:
-        explanation.page, explanation.page_start_s = page.blocking, page.start_s
-    return explanation
+    return Explanation(row, connections[-1], page)
 
 
 def summary(explanation: Explanation) -> str:
